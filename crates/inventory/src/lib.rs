@@ -1,1 +1,19 @@
-//! ez-inventory
+//! The cluster inventory of ezctl.
+//!
+//! `clusters/<c>/hosts.yml` says which machines are what, `config.yml` holds
+//! the cluster settings. [`Cluster::load`] reads both, reports every problem
+//! with file, line and field ([`Diagnostics`]), and computes derived values
+//! once ([`Derived`]). Nothing here knows about SSH, roles or certificates.
+
+pub mod cluster;
+pub mod diag;
+pub mod hosts;
+pub mod kubeasz;
+pub mod render;
+pub mod settings;
+pub mod yaml;
+
+pub use cluster::{Cluster, Derived, Host, LoadError, SshTarget, CONFIG_FILE, HOSTS_FILE};
+pub use diag::{Diagnostic, Diagnostics};
+pub use hosts::Group;
+pub use settings::{Setting, Settings, Value, SETTINGS};

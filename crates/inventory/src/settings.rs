@@ -1,0 +1,535 @@
+//! `config.yml`: the schema of every cluster setting, and its typed values.
+//!
+//! One table lists each key once, with its type, default and the role that
+//! reads it. Parsing, validation, `did you mean`, the JSON model and the
+//! example file check (see tests) all come from this table.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::diag::{did_you_mean, Reporter};
+use crate::yaml::{Kind as NodeKind, Node, Pos};
+
+/// What a setting accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Any text, possibly empty.
+    Text,
+    /// Text that must not be empty.
+    Name,
+    /// true/false (also yes/no, as kubeasz writes them).
+    Bool,
+    Int {
+        min: i64,
+        max: i64,
+    },
+    Port,
+    Ip,
+    /// An IP address or empty.
+    OptIp,
+    Cidr,
+    OneOf(&'static [&'static str]),
+    /// A duration like `876000h`, `30d`, `90m`.
+    Expiry,
+    /// `low-high` port range.
+    PortRange,
+    /// A list of strings (may be empty).
+    List,
+    /// An absolute path on the hosts.
+    AbsPath,
+    /// An absolute path, or empty.
+    OptAbsPath,
+}
+
+impl Kind {
+    /// Human description of what is allowed, for messages.
+    pub fn allowed(&self) -> String {
+        match self {
+            Kind::Text => "any text".into(),
+            Kind::Name => "a non-empty name".into(),
+            Kind::Bool => "true or false".into(),
+            Kind::Int { min, max } => format!("a whole number from {min} to {max}"),
+            Kind::Port => "a port number from 1 to 65535".into(),
+            Kind::Ip => "an IP address such as 10.0.0.10".into(),
+            Kind::OptIp => "an IP address such as 10.0.0.10, or \"\"".into(),
+            Kind::Cidr => "a network in CIDR form such as 10.68.0.0/16".into(),
+            Kind::OneOf(values) => format!("one of: {}", values.join(", ")),
+            Kind::Expiry => "a duration such as 876000h, 365d or 90m".into(),
+            Kind::PortRange => "a port range such as 30000-32767".into(),
+            Kind::List => "a list of strings".into(),
+            Kind::AbsPath => "an absolute path such as /opt/kube/bin".into(),
+            Kind::OptAbsPath => "an absolute path, or \"\"".into(),
+        }
+    }
+}
+
+/// One known key of `config.yml`.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    pub key: &'static str,
+    pub kind: Kind,
+    /// Default, as YAML text.
+    pub default: &'static str,
+    /// The role (or area) that reads it; groups the example file.
+    pub role: &'static str,
+}
+
+macro_rules! settings {
+    ($( $role:literal { $( $key:literal : $kind:expr => $default:literal ),* $(,)? } )*) => {
+        &[ $( $( Setting { key: $key, kind: $kind, default: $default, role: $role }, )* )* ]
+    };
+}
+
+use Kind::*;
+
+pub const NETWORK_PLUGINS: &[&str] = &["calico", "none"];
+pub const RUNTIMES: &[&str] = &["containerd"];
+
+/// Every setting `config.yml` may hold. Defaults follow kubeasz where sensible.
+pub const SETTINGS: &[Setting] = settings! {
+    "deploy" {
+        "CLUSTER_NAME": Name => "cluster1",
+        "CONTEXT_NAME": Name => "context-cluster1",
+        "CA_EXPIRY": Expiry => "876000h",
+        "CERT_EXPIRY": Expiry => "438000h",
+        "K8S_VER": Name => "1.30.1",
+        "ETCD_VER": Name => "3.4.23",
+        "CONTAINERD_VER": Name => "1.6.20",
+        "BACKUP_KEEP": Int { min: 1, max: 10000 } => "10",
+    }
+    "cluster" {
+        "SECURE_PORT": Port => "6443",
+        "CONTAINER_RUNTIME": OneOf(RUNTIMES) => "containerd",
+        "CLUSTER_NETWORK": OneOf(NETWORK_PLUGINS) => "calico",
+        "PROXY_MODE": OneOf(&["ipvs", "iptables", "nftables"]) => "ipvs",
+        "SERVICE_CIDR": Cidr => "10.68.0.0/16",
+        "CLUSTER_CIDR": Cidr => "172.20.0.0/16",
+        "NODE_PORT_RANGE": PortRange => "30000-32767",
+        "CLUSTER_DNS_DOMAIN": Name => "cluster.local",
+        "bin_dir": AbsPath => "/opt/kube/bin",
+        "ca_dir": AbsPath => "/etc/kubernetes/ssl",
+        "NTP_SERVERS": List => "[]",
+    }
+    "etcd" {
+        "ETCD_DATA_DIR": AbsPath => "/var/lib/etcd",
+        "ETCD_WAL_DIR": OptAbsPath => "\"\"",
+    }
+    "runtime" {
+        "ENABLE_MIRROR_REGISTRY": Bool => "false",
+        "MIRROR_REGISTRIES": List => "[]",
+        "INSECURE_REG": List => "[]",
+        "SANDBOX_IMAGE": Name => "registry.k8s.io/pause:3.9",
+        "CONTAINERD_STORAGE_DIR": AbsPath => "/var/lib/containerd",
+    }
+    "kube-master" {
+        "MASTER_CERT_HOSTS": List => "[]",
+        "NODE_CIDR_LEN": Int { min: 8, max: 30 } => "24",
+    }
+    "kube-node" {
+        "KUBELET_ROOT_DIR": AbsPath => "/var/lib/kubelet",
+        "MAX_PODS": Int { min: 1, max: 1000 } => "110",
+    }
+    "calico" {
+        "CALICO_IPV4POOL_IPIP": OneOf(&["Always", "CrossSubnet", "Never"]) => "Always",
+        "IP_AUTODETECTION_METHOD": Name => "first-found",
+        "CALICO_NETWORKING_BACKEND": OneOf(&["bird", "vxlan", "none"]) => "bird",
+        "CALICO_RR_ENABLED": Bool => "false",
+        "CALICO_RR_NODES": List => "[]",
+        "CALICO_IMAGE_REGISTRY": Name => "quay.io",
+        "calico_ver": Name => "v3.26.4",
+    }
+    "cluster-addon" {
+        "dns_install": Bool => "true",
+        "corednsVer": Name => "1.11.1",
+        "ENABLE_LOCAL_DNS_CACHE": Bool => "false",
+        "dnsNodeCacheVer": Name => "1.22.28",
+        "LOCAL_DNS_CACHE": Ip => "169.254.20.10",
+        "metricsserver_install": Bool => "false",
+        "metricsVer": Name => "v0.7.1",
+    }
+    "ex-lb" {
+        "EX_APISERVER_VIP": OptIp => "\"\"",
+        "EX_APISERVER_PORT": Port => "8443",
+    }
+    "harbor" {
+        "HARBOR_VER": Name => "v2.10.2",
+        "HARBOR_DOMAIN": Name => "harbor.easzlab.io.local",
+        "HARBOR_PATH": AbsPath => "/var/data",
+        "HARBOR_TLS_PORT": Port => "8443",
+        "HARBOR_SELF_SIGNED_CERT": Bool => "true",
+    }
+};
+
+pub fn find(key: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.key == key)
+}
+
+/// A checked setting value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    Bool(bool),
+    Int(i64),
+    Text(String),
+    List(Vec<String>),
+}
+
+impl Value {
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Value::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Every setting of a cluster, defaults filled in, with where each came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    values: BTreeMap<&'static str, Value>,
+    #[serde(skip)]
+    positions: BTreeMap<&'static str, Pos>,
+}
+
+impl Settings {
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.values.get(key)
+    }
+
+    /// Text value of a key of a text-like kind; "" for others.
+    pub fn text(&self, key: &str) -> &str {
+        self.get(key).and_then(Value::as_text).unwrap_or("")
+    }
+
+    pub fn int(&self, key: &str) -> i64 {
+        match self.get(key) {
+            Some(Value::Int(i)) => *i,
+            _ => 0,
+        }
+    }
+
+    pub fn bool(&self, key: &str) -> bool {
+        matches!(self.get(key), Some(Value::Bool(true)))
+    }
+
+    pub fn list(&self, key: &str) -> &[String] {
+        match self.get(key) {
+            Some(Value::List(l)) => l,
+            _ => &[],
+        }
+    }
+
+    /// Where a key was set in `config.yml`, if it was (defaults have none).
+    pub fn pos(&self, key: &str) -> Option<Pos> {
+        self.positions.get(key).copied()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Value)> {
+        self.values.iter().map(|(k, v)| (*k, v))
+    }
+}
+
+/// Read `config.yml` (already parsed) into settings, reporting every problem.
+pub(crate) fn read(root: Option<&Node>, rep: &mut Reporter<'_>) -> Settings {
+    let mut settings = defaults();
+    let Some(root) = root else {
+        return settings;
+    };
+    let NodeKind::Map(entries) = &root.kind else {
+        rep.error_help(
+            root.pos,
+            "",
+            format!("expected a mapping of settings, found {}", root.type_name()),
+            "write one `KEY: value` per line, see clusters/example/config.yml",
+        );
+        return settings;
+    };
+    let mut seen: BTreeMap<&str, Pos> = BTreeMap::new();
+    for (key_node, value) in entries {
+        let Some(key) = key_node.as_str() else {
+            rep.error(key_node.pos, "", "setting names must be plain text");
+            continue;
+        };
+        let Some(setting) = find(key) else {
+            let hint = match did_you_mean(key, SETTINGS.iter().map(|s| s.key)) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "see clusters/example/config.yml for every known setting".into(),
+            };
+            rep.error_help(key_node.pos, key, "unknown setting", hint);
+            continue;
+        };
+        if let Some(first) = seen.insert(setting.key, key_node.pos) {
+            rep.error(
+                key_node.pos,
+                key,
+                format!("set twice (first on line {})", first.line),
+            );
+            continue;
+        }
+        if let Some(v) = check_value(setting, value, rep) {
+            settings.values.insert(setting.key, v);
+            settings.positions.insert(setting.key, value.pos);
+        }
+    }
+    settings
+}
+
+/// The defaults of every setting.
+pub fn defaults() -> Settings {
+    let mut values = BTreeMap::new();
+    for s in SETTINGS {
+        // Defaults are constants checked by a unit test; a broken one would
+        // be skipped here rather than crash a user's run.
+        if let Ok(Some(node)) = crate::yaml::parse(s.default) {
+            let mut sink = Vec::new();
+            let mut rep = Reporter {
+                file: std::path::Path::new("<defaults>"),
+                out: &mut sink,
+            };
+            if let Some(v) = check_value(s, &node, &mut rep) {
+                values.insert(s.key, v);
+            }
+        }
+    }
+    Settings {
+        values,
+        positions: BTreeMap::new(),
+    }
+}
+
+fn bad(rep: &mut Reporter<'_>, s: &Setting, node: &Node, found: &str) -> Option<Value> {
+    rep.error_help(
+        node.pos,
+        s.key,
+        format!("`{found}` is not valid here"),
+        format!("allowed: {}", s.kind.allowed()),
+    );
+    None
+}
+
+fn check_value(s: &Setting, node: &Node, rep: &mut Reporter<'_>) -> Option<Value> {
+    if let Kind::List = s.kind {
+        return check_list(s, node, rep);
+    }
+    let text = match &node.kind {
+        NodeKind::Scalar { text, .. } => text.as_str(),
+        NodeKind::Null if matches!(s.kind, Kind::Text | Kind::OptIp | Kind::OptAbsPath) => "",
+        _ => {
+            rep.error_help(
+                node.pos,
+                s.key,
+                format!("expected a single value, found {}", node.type_name()),
+                format!("allowed: {}", s.kind.allowed()),
+            );
+            return None;
+        }
+    };
+    match s.kind {
+        Kind::Text => Some(Value::Text(text.to_string())),
+        Kind::Name => {
+            if text.trim().is_empty() {
+                bad(rep, s, node, text)
+            } else {
+                Some(Value::Text(text.to_string()))
+            }
+        }
+        Kind::Bool => match text.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" => Some(Value::Bool(true)),
+            "false" | "no" | "off" => Some(Value::Bool(false)),
+            _ => bad(rep, s, node, text),
+        },
+        Kind::Int { min, max } => match text.parse::<i64>() {
+            Ok(n) if (min..=max).contains(&n) => Some(Value::Int(n)),
+            Ok(_) => {
+                rep.error_help(
+                    node.pos,
+                    s.key,
+                    format!("{text} is out of range"),
+                    format!("allowed: {}", s.kind.allowed()),
+                );
+                None
+            }
+            Err(_) => bad(rep, s, node, text),
+        },
+        Kind::Port => match text.parse::<u16>() {
+            Ok(n) if n > 0 => Some(Value::Int(i64::from(n))),
+            _ => bad(rep, s, node, text),
+        },
+        Kind::Ip => match text.parse::<IpAddr>() {
+            Ok(_) => Some(Value::Text(text.to_string())),
+            Err(_) => bad(rep, s, node, text),
+        },
+        Kind::OptIp => match text.is_empty() || text.parse::<IpAddr>().is_ok() {
+            true => Some(Value::Text(text.to_string())),
+            false => bad(rep, s, node, text),
+        },
+        Kind::Cidr => match text.parse::<IpNet>() {
+            Ok(net) if net.trunc() == net => Some(Value::Text(text.to_string())),
+            Ok(net) => {
+                rep.error_help(
+                    node.pos,
+                    s.key,
+                    format!("`{text}` has host bits set"),
+                    format!("did you mean `{}`?", net.trunc()),
+                );
+                None
+            }
+            Err(_) => bad(rep, s, node, text),
+        },
+        Kind::OneOf(values) => {
+            if values.contains(&text) {
+                Some(Value::Text(text.to_string()))
+            } else {
+                let mut help = format!("allowed: {}", values.join(", "));
+                if let Some(m) = did_you_mean(text, values.iter().copied()) {
+                    help = format!("did you mean `{m}`? {help}");
+                }
+                rep.error_help(node.pos, s.key, format!("`{text}` is not supported"), help);
+                None
+            }
+        }
+        Kind::Expiry => match parse_duration_hours(text) {
+            Some(_) => Some(Value::Text(text.to_string())),
+            None => bad(rep, s, node, text),
+        },
+        Kind::PortRange => match parse_port_range(text) {
+            Some(_) => Some(Value::Text(text.to_string())),
+            None => bad(rep, s, node, text),
+        },
+        Kind::AbsPath => {
+            if text.starts_with('/') && !text.contains(char::is_whitespace) {
+                Some(Value::Text(text.trim_end_matches('/').to_string()).normalize_root())
+            } else {
+                bad(rep, s, node, text)
+            }
+        }
+        Kind::OptAbsPath => {
+            if text.is_empty() || (text.starts_with('/') && !text.contains(char::is_whitespace)) {
+                Some(Value::Text(text.to_string()))
+            } else {
+                bad(rep, s, node, text)
+            }
+        }
+        Kind::List => None,
+    }
+}
+
+impl Value {
+    /// `/` trimmed of its trailing slash would be empty; keep it as `/`.
+    fn normalize_root(self) -> Value {
+        match self {
+            Value::Text(t) if t.is_empty() => Value::Text("/".into()),
+            other => other,
+        }
+    }
+}
+
+fn check_list(s: &Setting, node: &Node, rep: &mut Reporter<'_>) -> Option<Value> {
+    match &node.kind {
+        NodeKind::Null => Some(Value::List(Vec::new())),
+        NodeKind::Seq(items) => {
+            let mut out = Vec::new();
+            let mut ok = true;
+            for (i, item) in items.iter().enumerate() {
+                match &item.kind {
+                    NodeKind::Scalar { text, .. } => out.push(text.clone()),
+                    _ => {
+                        ok = false;
+                        rep.error(
+                            item.pos,
+                            &format!("{}[{i}]", s.key),
+                            format!("expected a string, found {}", item.type_name()),
+                        );
+                    }
+                }
+            }
+            ok.then_some(Value::List(out))
+        }
+        _ => {
+            rep.error_help(
+                node.pos,
+                s.key,
+                format!("expected a list, found {}", node.type_name()),
+                "write it as a YAML list, e.g.\n      - \"a\"\n      - \"b\"",
+            );
+            None
+        }
+    }
+}
+
+/// Parse a kubeasz-style duration (`876000h`, `365d`, `90m`) into hours.
+/// Minutes round up to whole hours so a short expiry never becomes zero.
+pub fn parse_duration_hours(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = text.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let hours = match unit {
+        "h" => n,
+        "d" => n.checked_mul(24)?,
+        "y" => n.checked_mul(24 * 365)?,
+        "m" => n.div_ceil(60),
+        _ => return None,
+    };
+    // More than ~1000 years cannot be encoded in an X.509 validity.
+    (hours > 0 && hours <= 24 * 365 * 1000).then_some(hours)
+}
+
+/// Parse `low-high` into a port range with low < high.
+pub fn parse_port_range(text: &str) -> Option<(u16, u16)> {
+    let (a, b) = text.split_once('-')?;
+    let a: u16 = a.trim().parse().ok()?;
+    let b: u16 = b.trim().parse().ok()?;
+    (a > 0 && a < b).then_some((a, b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_default_is_valid() {
+        let d = defaults();
+        for s in SETTINGS {
+            assert!(
+                d.get(s.key).is_some(),
+                "default of {} does not parse",
+                s.key
+            );
+        }
+    }
+
+    #[test]
+    fn keys_are_unique() {
+        let mut keys: Vec<_> = SETTINGS.iter().map(|s| s.key).collect();
+        keys.sort();
+        let n = keys.len();
+        keys.dedup();
+        assert_eq!(n, keys.len());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_hours("876000h"), Some(876000));
+        assert_eq!(parse_duration_hours("10d"), Some(240));
+        assert_eq!(parse_duration_hours("90m"), Some(2));
+        assert_eq!(parse_duration_hours("1y"), Some(8760));
+        assert_eq!(parse_duration_hours("h"), None);
+        assert_eq!(parse_duration_hours("12"), None);
+        assert_eq!(parse_duration_hours("0h"), None);
+        assert_eq!(parse_duration_hours("99999999999999999999h"), None);
+        assert_eq!(parse_duration_hours("12x"), None);
+    }
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(parse_port_range("30000-32767"), Some((30000, 32767)));
+        assert_eq!(parse_port_range("32767-30000"), None);
+        assert_eq!(parse_port_range("0-100"), None);
+        assert_eq!(parse_port_range("1-70000"), None);
+        assert_eq!(parse_port_range("abc"), None);
+    }
+}
