@@ -1,0 +1,229 @@
+//! Prerequisites of the lab on the controller, and fixing them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::cmd;
+use crate::error::{LabError, Result};
+
+/// A tool the lab runs, and the Debian package that ships it.
+const TOOLS: &[(&str, &str)] = &[
+    ("systemd-nspawn", "systemd-container"),
+    ("debootstrap", "debootstrap"),
+    ("ip", "iproute2"),
+    ("ssh-keygen", "openssh-client"),
+    ("ssh", "openssh-client"),
+];
+
+/// inotify limits the machines need: past ~27 machines systemd fails with
+/// "Too many open files" at the defaults.
+const INOTIFY: &[(&str, u64)] = &[
+    ("/proc/sys/fs/inotify/max_user_instances", 8192),
+    ("/proc/sys/fs/inotify/max_user_watches", 1_048_576),
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub what: String,
+    /// Debian package that fixes it, when one does.
+    pub package: Option<&'static str>,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub problems: Vec<Problem>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    pub fn packages(&self) -> Vec<&'static str> {
+        let mut p: Vec<&'static str> = self.problems.iter().filter_map(|p| p.package).collect();
+        p.sort_unstable();
+        p.dedup();
+        p
+    }
+
+    /// One line per problem, with the package to install when there is one.
+    pub fn describe(&self) -> String {
+        self.problems
+            .iter()
+            .map(|p| match p.package {
+                Some(pkg) => format!("  - {} (apt-get install {pkg})", p.what),
+                None => format!("  - {}", p.what),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The error to return when the lab cannot start here.
+    pub fn into_error(self) -> Option<LabError> {
+        if self.ok() {
+            None
+        } else if self.problems.iter().any(|p| p.what == NOT_ROOT) {
+            Some(LabError::NotRoot)
+        } else {
+            Some(LabError::Missing(self.describe()))
+        }
+    }
+}
+
+const NOT_ROOT: &str = "not running as root";
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Finds an executable in PATH or the sbin directories (which a non-login
+/// root shell may lack in PATH).
+pub fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .map(PathBuf::from)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|d| d.join(tool))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn has_overlayfs() -> bool {
+    std::fs::read_to_string("/proc/filesystems")
+        .is_ok_and(|t| t.lines().any(|l| l.trim_end().ends_with("\toverlay")))
+}
+
+/// Checks everything; never changes anything except loading the overlay
+/// module when the kernel has it as a module.
+pub fn check() -> Report {
+    let mut problems = Vec::new();
+    if !is_root() {
+        problems.push(Problem {
+            what: NOT_ROOT.into(),
+            package: None,
+        });
+    }
+    for (tool, package) in TOOLS {
+        if which(tool).is_none() {
+            problems.push(Problem {
+                what: format!("`{tool}` not found"),
+                package: Some(package),
+            });
+        }
+    }
+    if !has_overlayfs() {
+        let _ = cmd::run(
+            Command::new("modprobe").arg("overlay"),
+            Duration::from_secs(10),
+        );
+        if !has_overlayfs() {
+            problems.push(Problem {
+                what:
+                    "kernel has no overlayfs (not in /proc/filesystems, `modprobe overlay` failed)"
+                        .into(),
+                package: None,
+            });
+        }
+    }
+    if crate::cgroup::hierarchies().is_empty() {
+        problems.push(Problem {
+            what:
+                "no usable cgroup hierarchy under /sys/fs/cgroup (need systemd/unified or cgroup2)"
+                    .into(),
+            package: None,
+        });
+    }
+    Report { problems }
+}
+
+/// `apt-get update` then `apt-get install -y` the packages the report names.
+pub fn install(report: &Report) -> Result<()> {
+    let pkgs = report.packages();
+    if pkgs.is_empty() {
+        return Ok(());
+    }
+    let t = Duration::from_secs(900);
+    cmd::run_ok(Command::new("apt-get").arg("update"), t)?;
+    cmd::run_ok(
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&pkgs)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        t,
+    )?;
+    Ok(())
+}
+
+/// Raises the inotify limits to what many machines need (never lowers them).
+/// Returns the settings it changed.
+pub fn raise_inotify_limits() -> Result<Vec<String>> {
+    let mut changed = Vec::new();
+    for (path, want) in INOTIFY {
+        let p = Path::new(path);
+        let now: u64 = std::fs::read_to_string(p)
+            .map_err(|e| LabError::io(p, e))?
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        if now < *want {
+            std::fs::write(p, want.to_string()).map_err(|e| LabError::io(p, e))?;
+            changed.push(format!(
+                "{} {now} -> {want}",
+                path.trim_start_matches("/proc/sys/").replace('/', ".")
+            ));
+        }
+    }
+    Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_finds_sh_and_not_nonsense() {
+        assert!(which("sh").is_some());
+        assert!(which("no-such-tool-ezlab").is_none());
+    }
+
+    #[test]
+    fn report_names_packages_once() {
+        let r = Report {
+            problems: vec![
+                Problem {
+                    what: "`ssh` not found".into(),
+                    package: Some("openssh-client"),
+                },
+                Problem {
+                    what: "`ssh-keygen` not found".into(),
+                    package: Some("openssh-client"),
+                },
+                Problem {
+                    what: "no overlayfs".into(),
+                    package: None,
+                },
+            ],
+        };
+        assert_eq!(r.packages(), vec!["openssh-client"]);
+        assert!(r.describe().contains("apt-get install openssh-client"));
+        assert!(matches!(r.into_error(), Some(LabError::Missing(_))));
+        assert!(Report::default().into_error().is_none());
+    }
+
+    #[test]
+    fn not_root_is_its_own_error() {
+        let r = Report {
+            problems: vec![Problem {
+                what: NOT_ROOT.into(),
+                package: None,
+            }],
+        };
+        assert!(matches!(r.into_error(), Some(LabError::NotRoot)));
+    }
+}

@@ -1,0 +1,964 @@
+//! The lab as a whole: bring N machines up, describe them, stop/start one,
+//! tear everything down.
+//!
+//! On disk (`/var/lib/ezlab` by default):
+//! ```text
+//! .locks/global.lock          subnet allocation and the shared bridge
+//! .locks/<lab>.lock           one up/down of a lab at a time
+//! <lab>/state.json            see state.rs
+//! <lab>/ssh/id_ed25519(.pub)  the lab's key, in every machine's authorized_keys
+//! <lab>/known_hosts           the machines' pre-generated host keys
+//! <lab>/logs/<host>.log       launcher + nspawn console output
+//! <lab>/machines/<host>/      up/ wk/ root/ containerd/ launch.sh nspawn.pid
+//! ```
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::cgroup;
+use crate::cluster_files;
+use crate::cmd;
+use crate::doctor;
+use crate::error::{LabError, Result};
+use crate::fsutil::{self, FileLock};
+use crate::layout::{self, Layout, Role};
+use crate::machine;
+use crate::net;
+use crate::process;
+use crate::rootfs;
+use crate::ssh_client::{self, Probe};
+use crate::state::{self, LabState, MachineState};
+
+pub const DEFAULT_STATE_ROOT: &str = "/var/lib/ezlab";
+pub const DEFAULT_CACHE_DIR: &str = "/var/cache/ezlab";
+pub const DEFAULT_HOME: &str = "/etc/ezctl";
+/// Grace given to a machine's systemd to shut down before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(15);
+/// Machines prepared at once (ssh-keygen, mount, netns): 2 cores.
+const PREPARE_WORKERS: usize = 4;
+
+/// What to bring up.
+#[derive(Debug, Clone)]
+pub struct LabSpec {
+    /// `[a-z][a-z0-9-]*`, at most 24 characters; machines are `<name>-1`…
+    pub name: String,
+    pub machines: usize,
+    /// `None`: the default layout (see `layout`).
+    pub layout: Option<Layout>,
+    /// ezctl's home: the cluster is written to `home/clusters/<name>/`.
+    pub home: PathBuf,
+    pub state_root: PathBuf,
+    pub cache_dir: PathBuf,
+    /// Debian mirror for the rootfs; `None`: the one apt uses here.
+    pub mirror: Option<String>,
+    /// How long all machines together may take to answer after launch.
+    pub ready_timeout: Duration,
+    /// Print progress lines on stderr.
+    pub progress: bool,
+}
+
+impl LabSpec {
+    /// Defaults: home from `$EZCTL_HOME` or /etc/ezctl, state in
+    /// /var/lib/ezlab, rootfs cache in /var/cache/ezlab, 60 s + 3 s per
+    /// machine to boot.
+    pub fn new(name: impl Into<String>, machines: usize) -> LabSpec {
+        LabSpec {
+            name: name.into(),
+            machines,
+            layout: None,
+            home: default_home(),
+            state_root: PathBuf::from(DEFAULT_STATE_ROOT),
+            cache_dir: PathBuf::from(DEFAULT_CACHE_DIR),
+            mirror: None,
+            ready_timeout: Duration::from_secs(60 + 3 * machines as u64),
+            progress: false,
+        }
+    }
+}
+
+pub fn default_home() -> PathBuf {
+    std::env::var_os("EZCTL_HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_HOME))
+}
+
+/// One machine as tests and the CLI see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    pub index: usize,
+    pub hostname: String,
+    pub ip: Ipv4Addr,
+    pub roles: Vec<Role>,
+}
+
+/// A lab that is up (or was, until `down`). Methods take `&self` so one lab
+/// can be shared by every test of a test binary.
+#[derive(Debug)]
+pub struct Lab {
+    paths: Paths,
+    state: Mutex<LabState>,
+    progress: bool,
+    ready_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+struct Paths {
+    state_root: PathBuf,
+    lab_dir: PathBuf,
+}
+
+impl Paths {
+    fn new(state_root: &Path, name: &str) -> Paths {
+        Paths {
+            state_root: state_root.to_path_buf(),
+            lab_dir: state_root.join(name),
+        }
+    }
+    fn state_file(&self) -> PathBuf {
+        self.lab_dir.join("state.json")
+    }
+    fn key(&self) -> PathBuf {
+        self.lab_dir.join("ssh/id_ed25519")
+    }
+    fn key_pub(&self) -> PathBuf {
+        self.lab_dir.join("ssh/id_ed25519.pub")
+    }
+    fn known_hosts(&self) -> PathBuf {
+        self.lab_dir.join("known_hosts")
+    }
+    fn lab_lock(&self, name: &str) -> PathBuf {
+        self.state_root.join(".locks").join(format!("{name}.lock"))
+    }
+    fn global_lock(&self) -> PathBuf {
+        self.state_root.join(".locks/global.lock")
+    }
+}
+
+pub fn validate_name(name: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(LabError::InvalidName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() || name.len() > 24 {
+        return bad("must be 1 to 24 characters");
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return bad("must start with a lowercase letter");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return bad("only a-z, 0-9 and '-' are allowed");
+    }
+    if name.ends_with('-') {
+        return bad("must not end with '-'");
+    }
+    Ok(())
+}
+
+fn say(progress: bool, msg: &str) {
+    if progress {
+        eprintln!("ezlab: {msg}");
+    }
+}
+
+impl Lab {
+    /// Brings the lab up and returns once every machine answers ssh and its
+    /// systemd is running (or degraded). A lab of that name already up with
+    /// the same size is reused (stopped machines are started); a different
+    /// size is an error; a broken one (crashed `up`) is torn down and rebuilt.
+    pub fn up(spec: LabSpec) -> Result<Lab> {
+        validate_name(&spec.name)?;
+        if spec.machines == 0 || spec.machines > net::MAX_MACHINES {
+            return Err(LabError::InvalidSize {
+                asked: spec.machines,
+                max: net::MAX_MACHINES,
+            });
+        }
+        let roles = match &spec.layout {
+            Some(l) => l.assign(spec.machines)?,
+            None => layout::default_roles(spec.machines),
+        };
+        if let Some(e) = doctor::check().into_error() {
+            return Err(e);
+        }
+        for c in doctor::raise_inotify_limits()? {
+            say(spec.progress, &format!("raised {c}"));
+        }
+        let paths = Paths::new(&spec.state_root, &spec.name);
+        let _lock = FileLock::acquire(&paths.lab_lock(&spec.name), Duration::from_secs(1800))?;
+
+        if let Some(existing) = Self::reuse(&spec, &paths)? {
+            return Ok(existing);
+        }
+
+        let rootfs = rootfs::ensure(&spec.cache_dir, spec.mirror.as_deref(), &|m| {
+            say(spec.progress, m)
+        })?;
+        let lab = Lab {
+            state: Mutex::new(Self::allocate(&spec, &paths, &rootfs, roles)?),
+            paths,
+            progress: spec.progress,
+            ready_timeout: spec.ready_timeout,
+        };
+        lab.build(&spec.home)?;
+        Ok(lab)
+    }
+
+    /// An existing lab of that name: reused when it has the asked size,
+    /// refused when it is up with another size, removed when broken.
+    fn reuse(spec: &LabSpec, paths: &Paths) -> Result<Option<Lab>> {
+        let existing = match state::load(&paths.state_file()) {
+            Ok(s) => s,
+            // Unreadable state: treat as a crashed lab and clean up by name.
+            Err(LabError::State { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        match existing {
+            Some(st) if st.complete && st.machines.len() == spec.machines => {
+                say(
+                    spec.progress,
+                    &format!("lab {} is already up; reusing it", st.name),
+                );
+                let lab = Lab {
+                    paths: paths.clone(),
+                    state: Mutex::new(st),
+                    progress: spec.progress,
+                    ready_timeout: spec.ready_timeout,
+                };
+                let stopped: Vec<usize> = lab
+                    .lock()
+                    .machines
+                    .iter()
+                    .filter(|m| !machine::is_running(m))
+                    .map(|m| m.index)
+                    .collect();
+                for i in stopped {
+                    lab.start_machine(i)?;
+                }
+                lab.write_cluster(&spec.home)?;
+                Ok(Some(lab))
+            }
+            Some(st) if st.complete && st.machines.iter().any(machine::is_running) => {
+                Err(LabError::SizeMismatch {
+                    name: st.name,
+                    running: st.machines.len(),
+                    wanted: spec.machines,
+                })
+            }
+            other => {
+                if other.is_some() || paths.lab_dir.exists() {
+                    say(
+                        spec.progress,
+                        &format!("removing the remains of lab {}", spec.name),
+                    );
+                    teardown(&spec.name, paths, other)?;
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Picks the lab's /24, creates its directory and records the plan in
+    /// state.json before anything else exists.
+    fn allocate(
+        spec: &LabSpec,
+        paths: &Paths,
+        rootfs: &Path,
+        roles: Vec<Vec<Role>>,
+    ) -> Result<LabState> {
+        let _global = FileLock::acquire(&paths.global_lock(), Duration::from_secs(120))?;
+        let mut used = net::subnets_in_use()?;
+        used.extend(list_states(&paths.state_root).into_iter().map(|s| s.subnet));
+        let subnet = (1..=254u8)
+            .find(|x| !used.contains(x))
+            .ok_or(LabError::NoSubnet)?;
+        let machines_dir = paths.lab_dir.join("machines");
+        let logs = paths.lab_dir.join("logs");
+        fsutil::mkdir_mode(&machines_dir, 0o755)?;
+        fsutil::mkdir_mode(&logs, 0o755)?;
+        let name = &spec.name;
+        let st = LabState {
+            name: name.clone(),
+            subnet,
+            bridge: net::BRIDGE.to_string(),
+            controller_ip: net::controller_ip(subnet),
+            rootfs: rootfs.to_path_buf(),
+            cluster_dir: None,
+            complete: false,
+            created: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            machines: roles
+                .into_iter()
+                .enumerate()
+                .map(|(i, roles)| {
+                    let hostname = format!("{name}-{}", i + 1);
+                    MachineState {
+                        index: i,
+                        ip: net::machine_ip(subnet, i),
+                        netns: net::netns_name(name, i),
+                        veth: net::veth_name(subnet, i),
+                        dir: machines_dir.join(&hostname),
+                        log: logs.join(format!("{hostname}.log")),
+                        hostname,
+                        roles,
+                        launcher_pid: None,
+                    }
+                })
+                .collect(),
+        };
+        state::save(&paths.state_file(), &st)?;
+        net::ensure_bridge(subnet)?;
+        Ok(st)
+    }
+
+    /// Everything after allocation: key, machines, launch, wait, cluster.
+    fn build(&self, home: &Path) -> Result<()> {
+        let started = Instant::now();
+        let (name, rootfs, machines) = {
+            let st = self.lock();
+            (st.name.clone(), st.rootfs.clone(), st.machines.clone())
+        };
+        self.ensure_lab_key()?;
+        let authorized = fsutil::read_to_string(&self.paths.key_pub())?;
+        let hosts_file = hosts_file(&machines);
+        say(
+            self.progress,
+            &format!("preparing {} machines", machines.len()),
+        );
+        par_for_each(&machines, PREPARE_WORKERS, |m| {
+            machine::prepare_upper(m, &authorized, &hosts_file)?;
+            machine::mount_root(m, &rootfs)?;
+            net::create_machine_net(&m.netns, &m.veth, m.ip)
+        })?;
+        self.write_known_hosts()?;
+        say(self.progress, "booting");
+        for m in &machines {
+            let pid = machine::launch(m, &name)?;
+            self.lock().machines[m.index].launcher_pid = Some(pid);
+            self.save()?;
+        }
+        self.wait_ready(&(0..machines.len()).collect::<Vec<_>>())?;
+        self.write_cluster(home)?;
+        self.lock().complete = true;
+        self.save()?;
+        say(
+            self.progress,
+            &format!(
+                "lab {name}: {} machines up in {:.1} s",
+                machines.len(),
+                started.elapsed().as_secs_f64()
+            ),
+        );
+        Ok(())
+    }
+
+    fn ensure_lab_key(&self) -> Result<()> {
+        let key = self.paths.key();
+        if key.exists() && self.paths.key_pub().exists() {
+            return Ok(());
+        }
+        fsutil::mkdir_mode(&self.paths.lab_dir.join("ssh"), 0o700)?;
+        fsutil::remove_file_if_exists(&key)?;
+        fsutil::remove_file_if_exists(&self.paths.key_pub())?;
+        let name = self.lock().name.clone();
+        cmd::run_ok(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C"])
+                .arg(format!("ezlab@{name}"))
+                .arg("-f")
+                .arg(&key),
+            Duration::from_secs(30),
+        )?;
+        Ok(())
+    }
+
+    fn known_hosts_text(&self) -> Result<String> {
+        let machines = self.lock().machines.clone();
+        let mut text = String::new();
+        for m in &machines {
+            let host_pub = fsutil::read_to_string(&m.host_key_pub())?;
+            if let Some(line) = ssh_client::known_hosts_line(&m.hostname, m.ip, &host_pub) {
+                text.push_str(&line);
+                text.push('\n');
+            }
+        }
+        Ok(text)
+    }
+
+    fn write_known_hosts(&self) -> Result<()> {
+        let text = self.known_hosts_text()?;
+        fsutil::write_file(&self.paths.known_hosts(), text.as_bytes(), 0o644)
+    }
+
+    fn write_cluster(&self, home: &Path) -> Result<()> {
+        let dir = cluster_files::cluster_dir(home, &self.lock().name);
+        {
+            // Recorded before writing so `down` removes it even after a crash.
+            let mut st = self.lock();
+            if let Some(old) = st.cluster_dir.clone().filter(|old| *old != dir) {
+                cluster_files::remove(&old, &st.name)?;
+            }
+            st.cluster_dir = Some(dir.clone());
+        }
+        self.save()?;
+        let known_hosts = self.known_hosts_text()?;
+        let st = self.lock().clone();
+        cluster_files::write(
+            &dir,
+            &st,
+            &self.paths.key(),
+            &self.paths.key_pub(),
+            &known_hosts,
+        )
+    }
+
+    /// Waits (in parallel) for the given machines to answer ssh with a
+    /// booted systemd, all within the lab's ready timeout.
+    fn wait_ready(&self, indices: &[usize]) -> Result<()> {
+        let machines: Vec<MachineState> = {
+            let st = self.lock();
+            indices
+                .iter()
+                .filter_map(|i| st.machines.get(*i).cloned())
+                .collect()
+        };
+        let timeout = self.ready_timeout;
+        let key = self.paths.key();
+        let kh = self.paths.known_hosts();
+        let deadline = Instant::now() + timeout;
+        let results: Vec<Result<()>> = thread::scope(|s| {
+            let handles: Vec<_> = machines
+                .iter()
+                .map(|m| {
+                    let (key, kh) = (&key, &kh);
+                    s.spawn(move || wait_one(m, key, kh, deadline, timeout))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(not_ready_panic())))
+                .collect()
+        });
+        results.into_iter().collect()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LabState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn save(&self) -> Result<()> {
+        let st = self.lock().clone();
+        state::save(&self.paths.state_file(), &st)
+    }
+
+    /// Opens a lab that is already up (for `status`, `ssh`, `down`).
+    pub fn open(name: &str, state_root: &Path) -> Result<Lab> {
+        validate_name(name)?;
+        let paths = Paths::new(state_root, name);
+        let st = state::load(&paths.state_file())?
+            .ok_or_else(|| LabError::NotFound(name.to_string()))?;
+        Ok(Lab {
+            paths,
+            ready_timeout: LabSpec::new(name, st.machines.len()).ready_timeout,
+            state: Mutex::new(st),
+            progress: false,
+        })
+    }
+
+    pub fn name(&self) -> String {
+        self.lock().name.clone()
+    }
+
+    pub fn hosts(&self) -> Vec<Host> {
+        self.lock()
+            .machines
+            .iter()
+            .map(|m| Host {
+                index: m.index,
+                hostname: m.hostname.clone(),
+                ip: m.ip,
+                roles: m.roles.clone(),
+            })
+            .collect()
+    }
+
+    /// The lab's private key (root on every machine accepts it).
+    pub fn ssh_key_path(&self) -> PathBuf {
+        self.paths.key()
+    }
+
+    /// known_hosts with every machine's real host key.
+    pub fn known_hosts_path(&self) -> PathBuf {
+        self.paths.known_hosts()
+    }
+
+    /// `HOME/clusters/<name>/` written by `up`.
+    pub fn cluster_dir(&self) -> Option<PathBuf> {
+        self.lock().cluster_dir.clone()
+    }
+
+    /// `/var/lib/ezlab/<name>`.
+    pub fn dir(&self) -> PathBuf {
+        self.paths.lab_dir.clone()
+    }
+
+    pub fn subnet(&self) -> String {
+        net::cidr(self.lock().subnet)
+    }
+
+    pub fn controller_ip(&self) -> Ipv4Addr {
+        self.lock().controller_ip
+    }
+
+    pub fn log_path(&self, index: usize) -> Option<PathBuf> {
+        self.lock().machines.get(index).map(|m| m.log.clone())
+    }
+
+    /// Finds a machine by hostname, IP, or 1-based number.
+    pub fn find(&self, host: &str) -> Result<Host> {
+        let hosts = self.hosts();
+        hosts
+            .iter()
+            .find(|h| h.hostname == host || h.ip.to_string() == host)
+            .or_else(|| {
+                host.parse::<usize>()
+                    .ok()
+                    .and_then(|n| hosts.get(n.wrapping_sub(1)))
+            })
+            .cloned()
+            .ok_or_else(|| LabError::NoSuchMachine {
+                lab: self.name(),
+                host: host.to_string(),
+            })
+    }
+
+    /// An `ssh` command to machine `index` (strict host key checking, the
+    /// lab's key); append the remote command with `.arg(..)`.
+    pub fn ssh_command(&self, index: usize) -> Result<Command> {
+        let ip = self.machine(index)?.ip;
+        Ok(ssh_client::command(
+            &self.paths.key(),
+            &self.paths.known_hosts(),
+            ip,
+        ))
+    }
+
+    /// Runs `remote` on machine `index` over ssh, bounded by `timeout`.
+    pub fn ssh_run(&self, index: usize, remote: &str, timeout: Duration) -> Result<cmd::Output> {
+        cmd::run(self.ssh_command(index)?.arg(remote), timeout)
+    }
+
+    fn machine(&self, index: usize) -> Result<MachineState> {
+        let st = self.lock();
+        st.machines
+            .get(index)
+            .cloned()
+            .ok_or_else(|| LabError::NoSuchMachine {
+                lab: st.name.clone(),
+                host: index.to_string(),
+            })
+    }
+
+    /// Whether machine `index`'s launcher and nspawn are alive.
+    pub fn is_running(&self, index: usize) -> bool {
+        self.machine(index).is_ok_and(|m| machine::is_running(&m))
+    }
+
+    /// Powers machine `index` off (systemd shutdown, then SIGKILL after a
+    /// grace period). Its disk (overlay upper dir) and network stay.
+    pub fn stop_machine(&self, index: usize) -> Result<()> {
+        let m = self.machine(index)?;
+        let name = self.name();
+        let left = machine::stop(&m, &name, STOP_GRACE);
+        self.lock().machines[index].launcher_pid = None;
+        self.save()?;
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(LabError::Leftovers {
+                name,
+                leftovers: left,
+            })
+        }
+    }
+
+    /// Boots machine `index` again and waits until it answers.
+    pub fn start_machine(&self, index: usize) -> Result<()> {
+        let m = self.machine(index)?;
+        if machine::is_running(&m) {
+            return Ok(());
+        }
+        let name = self.name();
+        // A launcher or container that half-died must not linger beside the
+        // new one.
+        machine::stop(&m, &name, Duration::from_secs(5));
+        let rootfs = self.lock().rootfs.clone();
+        machine::mount_root(&m, &rootfs)?;
+        net::create_machine_net(&m.netns, &m.veth, m.ip)?;
+        let pid = machine::launch(&m, &name)?;
+        self.lock().machines[index].launcher_pid = Some(pid);
+        self.save()?;
+        self.wait_ready(&[index])
+    }
+
+    /// Tears everything down (see [`down`]).
+    pub fn down(&self) -> Result<()> {
+        let st = self.lock().clone();
+        let _lock = FileLock::acquire(&self.paths.lab_lock(&st.name), Duration::from_secs(600))?;
+        teardown(&st.name, &self.paths, Some(st.clone()))
+    }
+}
+
+fn not_ready_panic() -> LabError {
+    LabError::Leftovers {
+        name: "wait".into(),
+        leftovers: vec!["a readiness thread panicked".into()],
+    }
+}
+
+fn wait_one(
+    m: &MachineState,
+    key: &Path,
+    kh: &Path,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<()> {
+    let mut last = String::from("not probed yet");
+    let launched = Instant::now();
+    while Instant::now() < deadline {
+        // Give the launcher a moment to start nspawn before judging it.
+        if launched.elapsed() > Duration::from_secs(2) && !machine::launcher_alive(m) {
+            last = "its launcher exited (systemd-nspawn failed)".into();
+            break;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match ssh_client::probe(key, kh, m.ip, left) {
+            Probe::Ready(_) => return Ok(()),
+            Probe::NotYet(why) => last = why,
+        }
+        thread::sleep(Duration::from_millis(300));
+    }
+    let log_text = std::fs::read_to_string(&m.log).unwrap_or_default();
+    let tail: Vec<&str> = log_text.lines().rev().take(20).collect();
+    Err(LabError::NotReady {
+        machine: m.hostname.clone(),
+        secs: timeout.as_secs(),
+        last,
+        log: m.log.clone(),
+        tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+    })
+}
+
+/// /etc/hosts of every machine: itself and its peers by name.
+fn hosts_file(machines: &[MachineState]) -> String {
+    let mut s = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for m in machines {
+        s.push_str(&format!("{}\t{}\n", m.ip, m.hostname));
+    }
+    s
+}
+
+/// Runs `f` on every item with at most `workers` threads; first error wins.
+fn par_for_each<T: Sync>(
+    items: &[T],
+    workers: usize,
+    f: impl Fn(&T) -> Result<()> + Sync,
+) -> Result<()> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<()>> = thread::scope(|s| {
+        let handles: Vec<_> = (0..workers.max(1))
+            .map(|_| {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(item) = items.get(i) else {
+                        return Ok(());
+                    };
+                    f(item)?;
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(not_ready_panic())))
+            .collect()
+    });
+    results.into_iter().collect()
+}
+
+/// Tears a lab down by name, whether it is healthy, half built by a crashed
+/// `up`, or already partly gone.
+pub fn down_by_name(name: &str, state_root: &Path) -> Result<()> {
+    validate_name(name)?;
+    let paths = Paths::new(state_root, name);
+    let _lock = FileLock::acquire(&paths.lab_lock(name), Duration::from_secs(600))?;
+    let st = state::load(&paths.state_file()).unwrap_or(None);
+    if st.is_none()
+        && !paths.lab_dir.exists()
+        && net::netns_with_prefix(&net::netns_prefix(name)).is_empty()
+    {
+        return Err(LabError::NotFound(name.to_string()));
+    }
+    teardown(name, &paths, st)
+}
+
+/// The teardown itself: processes (by pid, then whatever is left in the
+/// lab's cgroups), cgroups depth-first, netns, overlay mounts, the lab's
+/// bridge address (and the bridge when no lab is left), the cluster folder,
+/// the lab directory. Then checks that nothing is left.
+fn teardown(name: &str, paths: &Paths, st: Option<LabState>) -> Result<()> {
+    let mut machines: Vec<MachineState> =
+        st.as_ref().map(|s| s.machines.clone()).unwrap_or_default();
+    // Machines a crashed `up` created but never recorded.
+    if let Ok(entries) = std::fs::read_dir(paths.lab_dir.join("machines")) {
+        for e in entries.flatten() {
+            let host = e.file_name().to_string_lossy().into_owned();
+            if !machines.iter().any(|m| m.hostname == host) {
+                machines.push(MachineState {
+                    index: machines.len(),
+                    hostname: host.clone(),
+                    ip: Ipv4Addr::UNSPECIFIED,
+                    netns: String::new(),
+                    veth: String::new(),
+                    dir: e.path(),
+                    log: PathBuf::new(),
+                    roles: Vec::new(),
+                    launcher_pid: None,
+                });
+            }
+        }
+    }
+    let mut left: Vec<String> = Vec::new();
+    let stopped: Vec<Vec<String>> = thread::scope(|s| {
+        let hs: Vec<_> = machines
+            .iter()
+            .map(|m| s.spawn(move || machine::stop(m, name, STOP_GRACE)))
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    left.extend(stopped.into_iter().flatten());
+    let lab_cgroups = cgroup::lab_dirs(name);
+    left.extend(machine::kill_cgroups(&lab_cgroups));
+    // Anything that escaped the cgroups but still runs from the lab's files.
+    let lab_dir_text = paths.lab_dir.display().to_string();
+    for pid in process::pids_mentioning(&lab_dir_text) {
+        if process::cmdline(pid).contains("systemd-nspawn")
+            || process::cmdline(pid).contains("launch.sh")
+        {
+            process::kill(pid, libc::SIGKILL);
+        }
+    }
+    for d in &lab_cgroups {
+        left.extend(
+            cgroup::remove_tree(d)
+                .into_iter()
+                .map(|p| format!("cgroup {}", p.display())),
+        );
+    }
+    cgroup::remove_parent_if_empty();
+
+    for m in &machines {
+        if !m.netns.is_empty() {
+            if let Err(e) = net::delete_machine_net(&m.netns, Some(&m.veth)) {
+                left.push(e.to_string());
+            }
+        }
+    }
+    for ns in net::netns_with_prefix(&net::netns_prefix(name)) {
+        if let Err(e) = net::delete_machine_net(&ns, None) {
+            left.push(e.to_string());
+        }
+    }
+    left.extend(fsutil::unmount_all_under(&paths.lab_dir));
+    {
+        let _global = FileLock::acquire(&paths.global_lock(), Duration::from_secs(120))?;
+        if let Some(s) = &st {
+            if let Err(e) = net::release_bridge(s.subnet) {
+                left.push(e.to_string());
+            }
+        }
+    }
+    if let Some(dir) = st.as_ref().and_then(|s| s.cluster_dir.clone()) {
+        if let Err(e) = cluster_files::remove(&dir, name) {
+            left.push(e.to_string());
+        }
+    }
+    if left.is_empty() {
+        if let Err(e) = fsutil::remove_tree_unmounted(&paths.lab_dir) {
+            left.push(e.to_string());
+        }
+    }
+    left.extend(leftovers(name, &paths.lab_dir));
+    left.sort();
+    left.dedup();
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(LabError::Leftovers {
+            name: name.to_string(),
+            leftovers: left,
+        })
+    }
+}
+
+/// What of lab `name` still exists on this host: netns, mounts, cgroups,
+/// nspawn processes. Empty after a clean `down`.
+pub fn leftovers(name: &str, lab_dir: &Path) -> Vec<String> {
+    let mut left: Vec<String> = net::netns_with_prefix(&net::netns_prefix(name))
+        .into_iter()
+        .map(|n| format!("netns {n}"))
+        .collect();
+    left.extend(
+        fsutil::mounts_under(lab_dir)
+            .into_iter()
+            .map(|m| format!("mount {}", m.display())),
+    );
+    left.extend(
+        cgroup::lab_dirs(name)
+            .into_iter()
+            .filter(|d| d.exists())
+            .map(|d| format!("cgroup {}", d.display())),
+    );
+    left.extend(
+        process::pids_mentioning(&lab_dir.display().to_string())
+            .into_iter()
+            .filter(|p| {
+                process::cmdline(*p).contains("systemd-nspawn")
+                    || process::cmdline(*p).contains("launch.sh")
+            })
+            .map(|p| format!("process {p}: {}", process::cmdline(p))),
+    );
+    left
+}
+
+/// Every lab with a readable state file under `state_root`.
+pub fn list_states(state_root: &Path) -> Vec<LabState> {
+    let mut labs: Vec<LabState> = std::fs::read_dir(state_root)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .filter_map(|e| state::load(&e.path().join("state.json")).ok().flatten())
+                .collect()
+        })
+        .unwrap_or_default();
+    labs.sort_by(|a, b| a.name.cmp(&b.name));
+    labs
+}
+
+/// A lab's machines with whether each is running, for `ezlab status`.
+#[derive(Debug, Clone)]
+pub struct LabStatus {
+    pub name: String,
+    pub subnet: String,
+    pub complete: bool,
+    pub cluster_dir: Option<PathBuf>,
+    pub machines: Vec<(Host, bool)>,
+}
+
+pub fn status(state_root: &Path) -> Vec<LabStatus> {
+    list_states(state_root)
+        .into_iter()
+        .map(|st| LabStatus {
+            name: st.name.clone(),
+            subnet: net::cidr(st.subnet),
+            complete: st.complete,
+            cluster_dir: st.cluster_dir.clone(),
+            machines: st
+                .machines
+                .iter()
+                .map(|m| {
+                    (
+                        Host {
+                            index: m.index,
+                            hostname: m.hostname.clone(),
+                            ip: m.ip,
+                            roles: m.roles.clone(),
+                        },
+                        machine::is_running(m),
+                    )
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lab_names_are_checked() {
+        for ok in ["demo", "t1a2b3c4", "a-b"] {
+            validate_name(ok).unwrap();
+        }
+        for bad in [
+            "",
+            "Demo",
+            "1lab",
+            "a_b",
+            "a.b",
+            "lab-",
+            "a-very-long-lab-name-that-is-too-long",
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn par_for_each_visits_all_and_reports_errors() {
+        let seen = Mutex::new(Vec::new());
+        par_for_each(&[1, 2, 3, 4, 5], 2, |i| {
+            seen.lock().unwrap().push(*i);
+            Ok(())
+        })
+        .unwrap();
+        let mut v = seen.into_inner().unwrap();
+        v.sort();
+        assert_eq!(v, vec![1, 2, 3, 4, 5]);
+        let r = par_for_each(&[1, 2], 2, |i| {
+            if *i == 2 {
+                Err(LabError::NoSubnet)
+            } else {
+                Ok(())
+            }
+        });
+        assert!(matches!(r, Err(LabError::NoSubnet)));
+    }
+
+    #[test]
+    fn hosts_file_names_every_machine() {
+        let m = MachineState {
+            index: 0,
+            hostname: "demo-1".into(),
+            ip: Ipv4Addr::new(10, 231, 2, 11),
+            netns: String::new(),
+            veth: String::new(),
+            dir: PathBuf::new(),
+            log: PathBuf::new(),
+            roles: vec![],
+            launcher_pid: None,
+        };
+        assert!(hosts_file(&[m]).contains("10.231.2.11\tdemo-1\n"));
+    }
+
+    #[test]
+    fn down_of_an_unknown_lab_is_not_found() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            down_by_name("nosuchlab", d.path()),
+            Err(LabError::NotFound(_))
+        ));
+    }
+}
