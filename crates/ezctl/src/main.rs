@@ -1,1 +1,84 @@
-fn main() {}
+//! ezctl: provision and operate HA Kubernetes clusters from binaries.
+//!
+//! This binary only parses arguments, picks the work and renders results;
+//! the inventory, PKI, SSH and engine crates do the work.
+
+mod cli;
+mod commands;
+mod exit;
+mod home;
+mod style;
+mod versions;
+
+use std::process::ExitCode as ProcessExit;
+
+use clap::{CommandFactory, Parser};
+
+use cli::{Cli, Command};
+use exit::{ExitCode, Failure};
+use home::Home;
+use style::Style;
+
+fn main() -> ProcessExit {
+    let cli = Cli::parse();
+    let style = Style::detect(cli.color);
+    match run(cli, style) {
+        Ok(()) => ProcessExit::SUCCESS,
+        Err(err) => {
+            let code = err
+                .downcast_ref::<Failure>()
+                .map_or(ExitCode::Failed, |f| f.code);
+            eprintln!("{} {}", style.red("error:"), render_error(&err));
+            ProcessExit::from(code as u8)
+        }
+    }
+}
+
+/// The error and its causes, one per line.
+fn render_error(err: &anyhow::Error) -> String {
+    let mut out = err.to_string();
+    for cause in err.chain().skip(1) {
+        out.push_str(&format!("\n  caused by: {cause}"));
+    }
+    out
+}
+
+fn run(cli: Cli, style: Style) -> anyhow::Result<()> {
+    let home = Home::new(&cli.home);
+    match cli.command {
+        Command::New(c) => commands::new::run(&home, &c.cluster),
+        Command::List => commands::list::list(&home, style),
+        Command::Checkout(c) => commands::list::checkout(&home, &c.cluster),
+        Command::Check(c) => commands::check::run(&home, &c.cluster, cli.json, style),
+        Command::Import {
+            cluster,
+            hosts,
+            config,
+        } => commands::import::run(&home, &cluster, &hosts, config.as_deref()),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "ezctl", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(())
+        }
+        Command::Exec { .. } => Err(Failure::not_implemented("exec").into()),
+        Command::Setup { .. } => Err(Failure::not_implemented("setup").into()),
+        Command::Start(_) => Err(Failure::not_implemented("start").into()),
+        Command::Stop(_) => Err(Failure::not_implemented("stop").into()),
+        Command::Upgrade { .. } => Err(Failure::not_implemented("upgrade").into()),
+        Command::Destroy { .. } => Err(Failure::not_implemented("destroy").into()),
+        Command::Backup { .. } => Err(Failure::not_implemented("backup").into()),
+        Command::Restore { .. } => Err(Failure::not_implemented("restore").into()),
+        Command::AddEtcd(_) => Err(Failure::not_implemented("add-etcd").into()),
+        Command::AddMaster(_) => Err(Failure::not_implemented("add-master").into()),
+        Command::AddNode(_) => Err(Failure::not_implemented("add-node").into()),
+        Command::DelEtcd(_) => Err(Failure::not_implemented("del-etcd").into()),
+        Command::DelMaster(_) => Err(Failure::not_implemented("del-master").into()),
+        Command::DelNode(_) => Err(Failure::not_implemented("del-node").into()),
+        Command::KcaRenew(_) => Err(Failure::not_implemented("kca-renew").into()),
+        Command::KcfgAdm { .. } => Err(Failure::not_implemented("kcfg-adm").into()),
+        Command::Download => Err(Failure::not_implemented("download").into()),
+    }
+}

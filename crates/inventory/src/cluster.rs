@@ -470,8 +470,12 @@ fn resolve(
             .copied()
             .unwrap_or(Pos { line: 1, col: 1 })
     };
+    // A group with an unreadable entry is not counted: its size would be a
+    // consequence of that error, not a second problem.
+    let unreadable = |g: Group| doc.entries.iter().any(|e| e.group == g && e.ip.is_none());
     let etcd = count(Group::Etcd);
-    if etcd == 0 {
+    if unreadable(Group::Etcd) {
+    } else if etcd == 0 {
         hrep.error_help(
             group_pos(Group::Etcd),
             "etcd",
@@ -486,7 +490,7 @@ fn resolve(
             "use an odd number of etcd hosts (1, 3, 5, 7)",
         );
     }
-    if count(Group::KubeMaster) == 0 {
+    if count(Group::KubeMaster) == 0 && !unreadable(Group::KubeMaster) {
         hrep.error_help(
             group_pos(Group::KubeMaster),
             "kube_master",

@@ -1,0 +1,226 @@
+//! The command line: every kubeasz command, plus ours.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Typical first run:
+  ezctl new mycluster                 # writes clusters/mycluster/{hosts.yml,config.yml}
+  $EDITOR clusters/mycluster/hosts.yml
+  ezctl check mycluster               # validate; nothing is touched on any host
+  ezctl setup mycluster all --dry-run # what would change, per host
+  ezctl setup mycluster all
+
+Setup steps (number or name):
+  01 prepare        CA, certs and kubeconfigs; OS settings on every host
+  02 etcd           the etcd cluster
+  03 containerd     container runtime
+  04 kube-master    apiserver, controller-manager, scheduler
+  05 kube-node      kubelet, kube-proxy, local kube-lb
+  06 network        calico
+  07 cluster-addon  coredns and other add-ons
+  90 all            01..07
+  10 ex-lb          external load balancer with a VIP
+  11 harbor         image registry
+";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ezctl",
+    version,
+    about = "Provision and operate HA Kubernetes clusters from binaries over SSH",
+    long_about = "ezctl turns bare Linux hosts described in a cluster inventory \
+                  (clusters/<cluster>/hosts.yml and config.yml) into an HA Kubernetes cluster \
+                  installed from binaries, then operates it: scale out and in, upgrades, \
+                  etcd backup and restore, certificate renewal.",
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// Base directory holding clusters/, roles/, playbooks/ and bin/
+    #[arg(
+        long,
+        global = true,
+        env = "EZCTL_HOME",
+        default_value = "/etc/ezctl",
+        value_name = "DIR"
+    )]
+    pub home: PathBuf,
+
+    /// Print events as JSON lines on stdout (for CI)
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// When to use colours
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterArg {
+    /// Cluster name (a folder under clusters/)
+    pub cluster: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RunOpts {
+    /// Show what would change on each host, with diffs; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run only on these hosts (IP or node name; repeat or comma-separate)
+    #[arg(long, value_delimiter = ',')]
+    pub limit: Vec<String>,
+    /// Run only tasks with these tags
+    #[arg(short = 't', long = "tags", value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Pin unknown SSH host keys on first contact (trust on first use)
+    #[arg(long)]
+    pub accept_new: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create clusters/<cluster>/ from the example, with versions from bin/versions.toml
+    New(ClusterArg),
+    /// List clusters; the current one (whose kubeconfig is ~/.kube/config) is marked
+    List,
+    /// Make a cluster's admin kubeconfig ~/.kube/config (the old one is backed up)
+    Checkout(ClusterArg),
+    /// Validate a cluster's inventory and print the resolved cluster
+    Check(ClusterArg),
+    /// Import a kubeasz inventory (hosts INI file and optional config.yml)
+    Import {
+        /// Name of the new cluster
+        cluster: String,
+        /// kubeasz `hosts` file
+        hosts: PathBuf,
+        /// kubeasz `config.yml`
+        config: Option<PathBuf>,
+    },
+    /// Run a shell command on hosts, like `ansible -m shell`
+    Exec {
+        cluster: String,
+        /// Only hosts of this group (etcd, kube_master, kube_node, ex_lb, harbor, chrony)
+        #[arg(short = 'g', long)]
+        group: Option<String>,
+        /// Only this host (IP or node name)
+        #[arg(short = 'H', long)]
+        host: Option<String>,
+        #[arg(long)]
+        accept_new: bool,
+        /// The command, after `--`
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Run a setup step: 01..07, all (90), 10 (ex-lb), 11 (harbor), by number or name
+    Setup {
+        cluster: String,
+        /// Step number or name, e.g. 02 or etcd
+        step: String,
+        #[command(flatten)]
+        run: RunOpts,
+    },
+    /// Start and enable every cluster service
+    Start(ClusterArg),
+    /// Stop and disable every cluster service
+    Stop(ClusterArg),
+    /// Rolling upgrade to the binaries in bin/ (masters one by one, nodes in batches)
+    Upgrade {
+        cluster: String,
+        /// Nodes upgraded at once
+        #[arg(long, default_value_t = 1)]
+        max_unavailable: usize,
+    },
+    /// Remove the cluster from every host (asks for confirmation)
+    Destroy {
+        cluster: String,
+        /// Do not ask
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Save an etcd snapshot into clusters/<cluster>/backup/
+    Backup {
+        cluster: String,
+        /// Snapshots to keep (default: BACKUP_KEEP)
+        #[arg(long)]
+        keep: Option<usize>,
+    },
+    /// Restore etcd from a snapshot (default: backup/snapshot.db)
+    Restore {
+        cluster: String,
+        #[arg(long)]
+        snapshot: Option<PathBuf>,
+    },
+    /// Add etcd member(s)
+    AddEtcd(HostsArgs),
+    /// Add master(s)
+    AddMaster(HostsArgs),
+    /// Add worker node(s)
+    AddNode(HostsArgs),
+    /// Remove an etcd member
+    DelEtcd(HostArg),
+    /// Remove a master
+    DelMaster(HostArg),
+    /// Remove a worker node
+    DelNode(HostArg),
+    /// New CA and every certificate, pushed to the hosts (old set kept)
+    KcaRenew(ClusterArg),
+    /// Issue (-A), revoke (-D) or list (-L) user kubeconfigs
+    KcfgAdm {
+        cluster: String,
+        #[arg(short = 'A', conflicts_with_all = ["delete", "list"])]
+        add: bool,
+        #[arg(short = 'D', conflicts_with_all = ["add", "list"])]
+        delete: bool,
+        #[arg(short = 'L', conflicts_with_all = ["add", "delete"])]
+        list: bool,
+        /// User name
+        #[arg(short = 'u')]
+        user: Option<String>,
+        /// Role: admin or view
+        #[arg(short = 't', default_value = "admin")]
+        role: String,
+        /// Validity, e.g. 240h
+        #[arg(short = 'e', default_value = "240h")]
+        expiry: String,
+    },
+    /// Fetch and verify the binaries listed in bin/versions.toml into bin/
+    Download,
+    /// Print shell completions
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct HostsArgs {
+    pub cluster: String,
+    /// IP address(es) of the new host(s)
+    #[arg(required = true)]
+    pub ips: Vec<String>,
+    /// Node name for a single new host
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub accept_new: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HostArg {
+    pub cluster: String,
+    /// IP address of the host to remove
+    pub ip: String,
+}

@@ -1,0 +1,95 @@
+//! `ezctl list` and `ezctl checkout`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+use crate::exit::{ExitCode, Failure};
+use crate::home::Home;
+use crate::style::Style;
+
+fn kube_config() -> Result<PathBuf> {
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    Ok(PathBuf::from(home).join(".kube/config"))
+}
+
+/// The admin kubeconfig ezctl writes for a cluster.
+pub fn admin_kubeconfig(home: &Home, name: &str) -> Result<PathBuf> {
+    Ok(home.cluster_dir(name)?.join("ssl/kubectl.kubeconfig"))
+}
+
+fn current(home: &Home) -> Option<String> {
+    let active = std::fs::read(kube_config().ok()?).ok()?;
+    home.cluster_names().ok()?.into_iter().find(|n| {
+        admin_kubeconfig(home, n)
+            .ok()
+            .and_then(|p| std::fs::read(p).ok())
+            .as_ref()
+            == Some(&active)
+    })
+}
+
+pub fn list(home: &Home, style: Style) -> Result<()> {
+    let names = home.cluster_names()?;
+    if names.is_empty() {
+        println!(
+            "no clusters in {}; create one with `ezctl new <name>`",
+            home.clusters().display()
+        );
+        return Ok(());
+    }
+    let cur = current(home);
+    for n in names {
+        if Some(&n) == cur.as_ref() {
+            println!("* {} {}", style.bold(&n), style.dim("(current)"));
+        } else {
+            println!("  {n}");
+        }
+    }
+    Ok(())
+}
+
+pub fn checkout(home: &Home, name: &str) -> Result<()> {
+    let src = admin_kubeconfig(home, name)?;
+    if !src.exists() {
+        bail!(Failure::new(
+            ExitCode::Input,
+            format!("cluster `{name}` has no admin kubeconfig yet ({}); run `ezctl setup {name} 01` first", src.display())
+        ));
+    }
+    let dest = kube_config()?;
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    if dest.exists() {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let backup = dest.with_file_name(format!("config.bak.{stamp}"));
+        std::fs::copy(&dest, &backup).with_context(|| format!("backing up {}", dest.display()))?;
+        println!("previous {} saved as {}", dest.display(), backup.display());
+    }
+    let data = std::fs::read(&src)?;
+    write_private(&dest, &data)?;
+    println!("kubectl now talks to `{name}`");
+    Ok(())
+}
+
+/// Write a file readable only by its owner (kubeconfigs hold keys).
+pub fn write_private(path: &std::path::Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("ezctl-tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! One file per command family.
+
+pub mod check;
+pub mod import;
+pub mod list;
+pub mod new;

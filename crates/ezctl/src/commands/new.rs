@@ -1,0 +1,45 @@
+//! `ezctl new <cluster>`: copy clusters/example/, fill versions.
+
+use anyhow::{bail, Context, Result};
+use ez_inventory::render::set_config_values;
+use ez_inventory::Value;
+
+use crate::exit::{ExitCode, Failure};
+use crate::home::Home;
+use crate::versions::Versions;
+
+pub fn run(home: &Home, name: &str) -> Result<()> {
+    let dir = home.cluster_dir(name)?;
+    if dir.exists() {
+        bail!(Failure::new(
+            ExitCode::Input,
+            format!(
+                "cluster `{name}` already exists at {}; pick another name or remove that folder",
+                dir.display()
+            )
+        ));
+    }
+    let example = home.clusters().join("example");
+    let hosts = std::fs::read_to_string(example.join("hosts.yml"))
+        .with_context(|| format!("reading the example inventory in {}", example.display()))?;
+    let config = std::fs::read_to_string(example.join("config.yml"))
+        .with_context(|| format!("reading the example config in {}", example.display()))?;
+    let versions = Versions::load(&home.dir.join("bin/versions.toml"))?;
+    let mut values: Vec<(&str, Value)> = vec![
+        ("CLUSTER_NAME", Value::Text(name.to_string())),
+        ("CONTEXT_NAME", Value::Text(format!("context-{name}"))),
+    ];
+    for (setting, version) in versions.settings() {
+        values.push((setting, Value::Text(version)));
+    }
+    let config = set_config_values(&config, &values);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(dir.join("hosts.yml"), hosts)?;
+    std::fs::write(dir.join("config.yml"), config)?;
+    println!("cluster `{name}` created in {}", dir.display());
+    println!(
+        "next: edit {}/hosts.yml and config.yml, then `ezctl check {name}`",
+        dir.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! The ezctl binary as users run it: commands, exit codes, output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ezctl(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ezctl"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run ezctl")
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A home with the repo's example cluster.
+fn home() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ex = dir.path().join("clusters/example");
+    std::fs::create_dir_all(&ex).expect("mkdir");
+    for f in ["hosts.yml", "config.yml"] {
+        std::fs::copy(repo().join("clusters/example").join(f), ex.join(f)).expect("copy");
+    }
+    std::fs::create_dir_all(dir.path().join("bin")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("bin/versions.toml"),
+        "[components.kubernetes]\nversion = \"1.30.11\"\nsetting = \"K8S_VER\"\n",
+    )
+    .expect("write");
+    dir
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn help_lists_every_kubeasz_command() {
+    let h = home();
+    let out = ezctl(h.path(), &["--help"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    for cmd in [
+        "new",
+        "list",
+        "checkout",
+        "setup",
+        "start",
+        "stop",
+        "upgrade",
+        "destroy",
+        "backup",
+        "restore",
+        "add-etcd",
+        "add-master",
+        "add-node",
+        "del-etcd",
+        "del-master",
+        "del-node",
+        "kca-renew",
+        "kcfg-adm",
+        "check",
+        "import",
+        "exec",
+        "download",
+        "completions",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{cmd} "))),
+            "--help lacks `{cmd}`:\n{text}"
+        );
+    }
+    assert!(text.contains("01 prepare"), "help explains the steps");
+}
+
+#[test]
+fn import_then_check_prints_seven_hosts() {
+    let h = home();
+    let fixtures = repo().join("crates/inventory/tests/kubeasz");
+    let out = ezctl(
+        h.path(),
+        &[
+            "import",
+            "k8s-cluster1",
+            fixtures.join("hosts").to_str().unwrap_or(""),
+            fixtures.join("config.yml").to_str().unwrap_or(""),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("ansible_python_interpreter"),
+        "import reports what it dropped"
+    );
+
+    let out = ezctl(h.path(), &["check", "k8s-cluster1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let host_rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("10.0.0."))
+        .collect();
+    assert_eq!(host_rows.len(), 7, "{text}");
+    assert!(
+        text.contains("10.0.0.201       master-01       kube_master"),
+        "{text}"
+    );
+    assert!(
+        text.contains("10.100.0.1"),
+        "API service IP derived: {text}"
+    );
+    assert!(text.contains("10.100.0.2"), "DNS IP derived: {text}");
+
+    let out = ezctl(h.path(), &["check", "k8s-cluster1", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["hosts"].as_array().map(Vec::len), Some(7));
+    assert_eq!(v["derived"]["dns_service_ip"], "10.100.0.2");
+
+    // Importing over an existing cluster is refused.
+    let out = ezctl(
+        h.path(),
+        &[
+            "import",
+            "k8s-cluster1",
+            fixtures.join("hosts").to_str().unwrap_or(""),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn new_fills_versions_and_refuses_existing() {
+    let h = home();
+    let out = ezctl(h.path(), &["new", "c1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cfg = std::fs::read_to_string(h.path().join("clusters/c1/config.yml")).expect("config");
+    assert!(
+        cfg.contains("K8S_VER: 1.30.11") || cfg.contains("K8S_VER: \"1.30.11\""),
+        "{cfg}"
+    );
+    assert!(cfg.contains("CLUSTER_NAME: c1"), "{cfg}");
+    let out = ezctl(h.path(), &["check", "c1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ezctl(h.path(), &["new", "c1"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("already exists"));
+    let out = ezctl(h.path(), &["list"]);
+    assert!(stdout(&out).contains("c1"));
+    let out = ezctl(h.path(), &["new", "../escape"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn invalid_inventory_exits_3_with_every_message() {
+    let h = home();
+    let case = repo().join("crates/inventory/tests/corpus/75-many-at-once");
+    let dest = h.path().join("clusters/bad");
+    std::fs::create_dir_all(&dest).expect("mkdir");
+    for f in ["hosts.yml", "config.yml"] {
+        std::fs::copy(case.join(f), dest.join(f)).expect("copy");
+    }
+    let out = ezctl(h.path(), &["check", "bad"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr(&out);
+    assert!(err.contains("hosts.yml:6:"), "{err}");
+    assert!(err.contains("config.yml:2:"), "{err}");
+    assert!(err.contains("nothing was done on any host"), "{err}");
+    assert!(
+        !err.contains("etcd: 2 etcd hosts"),
+        "no knock-on error: {err}"
+    );
+}
+
+#[test]
+fn completions_and_man_page() {
+    let h = home();
+    let out = ezctl(h.path(), &["completions", "bash"]);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("kcfg-adm"));
+    let out = ezctl(h.path(), &["man"]);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains(".TH"));
+}
