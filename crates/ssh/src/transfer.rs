@@ -1,0 +1,604 @@
+//! Files: upload (atomic, skipped when unchanged), download, batched
+//! sha256 and stat. Every operation is one shell script on one channel;
+//! with sudo configured they run as root.
+//!
+//! Upload transport: the bytes are streamed on the stdin of `cat > tmp`
+//! in an exec channel. Measured against SFTP (russh-sftp 3, pipelined
+//! writes) for a 50 MB file over loopback, see `tests/transport_bench.rs`:
+//! exec+cat ~0.75 s vs SFTP ~1.2 s, and it needs no extra round trips for
+//! mkdir/chmod/rename and goes through sudo directly (SFTP cannot), so
+//! the temp file is always in the target directory and the final rename
+//! is atomic on the same filesystem.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+use crate::command::shell_quote;
+use crate::error::SshError;
+use crate::session::{Session, Sink};
+
+/// What to upload.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Bytes(Vec<u8>),
+    File(PathBuf),
+}
+
+impl From<Vec<u8>> for Source {
+    fn from(v: Vec<u8>) -> Self {
+        Source::Bytes(v)
+    }
+}
+impl From<&[u8]> for Source {
+    fn from(v: &[u8]) -> Self {
+        Source::Bytes(v.to_vec())
+    }
+}
+impl From<&str> for Source {
+    fn from(v: &str) -> Self {
+        Source::Bytes(v.as_bytes().to_vec())
+    }
+}
+impl From<String> for Source {
+    fn from(v: String) -> Self {
+        Source::Bytes(v.into_bytes())
+    }
+}
+impl From<PathBuf> for Source {
+    fn from(p: PathBuf) -> Self {
+        Source::File(p)
+    }
+}
+impl From<&Path> for Source {
+    fn from(p: &Path) -> Self {
+        Source::File(p.to_path_buf())
+    }
+}
+
+/// What [`Session::upload`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadOutcome {
+    /// Content was sent and the file replaced (`bytes` of payload).
+    Uploaded { bytes: u64 },
+    /// Same content already there; only mode/owner had to be fixed.
+    MetadataChanged,
+    /// Same content, mode and owner: nothing sent.
+    Unchanged,
+}
+
+impl UploadOutcome {
+    /// True unless nothing was touched.
+    pub fn changed(&self) -> bool {
+        !matches!(self, UploadOutcome::Unchanged)
+    }
+}
+
+/// Kind of remote file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// `stat` of one remote path (symlinks are not followed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteStat {
+    pub kind: FileKind,
+    pub size: u64,
+    /// Permission bits, e.g. `0o644`.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub owner: String,
+    pub group: String,
+    /// Seconds since the epoch.
+    pub mtime: i64,
+}
+
+/// Exit code our upload script uses when fewer bytes arrived than sent.
+const SHORT_WRITE: i32 = 75;
+
+impl Session {
+    /// Put `src` at `dest` (absolute path) with `mode` and optionally
+    /// `owner` = (user, group). The data goes to a temp file in the target
+    /// directory which is renamed over `dest` only when complete, so readers
+    /// never see a half-written file and a failure leaves no temp file.
+    /// Parent directories are created. Skipped when the remote file already
+    /// has the same sha256 (one round trip, no data sent). Runs as root when
+    /// the host uses sudo.
+    pub async fn upload(
+        &self,
+        src: impl Into<Source>,
+        dest: &str,
+        mode: u32,
+        owner: Option<(&str, &str)>,
+    ) -> Result<UploadOutcome, SshError> {
+        let src = src.into();
+        self.check_remote_path(dest)?;
+        if mode > 0o7777 {
+            return Err(self.invalid(format!("file mode {mode:o}")));
+        }
+        if let Some((user, group)) = owner {
+            for name in [user, group] {
+                if !valid_account(name) {
+                    return Err(self.invalid(format!("owner name `{name}`")));
+                }
+            }
+        }
+        let (local_hash, len) =
+            local_sha256(&src)
+                .await
+                .map_err(|(path, source)| SshError::Io {
+                    host: self.host().to_string(),
+                    op: "read upload source".into(),
+                    path,
+                    source,
+                })?;
+        let op = format!("upload {dest}");
+        if let Some(existing) = self.probe(dest, &op).await? {
+            if existing.sha256 == local_hash {
+                let mode_ok = existing.mode == mode;
+                let owner_ok =
+                    owner.is_none_or(|(u, g)| existing.owner == u && existing.group == g);
+                if mode_ok && owner_ok {
+                    return Ok(UploadOutcome::Unchanged);
+                }
+                let script = format!(
+                    "set -e; f={f}; {meta}",
+                    f = shell_quote(dest),
+                    meta = metadata_commands("$f", mode, owner)
+                );
+                let out = self
+                    .run(
+                        &op,
+                        &script,
+                        true,
+                        &mut tokio::io::empty(),
+                        &mut Sink::Buffer(Vec::new()),
+                        None,
+                    )
+                    .await?;
+                self.require_success(&op, out)?;
+                return Ok(UploadOutcome::MetadataChanged);
+            }
+        }
+        let script = upload_script(dest, len, mode, owner);
+        let mut input: Box<dyn tokio::io::AsyncRead + Send + Unpin> = match &src {
+            Source::Bytes(b) => Box::new(std::io::Cursor::new(b.clone())),
+            Source::File(p) => {
+                Box::new(
+                    tokio::fs::File::open(p)
+                        .await
+                        .map_err(|source| SshError::Io {
+                            host: self.host().to_string(),
+                            op: "read upload source".into(),
+                            path: p.clone(),
+                            source,
+                        })?,
+                )
+            }
+        };
+        let out = self
+            .run(
+                &op,
+                &script,
+                true,
+                &mut input,
+                &mut Sink::Buffer(Vec::new()),
+                None,
+            )
+            .await?;
+        if out.code == SHORT_WRITE {
+            // The stream was cut: the remote script removed its temp file.
+            return Err(if self.is_closed() {
+                SshError::Disconnected {
+                    host: self.host().to_string(),
+                    op,
+                }
+            } else {
+                SshError::ChannelClosed {
+                    host: self.host().to_string(),
+                    op,
+                }
+            });
+        }
+        self.require_success(&op, out)?;
+        Ok(UploadOutcome::Uploaded { bytes: len })
+    }
+
+    /// sha256 (lowercase hex) of many remote files in one round trip;
+    /// `None` for paths that are not regular files.
+    pub async fn remote_sha256(
+        &self,
+        paths: &[&str],
+    ) -> Result<BTreeMap<String, Option<String>>, SshError> {
+        let mut out = BTreeMap::new();
+        if paths.is_empty() {
+            return Ok(out);
+        }
+        for p in paths {
+            self.check_remote_path(p)?;
+        }
+        let script = format!(
+            "for f in {}; do if [ -f \"$f\" ]; then h=$(sha256sum < \"$f\") && echo \"${{h%% *}}\" || echo '!'; else echo -; fi; done",
+            quoted_list(paths)
+        );
+        let lines = self.line_per_path("sha256", &script, paths.len()).await?;
+        for (path, line) in paths.iter().zip(lines) {
+            let value = match line.as_str() {
+                "-" => None,
+                h if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    Some(h.to_string())
+                }
+                _ => return Err(self.unreadable("sha256", path)),
+            };
+            out.insert(path.to_string(), value);
+        }
+        Ok(out)
+    }
+
+    /// `stat` many remote paths in one round trip; `None` when absent.
+    pub async fn stat(
+        &self,
+        paths: &[&str],
+    ) -> Result<BTreeMap<String, Option<RemoteStat>>, SshError> {
+        let mut out = BTreeMap::new();
+        if paths.is_empty() {
+            return Ok(out);
+        }
+        for p in paths {
+            self.check_remote_path(p)?;
+        }
+        let script = format!(
+            "for f in {}; do if [ -e \"$f\" ] || [ -L \"$f\" ]; then stat -c '%s %f %u %g %Y %U %G' -- \"$f\" || echo '!'; else echo -; fi; done",
+            quoted_list(paths)
+        );
+        let lines = self.line_per_path("stat", &script, paths.len()).await?;
+        for (path, line) in paths.iter().zip(lines) {
+            let value = if line == "-" {
+                None
+            } else {
+                Some(parse_stat(&line).ok_or_else(|| self.unreadable("stat", path))?)
+            };
+            out.insert(path.to_string(), value);
+        }
+        Ok(out)
+    }
+
+    /// Copy remote `src` to local `dest` (written 0600 via a temp file and
+    /// rename: downloads are often keys or kubeconfigs). Returns the size.
+    pub async fn download(&self, src: &str, dest: &Path) -> Result<u64, SshError> {
+        self.check_remote_path(src)?;
+        let op = format!("download {src}");
+        let io_err = |source| SshError::Io {
+            host: self.host().to_string(),
+            op: op.clone(),
+            path: dest.to_path_buf(),
+            source,
+        };
+        let tmp = temp_sibling(dest);
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .await
+            .map_err(io_err)?;
+        let script = format!("cat -- {}", shell_quote(src));
+        let result = self
+            .run(
+                &op,
+                &script,
+                true,
+                &mut tokio::io::empty(),
+                &mut Sink::Writer(&mut file),
+                None,
+            )
+            .await
+            .and_then(|out| self.require_success(&op, out));
+        drop(file);
+        let finish = match result {
+            Ok(_) => async {
+                let len = tokio::fs::metadata(&tmp).await?.len();
+                tokio::fs::rename(&tmp, dest).await?;
+                Ok(len)
+            }
+            .await
+            .map_err(io_err),
+            Err(e) => Err(e),
+        };
+        if finish.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        finish
+    }
+
+    /// What is at `dest` now: `None` if not a regular file.
+    async fn probe(&self, dest: &str, op: &str) -> Result<Option<Existing>, SshError> {
+        let script = format!(
+            "f={}; if [ -f \"$f\" ] && [ ! -L \"$f\" ]; then h=$(sha256sum < \"$f\") && s=$(stat -c '%a %U %G' -- \"$f\") && echo \"${{h%% *}} $s\" || echo '!'; else echo -; fi",
+            shell_quote(dest)
+        );
+        let out = self
+            .run(
+                op,
+                &script,
+                true,
+                &mut tokio::io::empty(),
+                &mut Sink::Buffer(Vec::new()),
+                None,
+            )
+            .await?;
+        let out = self.require_success(op, out)?;
+        let text = out.stdout_str();
+        let line = text.trim();
+        if line == "-" {
+            return Ok(None);
+        }
+        let mut parts = line.split(' ');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(h), Some(m), Some(u), Some(g)) if h.len() == 64 => Ok(Some(Existing {
+                sha256: h.to_string(),
+                mode: u32::from_str_radix(m, 8).map_err(|_| self.unreadable("stat", dest))?,
+                owner: u.to_string(),
+                group: g.to_string(),
+            })),
+            _ => Err(self.unreadable("sha256", dest)),
+        }
+    }
+
+    async fn line_per_path(
+        &self,
+        what: &str,
+        script: &str,
+        n: usize,
+    ) -> Result<Vec<String>, SshError> {
+        let op = format!("{what} of {n} paths");
+        let out = self
+            .run(
+                &op,
+                script,
+                true,
+                &mut tokio::io::empty(),
+                &mut Sink::Buffer(Vec::new()),
+                None,
+            )
+            .await?;
+        let out = self.require_success(&op, out)?;
+        let lines: Vec<String> = out.stdout_str().lines().map(str::to_string).collect();
+        if lines.len() != n {
+            return Err(SshError::Protocol {
+                host: self.host().to_string(),
+                op,
+                message: format!("expected {n} result lines, got {}", lines.len()),
+            });
+        }
+        Ok(lines)
+    }
+
+    fn check_remote_path(&self, p: &str) -> Result<(), SshError> {
+        if !p.starts_with('/') || p.contains('\n') || p.contains('\0') || p.ends_with('/') {
+            return Err(self.invalid(format!(
+                "remote path `{p}` must be absolute, name a file and have no newline"
+            )));
+        }
+        Ok(())
+    }
+
+    fn unreadable(&self, what: &str, path: &str) -> SshError {
+        SshError::Io {
+            host: self.host().to_string(),
+            op: format!("remote {what}"),
+            path: PathBuf::from(path),
+            source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, "cannot read"),
+        }
+    }
+}
+
+struct Existing {
+    sha256: String,
+    mode: u32,
+    owner: String,
+    group: String,
+}
+
+/// The remote side of an upload. `set -e` plus the trap: any failure
+/// removes the temp file; the byte count check refuses a cut stream.
+fn upload_script(dest: &str, len: u64, mode: u32, owner: Option<(&str, &str)>) -> String {
+    let dir = match dest.rfind('/') {
+        Some(0) => "/",
+        Some(i) => &dest[..i],
+        None => ".",
+    };
+    format!(
+        "set -e; d={dir}; f={dest}; \
+         if [ -d \"$f\" ]; then echo \"$f is a directory\" >&2; exit 1; fi; \
+         mkdir -p -- \"$d\"; t=$(mktemp \"$d/.ezctl-upload.XXXXXXXX\"); \
+         trap 'rm -f -- \"$t\"' EXIT; \
+         cat > \"$t\"; n=$(wc -c < \"$t\"); \
+         if [ \"$n\" -ne {len} ]; then echo \"received $n of {len} bytes\" >&2; exit {SHORT_WRITE}; fi; \
+         {meta}; mv -f -- \"$t\" \"$f\"; trap - EXIT",
+        dir = shell_quote(dir),
+        dest = shell_quote(dest),
+        meta = metadata_commands("$t", mode, owner),
+    )
+}
+
+fn metadata_commands(var: &str, mode: u32, owner: Option<(&str, &str)>) -> String {
+    let mut s = format!("chmod {mode:o} \"{var}\"");
+    if let Some((u, g)) = owner {
+        s.push_str(&format!(
+            "; chown {} \"{var}\"",
+            shell_quote(&format!("{u}:{g}"))
+        ));
+    }
+    s
+}
+
+fn quoted_list(paths: &[&str]) -> String {
+    paths
+        .iter()
+        .map(|p| shell_quote(p))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Account names as `useradd` accepts them; anything else is refused
+/// before it reaches a shell.
+fn valid_account(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && !name.starts_with('-')
+}
+
+fn parse_stat(line: &str) -> Option<RemoteStat> {
+    let mut it = line.splitn(7, ' ');
+    let size = it.next()?.parse().ok()?;
+    let raw_mode = u32::from_str_radix(it.next()?, 16).ok()?;
+    let uid = it.next()?.parse().ok()?;
+    let gid = it.next()?.parse().ok()?;
+    let mtime = it.next()?.parse().ok()?;
+    let owner = it.next()?.to_string();
+    let group = it.next()?.to_string();
+    let kind = match raw_mode & 0o170000 {
+        0o100000 => FileKind::File,
+        0o040000 => FileKind::Dir,
+        0o120000 => FileKind::Symlink,
+        _ => FileKind::Other,
+    };
+    Some(RemoteStat {
+        kind,
+        size,
+        mode: raw_mode & 0o7777,
+        uid,
+        gid,
+        owner,
+        group,
+        mtime,
+    })
+}
+
+/// sha256 hex and length of the upload source, streaming files.
+async fn local_sha256(src: &Source) -> Result<(String, u64), (PathBuf, std::io::Error)> {
+    match src {
+        Source::Bytes(b) => Ok((hex::encode(Sha256::digest(b)), b.len() as u64)),
+        Source::File(p) => {
+            let err = |e| (p.clone(), e);
+            let mut f = tokio::fs::File::open(p).await.map_err(err)?;
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut len = 0u64;
+            loop {
+                let n = f.read(&mut buf).await.map_err(err)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                len += n as u64;
+            }
+            Ok((hex::encode(hasher.finalize()), len))
+        }
+    }
+}
+
+fn temp_sibling(dest: &Path) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "download".into());
+    let unique = crate::command::random_marker();
+    dest.with_file_name(format!(".{name}.{}", &unique[unique.len() - 12..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_parse() {
+        let s = parse_stat("1234 81a4 0 0 1700000000 root root").expect("parses");
+        assert_eq!(s.kind, FileKind::File);
+        assert_eq!((s.size, s.mode, s.mtime), (1234, 0o644, 1_700_000_000));
+        assert_eq!((s.owner.as_str(), s.group.as_str()), ("root", "root"));
+        let d = parse_stat("4096 41ed 1000 1000 1 ops ops").expect("dir");
+        assert_eq!((d.kind, d.mode), (FileKind::Dir, 0o755));
+        let l = parse_stat("7 a1ff 0 0 1 root root").expect("link");
+        assert_eq!(l.kind, FileKind::Symlink);
+        assert!(parse_stat("garbage").is_none());
+    }
+
+    #[test]
+    fn accounts_are_checked() {
+        assert!(valid_account("kube-apiserver") && valid_account("etcd") && valid_account("a.b_c"));
+        assert!(!valid_account("") && !valid_account("-rf") && !valid_account("a b"));
+        assert!(!valid_account("a'b") && !valid_account("$(id)"));
+    }
+
+    /// The upload script run by a local `sh`: it must write atomically,
+    /// apply the mode, refuse a short stream and never leave a temp file.
+    #[test]
+    fn upload_script_is_atomic_locally() {
+        use std::io::Write;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dest = dir.path().join("sub/dir/file.conf");
+        let dest_s = dest.to_str().expect("utf8 path");
+        let run = |stdin: &[u8], len: u64| {
+            let mut child = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(upload_script(dest_s, len, 0o640, None))
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("sh");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(stdin)
+                .expect("write");
+            child.wait_with_output().expect("wait")
+        };
+        let out = run(b"hello", 5);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read(&dest).expect("dest"), b"hello");
+        let mode = std::fs::metadata(&dest).expect("meta").permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o640);
+        // A cut stream: the old content stays, exit code says short write.
+        let out = run(b"hel", 5);
+        assert_eq!(out.status.code(), Some(SHORT_WRITE));
+        assert_eq!(std::fs::read(&dest).expect("dest"), b"hello");
+        let leftovers: Vec<_> = std::fs::read_dir(dest.parent().expect("parent"))
+            .expect("read_dir")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from("file.conf")]);
+    }
+
+    #[tokio::test]
+    async fn local_hash_matches_for_bytes_and_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"abc").expect("write");
+        let expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let (h1, n1) = local_sha256(&Source::from("abc")).await.expect("bytes");
+        let (h2, n2) = local_sha256(&Source::from(p.as_path()))
+            .await
+            .expect("file");
+        assert_eq!((h1.as_str(), n1), (expected, 3));
+        assert_eq!((h2.as_str(), n2), (expected, 3));
+    }
+}
