@@ -79,6 +79,6 @@ fn run(cli: Cli, style: Style) -> anyhow::Result<()> {
         Command::DelNode(_) => Err(Failure::not_implemented("del-node").into()),
         Command::KcaRenew(_) => Err(Failure::not_implemented("kca-renew").into()),
         Command::KcfgAdm { .. } => Err(Failure::not_implemented("kcfg-adm").into()),
-        Command::Download => Err(Failure::not_implemented("download").into()),
+        Command::Download => commands::download::run(&home),
     }
 }

@@ -13,16 +13,24 @@ pub struct Versions {
 }
 
 #[derive(Debug, Deserialize)]
-#[allow(dead_code)] // url and sha256 are read by `ezctl download`
+#[serde(deny_unknown_fields)]
 pub struct Component {
     pub version: String,
     /// The config.yml key this version fills (e.g. K8S_VER).
     #[serde(default)]
     pub setting: Option<String>,
+    /// Where `ezctl download` fetches it (`{version}` is replaced).
     #[serde(default)]
     pub url: Option<String>,
+    /// Expected sha256 of what `url` serves; downloads without one are refused.
     #[serde(default)]
     pub sha256: Option<String>,
+    /// For archives (.tar.gz): archive member -> file name in bin/.
+    #[serde(default)]
+    pub extract: BTreeMap<String, String>,
+    /// For a single binary: its file name in bin/.
+    #[serde(default)]
+    pub file: Option<String>,
 }
 
 impl Versions {

@@ -189,3 +189,83 @@ fn completions_and_man_page() {
     assert!(out.status.success());
     assert!(stdout(&out).contains(".TH"));
 }
+
+/// Serve `body` for every request on a loopback port, for `requests` requests.
+fn serve(body: Vec<u8>, requests: usize) -> (String, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let handle = std::thread::spawn(move || {
+        for _ in 0..requests {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(&body);
+        }
+    });
+    (format!("http://{addr}"), handle)
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+#[test]
+fn download_verifies_checksums() {
+    let h = home();
+    let body = b"#!/bin/sh\necho fake-tool\n".to_vec();
+    let good = sha256_hex(&body);
+
+    let (url, server) = serve(body.clone(), 1);
+    std::fs::write(
+        h.path().join("bin/versions.toml"),
+        format!("[components.tool]\nversion = \"1.0\"\nurl = \"{url}/tool-{{version}}\"\nsha256 = \"{good}\"\nfile = \"tool\"\n"),
+    )
+    .expect("write");
+    let out = ezctl(h.path(), &["download"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(h.path().join("bin/tool")).expect("downloaded"),
+        body
+    );
+    server.join().expect("server");
+
+    // A mismatch is refused and nothing lands in bin/.
+    let (url, server) = serve(b"tampered".to_vec(), 1);
+    std::fs::write(
+        h.path().join("bin/versions.toml"),
+        format!("[components.other]\nversion = \"1.0\"\nurl = \"{url}/x\"\nsha256 = \"{good}\"\nfile = \"other\"\n"),
+    )
+    .expect("write");
+    let out = ezctl(h.path(), &["download"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("checksum mismatch"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!h.path().join("bin/other").exists());
+    server.join().expect("server");
+
+    // No pinned checksum: refused before any request.
+    std::fs::write(
+        h.path().join("bin/versions.toml"),
+        "[components.nopin]\nversion = \"1.0\"\nurl = \"http://127.0.0.1:9/x\"\n",
+    )
+    .expect("write");
+    let out = ezctl(h.path(), &["download"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("no sha256 pinned"),
+        "{}",
+        stderr(&out)
+    );
+}
