@@ -84,6 +84,54 @@ pub fn run_ok(cmd: &mut Command, timeout: Duration) -> Result<Output> {
     }
 }
 
+/// Runs `cmd` with stdout and stderr appended to `log` (for long, chatty
+/// tools whose progress should be readable while they run), killing it when
+/// `timeout` passes.
+pub fn run_logged(
+    cmd: &mut Command,
+    log: &std::path::Path,
+    timeout: Duration,
+) -> Result<ExitStatus> {
+    let open = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| LabError::Io {
+                path: log.to_path_buf(),
+                source: e,
+            })
+    };
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(open()?)
+        .stderr(open()?)
+        .spawn()
+        .map_err(|source| LabError::Spawn { program, source })?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(LabError::CommandTimeout {
+                    command: describe(cmd),
+                    secs: timeout.as_secs(),
+                });
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(100)),
+            Err(source) => {
+                return Err(LabError::Spawn {
+                    program: describe(cmd),
+                    source,
+                })
+            }
+        }
+    }
+}
+
 fn drain(mut r: impl Read + Send + 'static) -> thread::JoinHandle<String> {
     thread::spawn(move || {
         let mut buf = Vec::new();
@@ -137,6 +185,25 @@ mod tests {
         let err = run(Command::new("sleep").arg("30"), Duration::from_millis(200)).unwrap_err();
         assert!(matches!(err, LabError::CommandTimeout { .. }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn run_logged_appends_output_to_the_log() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("log");
+        std::fs::write(&log, "before\n").unwrap();
+        let status = run_logged(
+            Command::new("sh").args(["-c", "echo out; echo err >&2"]),
+            &log,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert!(status.success());
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.starts_with("before\n") && text.contains("out") && text.contains("err"),
+            "{text}"
+        );
     }
 
     #[test]

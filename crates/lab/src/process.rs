@@ -103,7 +103,8 @@ mod tests {
         let mut child = Command::new("sleep").arg("30").spawn().unwrap();
         let pid = child.id() as i32;
         assert!(alive(pid));
-        assert!(cmdline(pid).contains("sleep 30"));
+        // Right after fork the child may not have exec'd sleep yet.
+        assert!(wait_until(Duration::from_secs(5), || cmdline(pid).contains("sleep 30")));
         // Wrong command line: no signal is sent.
         assert!(!signal_if(pid, "systemd-nspawn", libc::SIGKILL));
         assert!(alive(pid));

@@ -127,7 +127,8 @@ fn remove_stale_builds(cache_dir: &Path) -> Result<()> {
 }
 
 fn debootstrap(dir: &Path, mirror: &str, log: &Path) -> Result<()> {
-    let out = cmd::run(
+    fsutil::write_file(log, b"", 0o644)?;
+    let status = cmd::run_logged(
         Command::new("debootstrap")
             .arg("--variant=minbase")
             .arg(format!("--include={}", PACKAGES.join(",")))
@@ -135,14 +136,14 @@ fn debootstrap(dir: &Path, mirror: &str, log: &Path) -> Result<()> {
             .arg(SUITE)
             .arg(dir)
             .arg(mirror),
+        log,
         Duration::from_secs(1800),
     )?;
-    let text = format!("{}\n--- stderr ---\n{}", out.stdout, out.stderr);
-    fsutil::write_file(log, text.as_bytes(), 0o644)?;
-    if !out.status.success() {
+    if !status.success() {
+        let text = fs::read_to_string(log).unwrap_or_default();
         return Err(LabError::Command {
             command: format!("debootstrap {SUITE} {mirror} (log: {})", log.display()),
-            status: out.status.to_string(),
+            status: status.to_string(),
             stderr: cmd::tail(&text, 1500),
         });
     }
