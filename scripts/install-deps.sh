@@ -8,7 +8,7 @@ PACKAGES=(
   systemd-container debootstrap iproute2 openssh-client openssh-server sudo
   # real components shipped to the hosts (from Debian, into the bin/ bundle)
   etcd-server etcd-client containerd runc containernetworking-plugins
-  nginx-light keepalived docker-registry skopeo
+  nginx-light libnginx-mod-stream keepalived docker-registry skopeo
   # tools the tests use
   openssl curl python3-venv
 )
