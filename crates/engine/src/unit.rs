@@ -1,0 +1,456 @@
+//! Running one unit (a role on a host): gather the stats of its file targets
+//! in one round trip, run its tasks in order, then the handlers they notified.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{json, Map, Value};
+use tokio::sync::OnceCell;
+
+use crate::error::TaskError;
+use crate::events::{Cause, Event, EventSink, Status};
+use crate::modules::files::{HashCache, StatCache};
+use crate::modules::{Args, Cx, HostState};
+use crate::role::{LoopSpec, Role, Task};
+use crate::scheduler::RunOptions;
+use crate::targets::TargetHost;
+use crate::transport::{Connector, Transport, TransportError};
+use crate::vars::{eval_condition, eval_expr, render_value, unit_context};
+
+pub(crate) type ConnCell = OnceCell<Result<Arc<dyn Transport>, TransportError>>;
+
+/// Everything a unit needs, owned, so it can run on its own tokio task.
+pub(crate) struct UnitJob {
+    pub role: Arc<Role>,
+    pub host: TargetHost,
+    pub tasks: Vec<usize>,
+    pub run_once_here: bool,
+    pub vars: Arc<Map<String, Value>>,
+    pub conn: Arc<ConnCell>,
+    pub connector: Arc<dyn Connector>,
+    pub controller: Arc<dyn Transport>,
+    pub host_state: Arc<HostState>,
+    pub hashes: Arc<HashCache>,
+    pub events: EventSink,
+    pub options: RunOptions,
+}
+
+pub(crate) enum UnitOutcome {
+    Done,
+    Failed { cause: Cause, unreachable: bool },
+}
+
+/// How one task went.
+struct TaskReport {
+    status: Status,
+    error: Option<TaskError>,
+}
+
+impl UnitJob {
+    fn cause(&self, task: Option<&str>, error: String) -> Cause {
+        Cause {
+            role: self.role.name.clone(),
+            host: self.host.name.clone(),
+            task: task.map(str::to_string),
+            error,
+        }
+    }
+
+    pub(crate) async fn run(self) -> UnitOutcome {
+        let started = Instant::now();
+        self.events.send(Event::UnitStart {
+            t_ms: self.events.t_ms(),
+            host: self.host.name.clone(),
+            role: self.role.name.clone(),
+            tasks: self.tasks.len(),
+        });
+        let (status, failure) = match self.run_inner().await {
+            Ok(changed) => (if changed { Status::Changed } else { Status::Ok }, None),
+            Err((cause, unreachable)) => (Status::Failed, Some((cause, unreachable))),
+        };
+        self.events.send(Event::UnitEnd {
+            t_ms: self.events.t_ms(),
+            host: self.host.name.clone(),
+            role: self.role.name.clone(),
+            status,
+            duration_ms: started.elapsed().as_millis() as u64,
+            failure: failure.as_ref().map(|(c, _)| c.clone()),
+            unreachable: failure.as_ref().is_some_and(|(_, u)| *u),
+        });
+        match failure {
+            None => UnitOutcome::Done,
+            Some((cause, unreachable)) => UnitOutcome::Failed { cause, unreachable },
+        }
+    }
+
+    /// `Ok(changed)`, or the failure and whether the host is gone.
+    async fn run_inner(&self) -> Result<bool, (Cause, bool)> {
+        let transport = self
+            .conn
+            .get_or_init(|| self.connector.connect(&self.host))
+            .await
+            .clone()
+            .map_err(|e| (self.cause(None, e.to_string()), e.is_unreachable()))?;
+        let mut vars = unit_context(&self.vars, &self.role.defaults)
+            .map_err(|e| (self.cause(None, format!("role defaults: {e}")), false))?;
+        let stats = StatCache::default();
+        self.prefetch(&*transport, &mut vars, &stats)
+            .await
+            .map_err(|e| (self.cause(None, e.to_string()), e.is_unreachable()))?;
+
+        let mut changed = false;
+        let mut notified: BTreeSet<String> = BTreeSet::new();
+        let mut failure = None;
+        for &i in &self.tasks {
+            let task = &self.role.tasks[i];
+            let r = self.run_task(task, false, &*transport, &mut vars, &stats).await;
+            changed |= r.status == Status::Changed;
+            if r.status == Status::Changed {
+                notified.extend(task.notify.iter().cloned());
+            }
+            if let Some(e) = r.error {
+                if !task.ignore_errors {
+                    failure = Some((self.cause(Some(&task.name), self.error_text(task, &e)), e.is_unreachable()));
+                    break;
+                }
+            }
+        }
+        // Handlers notified before a failure still run: the changed config they
+        // react to is on the host now, and a later run would not notify again.
+        let host_gone = failure.as_ref().is_some_and(|(_, u)| *u);
+        if !host_gone {
+            for h in self.role.handlers.iter().filter(|h| notified.contains(&h.name)) {
+                let r = self.run_task(h, true, &*transport, &mut vars, &stats).await;
+                changed |= r.status == Status::Changed;
+                if let Some(e) = r.error {
+                    if failure.is_none() && !h.ignore_errors {
+                        failure = Some((self.cause(Some(&h.name), self.error_text(h, &e)), e.is_unreachable()));
+                    }
+                }
+            }
+        }
+        match failure {
+            Some(f) => Err(f),
+            None => Ok(changed),
+        }
+    }
+
+    fn error_text(&self, task: &Task, e: &TaskError) -> String {
+        if task.no_log && matches!(e, TaskError::Failed(_)) {
+            "failed (output hidden: no_log)".into()
+        } else {
+            e.to_string()
+        }
+    }
+
+    /// One stat round trip for every file target known before running.
+    async fn prefetch(
+        &self,
+        transport: &dyn Transport,
+        vars: &mut tera::Context,
+        stats: &StatCache,
+    ) -> Result<(), TransportError> {
+        let mut paths = BTreeSet::new();
+        for &i in &self.tasks {
+            let task = &self.role.tasks[i];
+            let wants = task.module.is_file_module() || task.args.get("creates").is_some();
+            if !wants || task.delegate_controller {
+                continue;
+            }
+            // A task whose target needs registered results is checked later.
+            let items = match loop_items(task, vars) {
+                Ok(items) => items,
+                Err(_) => continue,
+            };
+            for item in items {
+                if let Some(it) = &item {
+                    vars.insert("item", it);
+                }
+                if let Ok(args) = render_args(task, vars) {
+                    if let Some(p) = args.file_target() {
+                        paths.insert(p.to_string());
+                    }
+                }
+            }
+            vars.remove("item");
+        }
+        if paths.is_empty() {
+            return Ok(());
+        }
+        let paths: Vec<String> = paths.into_iter().collect();
+        match transport.stat_many(&paths).await {
+            Ok(m) => stats.fill(m),
+            Err(e) if e.is_unreachable() => return Err(e),
+            // Not fatal: each task stats its own target instead.
+            Err(_) => {}
+        }
+        Ok(())
+    }
+
+    async fn run_task(
+        &self,
+        task: &Task,
+        handler: bool,
+        transport: &dyn Transport,
+        vars: &mut tera::Context,
+        stats: &StatCache,
+    ) -> TaskReport {
+        let started = Instant::now();
+        let (host, role) = (self.host.name.clone(), self.role.name.clone());
+        self.events.send(Event::TaskStart {
+            t_ms: self.events.t_ms(),
+            host: host.clone(),
+            role: role.clone(),
+            task: task.name.clone(),
+        });
+        let mut out = TaskRun::default();
+        if task.run_once && !self.run_once_here {
+            out.reason = Some("run_once: runs on the play's first host".into());
+        } else {
+            self.task_items(task, transport, vars, stats, &mut out).await;
+        }
+        vars.remove("item");
+
+        let status = if out.error.is_some() {
+            Status::Failed
+        } else if out.changed {
+            Status::Changed
+        } else if out.ran == 0 {
+            Status::Skipped
+        } else {
+            Status::Ok
+        };
+        if let Some(name) = &task.register {
+            let result = if task.loop_over.is_some() {
+                json!({ "changed": out.changed, "failed": out.error.is_some(), "results": out.results })
+            } else {
+                out.results.pop().unwrap_or_else(|| json!({ "skipped": true, "changed": false }))
+            };
+            vars.insert(name.as_str(), &result);
+        }
+        let hide = task.no_log;
+        self.events.send(Event::TaskEnd {
+            t_ms: self.events.t_ms(),
+            host,
+            role,
+            task: task.name.clone(),
+            status,
+            duration_ms: started.elapsed().as_millis() as u64,
+            changes: if hide && !out.changes.is_empty() {
+                vec!["(hidden: no_log)".into()]
+            } else {
+                out.changes
+            },
+            diff: if hide || out.diffs.is_empty() {
+                None
+            } else {
+                Some(out.diffs.join(""))
+            },
+            error: out.error.as_ref().map(|e| self.error_text(task, e)),
+            reason: out.reason,
+            ignored: out.error.is_some() && task.ignore_errors,
+            unreachable: out.error.as_ref().is_some_and(TaskError::is_unreachable),
+            handler,
+        });
+        TaskReport {
+            status,
+            error: out.error,
+        }
+    }
+
+    async fn task_items(
+        &self,
+        task: &Task,
+        transport: &dyn Transport,
+        vars: &mut tera::Context,
+        stats: &StatCache,
+        out: &mut TaskRun,
+    ) {
+        let items = match loop_items(task, vars) {
+            Ok(items) => items,
+            Err(e) => {
+                out.error = Some(e);
+                return;
+            }
+        };
+        for item in items {
+            if let Some(it) = &item {
+                vars.insert("item", it);
+            }
+            match self.run_item(task, transport, vars, stats).await {
+                Ok(ItemResult::Skipped(reason)) => {
+                    out.reason.get_or_insert(reason);
+                    out.results.push(item_result(&item, json!({"skipped": true, "changed": false})));
+                }
+                Ok(ItemResult::Done { changed, change, diff, data, failed }) => {
+                    out.ran += 1;
+                    out.changed |= changed;
+                    out.changes.extend(change);
+                    out.diffs.extend(diff);
+                    let mut r = Value::Object(data);
+                    r["changed"] = changed.into();
+                    r["failed"] = failed.is_some().into();
+                    out.results.push(item_result(&item, r));
+                    if let Some(f) = failed {
+                        out.error = Some(TaskError::Failed(f));
+                        return;
+                    }
+                }
+                Err(e) => {
+                    out.ran += 1;
+                    out.results.push(item_result(&item, json!({"failed": true, "changed": false, "msg": e.to_string()})));
+                    out.error = Some(e);
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn run_item(
+        &self,
+        task: &Task,
+        transport: &dyn Transport,
+        vars: &tera::Context,
+        stats: &StatCache,
+    ) -> Result<ItemResult, TaskError> {
+        for cond in &task.when {
+            if !eval_condition(cond, vars)? {
+                return Ok(ItemResult::Skipped(format!("when: {cond}")));
+            }
+        }
+        let args = render_args(task, vars)?;
+        let module = args.module();
+        let transport = if task.delegate_controller {
+            &*self.controller
+        } else {
+            transport
+        };
+        let cx = Cx {
+            transport,
+            controller: &*self.controller,
+            role: &self.role,
+            vars,
+            stats,
+            hashes: &self.hashes,
+            host: &self.host_state,
+            want_diff: (self.options.dry_run || self.options.diff) && !task.no_log,
+        };
+        let Some(change) = module.check(&cx).await? else {
+            return Ok(ItemResult::Done {
+                changed: false,
+                change: None,
+                diff: None,
+                data: module.unchanged_data(),
+                failed: None,
+            });
+        };
+        if self.options.dry_run {
+            if !module.changes_state() {
+                return Ok(ItemResult::Skipped("dry run".into()));
+            }
+            return Ok(ItemResult::Done {
+                changed: true,
+                change: Some(change.summary),
+                diff: change.diff,
+                data: Map::new(),
+                failed: None,
+            });
+        }
+        let summary = change.summary.clone();
+        let diff = change.diff.clone();
+        let applied = module.apply(&cx, change).await?;
+        // A command may have touched any file; forget what was gathered.
+        if applied.changed && !task.module.is_file_module() {
+            stats.clear();
+        }
+        Ok(ItemResult::Done {
+            changed: applied.changed,
+            change: applied.changed.then_some(summary),
+            diff: if applied.changed { diff } else { None },
+            data: applied.data,
+            failed: applied.failed,
+        })
+    }
+}
+
+#[derive(Default)]
+struct TaskRun {
+    ran: usize,
+    changed: bool,
+    changes: Vec<String>,
+    diffs: Vec<String>,
+    results: Vec<Value>,
+    error: Option<TaskError>,
+    reason: Option<String>,
+}
+
+enum ItemResult {
+    Skipped(String),
+    Done {
+        changed: bool,
+        change: Option<String>,
+        diff: Option<String>,
+        data: Map<String, Value>,
+        failed: Option<String>,
+    },
+}
+
+fn item_result(item: &Option<Value>, mut r: Value) -> Value {
+    if let (Some(i), Value::Object(m)) = (item, &mut r) {
+        m.insert("item".into(), i.clone());
+    }
+    r
+}
+
+/// `[None]` without a loop, else one entry per item.
+fn loop_items(task: &Task, vars: &tera::Context) -> Result<Vec<Option<Value>>, TaskError> {
+    let items = match &task.loop_over {
+        None => return Ok(vec![None]),
+        Some(LoopSpec::Items(items)) => items
+            .iter()
+            .map(|i| render_value(i, vars))
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(LoopSpec::Expr(e)) => {
+            let expr = e.trim();
+            let expr = expr
+                .strip_prefix("{{")
+                .and_then(|x| x.strip_suffix("}}"))
+                .unwrap_or(expr);
+            match eval_expr(expr, vars)? {
+                Value::Array(a) => a,
+                other => {
+                    return Err(TaskError::Render {
+                        what: format!("loop `{e}`"),
+                        detail: format!("expected a list, got {other}"),
+                    })
+                }
+            }
+        }
+    };
+    Ok(items.into_iter().map(Some).collect())
+}
+
+/// Render a task's arguments for this host (and item) and type them.
+pub(crate) fn render_args(task: &Task, vars: &tera::Context) -> Result<Args, TaskError> {
+    let raw_keys = task.module.raw_keys();
+    let Value::Object(m) = &task.args else {
+        return Err(TaskError::Args("arguments must be a mapping".into()));
+    };
+    let mut out = Map::new();
+    for (k, v) in m {
+        let v = if raw_keys.contains(&k.as_str()) {
+            v.clone()
+        } else {
+            render_value(v, vars).map_err(|e| match e {
+                TaskError::Render { what, detail } => TaskError::Render {
+                    what: format!("argument `{k}` ({what})"),
+                    detail,
+                },
+                other => other,
+            })?
+        };
+        out.insert(k.clone(), v);
+    }
+    Args::parse(task.module, &Value::Object(out)).map_err(TaskError::Args)
+}
