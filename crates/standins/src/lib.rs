@@ -8,6 +8,7 @@
 //! contents, etcd TLS, the REST API that kubectl drives, node registration
 //! and health ports. See README.md for what is simplified.
 
+pub mod apiserver;
 pub mod component;
 pub mod etcd;
 pub mod flags;
