@@ -145,9 +145,16 @@ pub fn delete_machine_net(netns: &str, veth: Option<&str>) -> Result<()> {
     if Path::new("/run/netns").join(netns).exists() {
         ip(&["netns", "del", netns])?;
     }
-    if let Some(v) = veth {
+    if let Some(v) = veth.filter(|v| !v.is_empty()) {
+        // Deleting the netns destroys the pair asynchronously: give the
+        // kernel a moment before deleting the host end by hand.
+        crate::process::wait_until(Duration::from_secs(2), || !link_exists(v));
         if link_exists(v) {
-            ip(&["link", "del", v])?;
+            if let Err(e) = ip(&["link", "del", v]) {
+                if link_exists(v) {
+                    return Err(e);
+                }
+            }
         }
     }
     Ok(())

@@ -73,7 +73,8 @@ fn shared_lab_is_torn_down_when_the_test_process_exits() {
     let field = |k: &str| {
         out.stdout
             .lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            // libtest may print "test name ... " on the same line first.
+            .find_map(|l| l.split_once(&format!("{k}=")).map(|(_, v)| v.trim()))
             .unwrap_or_else(|| panic!("child printed no {k}:\n{}", out.stdout))
             .to_string()
     };
