@@ -151,7 +151,6 @@ mod tests {
     use super::*;
     use crate::layout;
     use crate::state::MachineState;
-    use std::net::Ipv4Addr;
 
     fn lab(n: usize) -> LabState {
         LabState {
@@ -245,6 +244,26 @@ mod tests {
             std::fs::read_to_string(dir.join("hosts.yml")).unwrap(),
             "mine"
         );
-        let _ = Ipv4Addr::LOCALHOST;
+    }
+
+    #[test]
+    fn written_cluster_loads_in_ez_inventory_for_every_size() {
+        use ez_inventory::{Cluster, Group};
+        let d = tempfile::tempdir().unwrap();
+        let key = d.path().join("k");
+        let key_pub = d.path().join("k.pub");
+        std::fs::write(&key, "PRIVATE").unwrap();
+        std::fs::write(&key_pub, "ssh-ed25519 AAAA").unwrap();
+        for n in 1..=12 {
+            let dir = cluster_dir(d.path(), "demo");
+            write(&dir, &lab(n), &key, &key_pub, "").unwrap();
+            let c = Cluster::load(&dir).unwrap_or_else(|e| panic!("n={n}: {e}"));
+            let expect = layout::default_roles(n);
+            let count = |r: Role| expect.iter().filter(|m| m.contains(&r)).count();
+            assert_eq!(c.group(Group::Etcd).count(), count(Role::Etcd), "n={n}");
+            assert_eq!(c.group(Group::KubeMaster).count(), count(Role::KubeMaster), "n={n}");
+            assert_eq!(c.group(Group::KubeNode).count(), count(Role::KubeNode), "n={n}");
+            assert_eq!(c.group(Group::ExLb).count(), if n >= 7 { 2 } else { 0 }, "n={n}");
+        }
     }
 }
