@@ -11,7 +11,6 @@ pub enum ExitCode {
     /// The inventory or another input file is invalid; nothing was touched.
     Input = 3,
     /// Another ezctl run holds the cluster lock.
-    #[allow(dead_code)] // returned once `setup` takes the engine's cluster lock
     Locked = 4,
 }
 

@@ -7,8 +7,12 @@ mod cli;
 mod commands;
 mod exit;
 mod home;
+mod progress;
+mod remote;
+mod steps;
 mod style;
 mod versions;
+mod view;
 
 use std::process::ExitCode as ProcessExit;
 
@@ -63,8 +67,34 @@ fn run(cli: Cli, style: Style) -> anyhow::Result<()> {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
             Ok(())
         }
-        Command::Exec { .. } => Err(Failure::not_implemented("exec").into()),
-        Command::Setup { .. } => Err(Failure::not_implemented("setup").into()),
+        Command::Exec {
+            cluster,
+            group,
+            host,
+            accept_new,
+            command,
+        } => commands::exec::run(
+            &home,
+            &commands::exec::ExecArgs {
+                cluster: &cluster,
+                group: group.as_deref(),
+                host: host.as_deref(),
+                accept_new,
+                command: &command,
+            },
+            cli.json,
+            style,
+        ),
+        Command::Setup { cluster, step, run } => commands::setup::run(
+            &home,
+            &cluster,
+            &step,
+            &run,
+            &commands::setup::Output {
+                json: cli.json,
+                style,
+            },
+        ),
         Command::Start(_) => Err(Failure::not_implemented("start").into()),
         Command::Stop(_) => Err(Failure::not_implemented("stop").into()),
         Command::Upgrade { .. } => Err(Failure::not_implemented("upgrade").into()),

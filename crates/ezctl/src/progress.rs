@@ -1,0 +1,244 @@
+//! Rendering engine events for people: progress bars on a terminal, plain
+//! lines in logs and pipes, and the recap at the end. JSON lines for CI are
+//! the engine's own writer.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use ez_engine::{Event, EventConsumer, Recap, Status};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::style::Style;
+
+/// Progress bars, one per host, when stderr is a terminal.
+pub struct Bars {
+    multi: MultiProgress,
+    bars: BTreeMap<String, ProgressBar>,
+    style: Style,
+    dry_run: bool,
+}
+
+impl Bars {
+    pub fn new(hosts: &[String], style: Style, dry_run: bool) -> Bars {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+        let bar_style =
+            ProgressStyle::with_template("{prefix:>15} {spinner} [{elapsed:>4}] {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let bars = hosts
+            .iter()
+            .map(|h| {
+                let pb = multi.add(ProgressBar::new_spinner());
+                pb.set_style(bar_style.clone());
+                pb.set_prefix(h.clone());
+                pb.enable_steady_tick(Duration::from_millis(120));
+                (h.clone(), pb)
+            })
+            .collect();
+        Bars {
+            multi,
+            bars,
+            style,
+            dry_run,
+        }
+    }
+
+    fn println(&self, line: String) {
+        let _ = self.multi.println(line);
+    }
+}
+
+impl EventConsumer for Bars {
+    fn on_event(&mut self, e: &Event) -> std::io::Result<()> {
+        match e {
+            Event::TaskStart {
+                host, role, task, ..
+            } => {
+                if let Some(pb) = self.bars.get(host) {
+                    pb.set_message(format!("{role}: {task}"));
+                }
+            }
+            Event::TaskEnd { .. } => {
+                if let Some(line) = task_line(e, self.style, self.dry_run) {
+                    self.println(line);
+                }
+            }
+            Event::UnitSkipped { .. } | Event::Warning { .. } => {
+                if let Some(line) = task_line(e, self.style, self.dry_run) {
+                    self.println(line);
+                }
+            }
+            Event::RunEnd { .. } => {
+                for pb in self.bars.values() {
+                    pb.finish_and_clear();
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Plain lines: what changed, failed or was skipped; quiet about `ok`.
+pub struct Lines<W: Write + Send> {
+    out: W,
+    style: Style,
+    dry_run: bool,
+}
+
+impl<W: Write + Send> Lines<W> {
+    pub fn new(out: W, style: Style, dry_run: bool) -> Self {
+        Lines {
+            out,
+            style,
+            dry_run,
+        }
+    }
+}
+
+impl<W: Write + Send> EventConsumer for Lines<W> {
+    fn on_event(&mut self, e: &Event) -> std::io::Result<()> {
+        if let Event::UnitEnd {
+            host,
+            role,
+            status,
+            duration_ms,
+            ..
+        } = e
+        {
+            writeln!(
+                self.out,
+                "{:>15}  {role} {} ({:.1}s)",
+                host,
+                status.as_str(),
+                *duration_ms as f64 / 1000.0
+            )?;
+        }
+        if let Some(line) = task_line(e, self.style, self.dry_run) {
+            writeln!(self.out, "{line}")?;
+        }
+        Ok(())
+    }
+}
+
+fn task_line(e: &Event, style: Style, dry_run: bool) -> Option<String> {
+    match e {
+        Event::TaskEnd {
+            host,
+            role,
+            task,
+            status,
+            duration_ms,
+            changes,
+            diff,
+            error,
+            ignored,
+            ..
+        } => {
+            let secs = *duration_ms as f64 / 1000.0;
+            let mut line = match status {
+                Status::Changed => {
+                    let word = if dry_run { "would change" } else { "changed" };
+                    format!(
+                        "{:>15}  {role}: {task} {} ({secs:.1}s)",
+                        host,
+                        style.bold(word)
+                    )
+                }
+                Status::Failed if *ignored => {
+                    format!("{:>15}  {role}: {task} failed (ignored)", host)
+                }
+                Status::Failed => format!("{:>15}  {role}: {task} {}", host, style.red("FAILED")),
+                _ => return None,
+            };
+            for c in changes.iter().take(20) {
+                line.push_str(&format!("\n{:>15}    {}", "", style.dim(c)));
+            }
+            if let Some(err) = error {
+                for l in err.lines() {
+                    line.push_str(&format!("\n{:>15}    {l}", ""));
+                }
+            }
+            if dry_run {
+                if let Some(d) = diff {
+                    for l in d.lines() {
+                        let l = if l.starts_with('+') && !l.starts_with("+++") {
+                            style.green(l)
+                        } else if l.starts_with('-') && !l.starts_with("---") {
+                            style.red(l)
+                        } else {
+                            l.to_string()
+                        };
+                        line.push_str(&format!("\n{:>15}    {l}", ""));
+                    }
+                }
+            }
+            Some(line)
+        }
+        Event::UnitSkipped {
+            host, role, cause, ..
+        } => Some(format!(
+            "{:>15}  {role} skipped: {} on {} failed",
+            host, cause.role, cause.host
+        )),
+        Event::Warning { message, .. } => Some(format!("warning: {message}")),
+        _ => None,
+    }
+}
+
+/// The closing summary: one row per host, then every failure and what it
+/// caused to be skipped.
+pub fn recap(r: &Recap, style: Style) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "\n{}\n",
+        style.bold(if r.dry_run {
+            "PLAN RECAP (dry run: nothing was changed)"
+        } else {
+            "RECAP"
+        })
+    ));
+    for (host, h) in &r.hosts {
+        let failed = if h.failed > 0 {
+            style.red(&format!("failed={}", h.failed))
+        } else {
+            "failed=0".into()
+        };
+        let unreachable = if h.unreachable > 0 {
+            style.red(&format!("unreachable={}", h.unreachable))
+        } else {
+            "unreachable=0".into()
+        };
+        out.push_str(&format!(
+            "{:>15}  ok={:<3} changed={:<3} {failed:<9} skipped={:<3} {unreachable}\n",
+            host, h.ok, h.changed, h.skipped
+        ));
+    }
+    for f in &r.failures {
+        let task = f
+            .task
+            .as_deref()
+            .map(|t| format!(" / {t}"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{} {} on {}{task}: {}\n",
+            style.red("failed:"),
+            f.role,
+            f.host,
+            f.error
+        ));
+    }
+    for s in &r.skipped_units {
+        out.push_str(&format!(
+            "skipped: {} on {} because {} on {} failed\n",
+            s.role, s.host, s.cause.role, s.cause.host
+        ));
+    }
+    out.push_str(&format!(
+        "{} hosts, changed={} in {:.1}s\n",
+        r.hosts.len(),
+        r.total_changed(),
+        r.duration_ms as f64 / 1000.0
+    ));
+    out
+}

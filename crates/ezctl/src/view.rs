@@ -1,0 +1,115 @@
+//! What the engine and the PKI see of a cluster: the inventory turned into
+//! template variables and a certificate spec. Computed here, once per run.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ez_engine::{TargetHost, Targets};
+use ez_inventory::{Cluster, Group};
+use ez_pki::{ExLb, NodeCert, PkiSpec, RegistryCert};
+use serde_json::{json, Value};
+
+use crate::home::Home;
+
+/// Controller paths every role may use.
+pub fn controller_vars(home: &Home, cluster: &Cluster) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    let ssl = cluster.dir.join("ssl");
+    let bundle = home.dir.join("bin");
+    let kubectl_bin = if bundle.join("kubectl").is_file() {
+        bundle.join("kubectl").display().to_string()
+    } else {
+        "kubectl".to_string()
+    };
+    // Controller-side kubectl goes straight to the first master, so steps
+    // 04..07 work before the optional ex-lb VIP (step 10) exists.
+    let first_master = cluster.group(Group::KubeMaster).next().map(|h| h.ip);
+    let server = first_master
+        .map(|ip| {
+            format!(
+                " --server=https://{}",
+                ez_inventory::cluster::socket(ip, cluster.settings.int("SECURE_PORT") as u16)
+            )
+        })
+        .unwrap_or_default();
+    m.insert("bundle_dir".into(), json!(bundle.display().to_string()));
+    m.insert("ssl_dir".into(), json!(ssl.display().to_string()));
+    m.insert(
+        "cluster_dir".into(),
+        json!(cluster.dir.display().to_string()),
+    );
+    m.insert(
+        "manifests_dir".into(),
+        json!(cluster.dir.join("manifests").display().to_string()),
+    );
+    m.insert(
+        "kubectl".into(),
+        json!(format!(
+            "{kubectl_bin} --kubeconfig={}{server}",
+            ssl.join("kubectl.kubeconfig").display()
+        )),
+    );
+    m
+}
+
+/// The engine's view: globals from the settings and derived values, one
+/// target per host with its groups and variables.
+pub fn targets(home: &Home, cluster: &Cluster) -> Targets {
+    let mut globals = cluster.globals();
+    globals.extend(controller_vars(home, cluster));
+    let hosts = cluster
+        .hosts
+        .iter()
+        .map(|h| {
+            let mut t = TargetHost::new(h.ip.to_string());
+            for g in &h.groups {
+                t = t.group(g.key());
+            }
+            t.vars = cluster.host_vars(h);
+            t
+        })
+        .collect();
+    Targets { globals, hosts }
+}
+
+/// The certificates this cluster needs.
+pub fn pki_spec(cluster: &Cluster) -> PkiSpec {
+    let s = &cluster.settings;
+    let d = &cluster.derived;
+    let hours = |h: u64| Duration::from_secs(h * 3600);
+    let kubelets = cluster
+        .hosts
+        .iter()
+        .filter(|h| h.is(Group::KubeMaster) || h.is(Group::KubeNode))
+        .map(|h| NodeCert {
+            name: h.name.clone(),
+            ip: h.ip,
+        })
+        .collect();
+    PkiSpec {
+        cluster_name: s.text("CLUSTER_NAME").to_string(),
+        context_name: s.text("CONTEXT_NAME").to_string(),
+        ca_expiry: hours(d.ca_expiry_hours),
+        cert_expiry: hours(d.cert_expiry_hours),
+        secure_port: s.int("SECURE_PORT") as u16,
+        etcd_ips: cluster.group(Group::Etcd).map(|h| h.ip).collect(),
+        master_ips: cluster.masters(),
+        api_service_ip: d.api_service_ip,
+        ex_lb: d.ex_lb_vip.map(|vip| ExLb {
+            vip,
+            port: s.int("EX_APISERVER_PORT") as u16,
+        }),
+        master_cert_hosts: s.list("MASTER_CERT_HOSTS").to_vec(),
+        dns_domain: s.text("CLUSTER_DNS_DOMAIN").to_string(),
+        nodes: kubelets,
+        registry: cluster.group(Group::Harbor).next().map(|h| RegistryCert {
+            domain: s.text("HARBOR_DOMAIN").to_string(),
+            ip: h.ip,
+        }),
+    }
+}
+
+/// Where the certificates of a cluster live on the controller.
+pub fn ssl_dir(cluster_dir: &Path) -> std::path::PathBuf {
+    cluster_dir.join("ssl")
+}
