@@ -171,6 +171,7 @@ impl Runner {
                     hashes: hashes.clone(),
                     events: inner.clone(),
                     options: self.options.clone(),
+                    dry_pending: Default::default(),
                 };
                 let h = running.spawn(async move { (n, job.run().await) });
                 running_ids.insert(h.id(), n);

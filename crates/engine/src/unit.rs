@@ -2,6 +2,7 @@
 //! in one round trip, run its tasks in order, then the handlers they notified.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -34,6 +35,9 @@ pub(crate) struct UnitJob {
     pub hashes: Arc<HashCache>,
     pub events: EventSink,
     pub options: RunOptions,
+    /// Dry-run: an earlier task of this unit would have changed something,
+    /// so later tasks may see a host that a real run would not leave.
+    pub dry_pending: AtomicBool,
 }
 
 pub(crate) enum UnitOutcome {
@@ -297,6 +301,15 @@ impl UnitJob {
                         return;
                     }
                 }
+                // In dry-run, a task that needs the output of a task that did
+                // not run cannot be judged: skip it, and say why.
+                Err(e @ TaskError::Render { .. })
+                    if self.options.dry_run && self.dry_pending.load(Ordering::Relaxed) =>
+                {
+                    out.reason
+                        .get_or_insert(format!("dry run: needs a result that only a real run produces ({e})"));
+                    out.results.push(item_result(&item, json!({"skipped": true, "changed": false})));
+                }
                 Err(e) => {
                     out.ran += 1;
                     out.results.push(item_result(&item, json!({"failed": true, "changed": false, "msg": e.to_string()})));
@@ -345,21 +358,31 @@ impl UnitJob {
                 failed: None,
             });
         };
-        if self.options.dry_run {
+        if self.options.dry_run && !module.read_only() {
             if !module.changes_state() {
                 return Ok(ItemResult::Skipped("dry run".into()));
             }
+            self.dry_pending.store(true, Ordering::Relaxed);
+            let mut data = Map::new();
+            data.insert("dry_run".into(), true.into());
             return Ok(ItemResult::Done {
                 changed: true,
                 change: Some(change.summary),
                 diff: change.diff,
-                data: Map::new(),
+                data,
                 failed: None,
             });
         }
         let summary = change.summary.clone();
         let diff = change.diff.clone();
         let applied = module.apply(&cx, change).await?;
+        if self.options.dry_run && self.dry_pending.load(Ordering::Relaxed) {
+            if let Some(f) = &applied.failed {
+                return Ok(ItemResult::Skipped(format!(
+                    "dry run: read-only check failed, likely because earlier changes were not applied: {f}"
+                )));
+            }
+        }
         // A command may have touched any file; forget what was gathered.
         if applied.changed && !task.module.is_file_module() {
             stats.clear();

@@ -88,10 +88,9 @@ fn is_templated(s: &str) -> bool {
     s.contains("{{") || s.contains("{%") || s.contains("{#")
 }
 
-/// `"{{ expr }}"` and nothing else: the value keeps its type (list, number...).
+/// `"{{ expr }}"` and nothing else, not even whitespace around it.
 fn sole_expression(s: &str) -> Option<&str> {
-    let t = s.trim();
-    let inner = t.strip_prefix("{{")?.strip_suffix("}}")?;
+    let inner = s.strip_prefix("{{")?.strip_suffix("}}")?;
     if inner.contains("{{") || inner.contains("}}") {
         return None;
     }
@@ -123,7 +122,7 @@ pub(crate) fn eval_expr(expr: &str, ctx: &Context) -> Result<Value, TaskError> {
 
 /// A `when` condition: a tera expression (optionally wrapped in `{{ }}`).
 pub(crate) fn eval_condition(cond: &str, ctx: &Context) -> Result<bool, TaskError> {
-    let expr = sole_expression(cond).unwrap_or(cond.trim());
+    let expr = sole_expression(cond.trim()).unwrap_or(cond.trim());
     let tpl = format!("{{% if {expr} %}}1{{% else %}}0{{% endif %}}");
     let out = Tera::one_off(&tpl, ctx, false).map_err(|e| TaskError::Render {
         what: format!("condition `{cond}`"),
@@ -132,12 +131,18 @@ pub(crate) fn eval_condition(cond: &str, ctx: &Context) -> Result<bool, TaskErro
     Ok(out == "1")
 }
 
-/// Render every string in a value. A string that is one `{{ expr }}` keeps
-/// the type of the expression, so `loop: "{{ groups.etcd }}"` is a list.
+/// Render every string in a value. A string that is exactly `{{ expr }}`
+/// giving a list or mapping keeps that type (`loop: "{{ groups.etcd }}"`);
+/// scalars become text, which typed arguments parse (`retries: "{{ n }}"`).
 pub(crate) fn render_value(v: &Value, ctx: &Context) -> Result<Value, TaskError> {
     Ok(match v {
         Value::String(s) => match sole_expression(s) {
-            Some(expr) => eval_expr(expr, ctx)?,
+            Some(expr) => match eval_expr(expr, ctx)? {
+                Value::String(t) => Value::String(t),
+                Value::Number(n) => Value::String(n.to_string()),
+                Value::Bool(b) => Value::String(b.to_string()),
+                other => other,
+            },
             None => Value::String(render_str(s, ctx)?),
         },
         Value::Array(a) => Value::Array(
@@ -177,7 +182,8 @@ mod tests {
     #[test]
     fn sole_expression_keeps_type() {
         assert_eq!(render_value(&json!("{{ list }}"), &ctx()).unwrap(), json!([1, 2]));
-        assert_eq!(render_value(&json!("{{ a }}"), &ctx()).unwrap(), json!(2));
+        assert_eq!(render_value(&json!("{{ a }}"), &ctx()).unwrap(), json!("2"));
+        assert_eq!(render_value(&json!("{{ name }}\n"), &ctx()).unwrap(), json!("x\n"));
         assert_eq!(render_value(&json!("n-{{ a }}"), &ctx()).unwrap(), json!("n-2"));
         assert_eq!(render_value(&json!({"k": ["{{ name }}"]}), &ctx()).unwrap(), json!({"k": ["x"]}));
     }

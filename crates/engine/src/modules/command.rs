@@ -152,6 +152,10 @@ impl Module for CommandArgs {
         })
     }
 
+    fn read_only(&self) -> bool {
+        matches!(self.changed_when, Some(Value::Bool(false)))
+    }
+
     fn unchanged_data(&self) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert("rc".into(), 0.into());

@@ -263,6 +263,11 @@ pub(crate) trait Module: Send + Sync {
     fn changes_state(&self) -> bool {
         true
     }
+    /// Declared free of side effects (a command with `changed_when: false`):
+    /// runs in dry-run too, so what registers its output sees real values.
+    fn read_only(&self) -> bool {
+        false
+    }
     /// Registered data when `check` found nothing to do.
     fn unchanged_data(&self) -> Map<String, Value> {
         Map::new()
