@@ -132,6 +132,9 @@ fn launcher_script(m: &MachineState, lab: &str) -> String {
 for f in {cgroups}; do echo $$ > "$f" || exit 90; done
 # Needed for containers (containerd/runc) to work inside the machine.
 export SYSTEMD_SECCOMP=0 SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1
+# The machine owns its network namespace, so its net sysctls are its own to
+# set, as on a VM (the rest of /proc/sys stays read-only: it is the host's).
+export SYSTEMD_NSPAWN_API_VFS_WRITABLE=network
 while :; do
   echo "ezlab: starting {host} at $(date -Is)"
   systemd-nspawn -q -D '{root}' -M '{host}' --boot --register=no --keep-unit \
@@ -220,8 +223,17 @@ pub fn stop(m: &MachineState, lab: &str, grace: Duration) -> Vec<String> {
         process::signal_if(p, &m.launcher_script().display().to_string(), libc::SIGKILL);
     }
     if let Some(pid) = nspawn_pid(m) {
-        process::kill(pid, libc::SIGTERM);
-        process::wait_until(grace, || !process::alive(pid));
+        // nspawn passes SIGTERM on as a shutdown request to the machine's
+        // systemd, which drops it while it is still starting (PID 1 of a
+        // namespace ignores signals it has no handler for yet): repeat it.
+        let mut last_sent: Option<std::time::Instant> = None;
+        process::wait_until(grace, || {
+            if last_sent.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                process::kill(pid, libc::SIGTERM);
+                last_sent = Some(std::time::Instant::now());
+            }
+            !process::alive(pid)
+        });
     }
     let dirs = cgroup::machine_dirs(lab, &m.hostname);
     kill_cgroups(&dirs)
