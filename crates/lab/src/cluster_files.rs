@@ -261,9 +261,21 @@ mod tests {
             let expect = layout::default_roles(n);
             let count = |r: Role| expect.iter().filter(|m| m.contains(&r)).count();
             assert_eq!(c.group(Group::Etcd).count(), count(Role::Etcd), "n={n}");
-            assert_eq!(c.group(Group::KubeMaster).count(), count(Role::KubeMaster), "n={n}");
-            assert_eq!(c.group(Group::KubeNode).count(), count(Role::KubeNode), "n={n}");
-            assert_eq!(c.group(Group::ExLb).count(), if n >= 7 { 2 } else { 0 }, "n={n}");
+            assert_eq!(
+                c.group(Group::KubeMaster).count(),
+                count(Role::KubeMaster),
+                "n={n}"
+            );
+            assert_eq!(
+                c.group(Group::KubeNode).count(),
+                count(Role::KubeNode),
+                "n={n}"
+            );
+            assert_eq!(
+                c.group(Group::ExLb).count(),
+                if n >= 7 { 2 } else { 0 },
+                "n={n}"
+            );
         }
     }
 }

@@ -105,3 +105,59 @@ impl Drop for CliDown<'_> {
         let _ = ezlab(self.0, &["down", "--name", self.1]);
     }
 }
+
+/// `up` killed half way (machines launched, state incomplete): `down` still
+/// removes everything, and a new `up` of the same name works afterwards.
+#[test]
+fn down_cleans_up_after_a_killed_up() {
+    if let Some(why) = testing::skip_reason() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let name = format!("k{}", &testing::lab_name()[1..]);
+    let home = tempfile::tempdir().unwrap();
+    let state_file = Path::new(ez_lab::DEFAULT_STATE_ROOT)
+        .join(&name)
+        .join("state.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ezlab"))
+        .arg("--home")
+        .arg(home.path())
+        .args(["up", "3", "--name", &name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it as soon as the first machine has been launched.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let launched = loop {
+        let text = std::fs::read_to_string(&state_file).unwrap_or_default();
+        let state: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let any_launched = state["machines"]
+            .as_array()
+            .is_some_and(|ms| ms.iter().any(|m| m["launcher_pid"].is_number()));
+        if any_launched {
+            break true;
+        }
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let lab = ez_lab::Lab::open(&name, Path::new(ez_lab::DEFAULT_STATE_ROOT));
+    assert!(launched, "up never launched a machine");
+    let lab = lab.expect("state.json of the killed up");
+    let (dir, controller) = (lab.dir(), lab.controller_ip().to_string());
+    let status = ezlab(home.path(), &["status"]);
+    assert!(status.stdout.contains(&name), "{}", status.stdout);
+
+    let down = ezlab(home.path(), &["down", "--name", &name]);
+    assert!(down.status.success(), "{}", down.stderr);
+    common::assert_gone(&name, &dir, &controller);
+
+    // The name is free again.
+    let up = ezlab(home.path(), &["up", "1", "--name", &name]);
+    let down = ezlab(home.path(), &["down", "--name", &name]);
+    assert!(up.status.success() && down.status.success());
+}

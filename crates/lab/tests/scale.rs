@@ -32,13 +32,18 @@ fn twenty_machines_come_up_and_go_away() {
             panic!("up of {n} failed: {e}");
         }
     };
-    println!("TIMING: up of {n} machines took {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "TIMING: up of {n} machines took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let mut guard = DownOnDrop(Some(&lab));
 
     // Every machine answers with its own name (up already waited for
     // systemd; this checks the last one as much as the first).
     for h in lab.hosts() {
-        let out = lab.ssh_run(h.index, "hostname", Duration::from_secs(30)).unwrap();
+        let out = lab
+            .ssh_run(h.index, "hostname", Duration::from_secs(30))
+            .unwrap();
         assert_eq!(out.stdout.trim(), h.hostname, "{out:?}");
     }
 
@@ -46,6 +51,9 @@ fn twenty_machines_come_up_and_go_away() {
     guard.0 = None;
     let t = Instant::now();
     lab.down().expect("down");
-    println!("TIMING: down of {n} machines took {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "TIMING: down of {n} machines took {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     common::assert_gone(&name, &dir, &controller);
 }
