@@ -41,7 +41,11 @@ pub struct Cause {
 impl std::fmt::Display for Cause {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.task {
-            Some(t) => write!(f, "{}@{} task `{t}` failed: {}", self.role, self.host, self.error),
+            Some(t) => write!(
+                f,
+                "{}@{} task `{t}` failed: {}",
+                self.role, self.host, self.error
+            ),
             None => write!(f, "{}@{} failed: {}", self.role, self.host, self.error),
         }
     }
@@ -224,16 +228,25 @@ impl<W: Write + Send> EventConsumer for RunLogWriter<W> {
     fn on_event(&mut self, e: &Event) -> std::io::Result<()> {
         let o = &mut self.out;
         match e {
-            Event::RunStart { t_ms, at, units, hosts, dry_run } => writeln!(
+            Event::RunStart {
+                t_ms,
+                at,
+                units,
+                hosts,
+                dry_run,
+            } => writeln!(
                 o,
                 "{} run start {at}: {units} units on {} hosts{}",
                 secs(*t_ms),
                 hosts.len(),
                 if *dry_run { " (dry run)" } else { "" }
             )?,
-            Event::UnitStart { t_ms, host, role, tasks } => {
-                writeln!(o, "{} {host} {role}: start ({tasks} tasks)", secs(*t_ms))?
-            }
+            Event::UnitStart {
+                t_ms,
+                host,
+                role,
+                tasks,
+            } => writeln!(o, "{} {host} {role}: start ({tasks} tasks)", secs(*t_ms))?,
             Event::TaskStart { .. } => {}
             Event::TaskEnd {
                 t_ms,
@@ -273,17 +286,31 @@ impl<W: Write + Send> EventConsumer for RunLogWriter<W> {
                     }
                 }
             }
-            Event::UnitEnd { t_ms, host, role, status, duration_ms, .. } => writeln!(
+            Event::UnitEnd {
+                t_ms,
+                host,
+                role,
+                status,
+                duration_ms,
+                ..
+            } => writeln!(
                 o,
                 "{} {host} {role}: {} ({duration_ms} ms)",
                 secs(*t_ms),
                 status.as_str()
             )?,
-            Event::UnitSkipped { t_ms, host, role, cause } => {
-                writeln!(o, "{} {host} {role}: skipped because {cause}", secs(*t_ms))?
-            }
+            Event::UnitSkipped {
+                t_ms,
+                host,
+                role,
+                cause,
+            } => writeln!(o, "{} {host} {role}: skipped because {cause}", secs(*t_ms))?,
             Event::Warning { t_ms, message } => writeln!(o, "{} warning: {message}", secs(*t_ms))?,
-            Event::RunEnd { t_ms, duration_ms, ok } => writeln!(
+            Event::RunEnd {
+                t_ms,
+                duration_ms,
+                ok,
+            } => writeln!(
                 o,
                 "{} run end: {} in {:.1}s",
                 secs(*t_ms),
@@ -321,10 +348,17 @@ mod tests {
     fn json_lines_one_object_per_line() {
         let mut w = JsonLinesWriter::new(Vec::new());
         w.on_event(&task_end()).unwrap();
-        w.on_event(&Event::RunEnd { t_ms: 9, duration_ms: 9, ok: true }).unwrap();
+        w.on_event(&Event::RunEnd {
+            t_ms: 9,
+            duration_ms: 9,
+            ok: true,
+        })
+        .unwrap();
         let text = String::from_utf8(w.into_inner()).unwrap();
-        let lines: Vec<serde_json::Value> =
-            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["event"], "task_end");
         assert_eq!(lines[0]["status"], "changed");
@@ -338,7 +372,10 @@ mod tests {
         let mut w = RunLogWriter::new(Vec::new());
         w.on_event(&task_end()).unwrap();
         let text = String::from_utf8(w.into_inner()).unwrap();
-        assert!(text.contains("10.0.0.1 etcd | unit: changed (12 ms)"), "{text}");
+        assert!(
+            text.contains("10.0.0.1 etcd | unit: changed (12 ms)"),
+            "{text}"
+        );
         assert!(text.contains("~ /etc/x: content"), "{text}");
     }
 }

@@ -24,7 +24,9 @@ mod vars;
 mod yaml;
 
 pub use error::{LoadError, PlanError, TaskError};
-pub use events::{drain, Cause, Event, EventConsumer, EventSink, JsonLinesWriter, RunLogWriter, Status};
+pub use events::{
+    drain, Cause, Event, EventConsumer, EventSink, JsonLinesWriter, RunLogWriter, Status,
+};
 pub use lock::{Lock, LockError, LockInfo, LOCK_FILE};
 pub use modules::ModuleKind;
 pub use plan::{EdgeKind, Plan, PlanFilter, Unit};
@@ -34,6 +36,6 @@ pub use role::{LoopSpec, Role, Task};
 pub use scheduler::{RunOptions, Runner};
 pub use targets::{TargetHost, Targets};
 pub use transport::{
-    Connector, ExecOpts, ExecOutput, FileKind, FileStat, LocalConnector, LocalTransport, PutSource, Transport,
-    TransportError,
+    Connector, ExecOpts, ExecOutput, FileKind, FileStat, LocalConnector, LocalTransport, PutSource,
+    Transport, TransportError,
 };

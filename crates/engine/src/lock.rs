@@ -38,7 +38,7 @@ impl std::fmt::Display for LockInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("cluster is locked by {info}; lock file {}", path.display())]
-    Held { path: PathBuf, info: LockInfo },
+    Held { path: PathBuf, info: Box<LockInfo> },
     #[error("cluster is locked by another ezctl (lock file {} is locked but unreadable)", path.display())]
     HeldUnknown { path: PathBuf },
     #[error("cluster lock {}: {source}", path.display())]
@@ -79,7 +79,10 @@ impl Lock {
             if let Err(e) = rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
                 if e == rustix::io::Errno::WOULDBLOCK {
                     return Err(match read_info(&mut file) {
-                        Some(info) => LockError::Held { path, info },
+                        Some(info) => LockError::Held {
+                            path,
+                            info: Box::new(info),
+                        },
                         None => LockError::HeldUnknown { path },
                     });
                 }
@@ -105,10 +108,16 @@ impl Lock {
                 Some(p) if p.host != me.host => {
                     // Another machine on a shared directory: its pid means
                     // nothing here and flock may not reach across; refuse.
-                    return Err(LockError::Held { path, info: p });
+                    return Err(LockError::Held {
+                        path,
+                        info: Box::new(p),
+                    });
                 }
                 Some(p) if p.pid != me.pid && pid_alive(p.pid) => {
-                    return Err(LockError::Held { path, info: p });
+                    return Err(LockError::Held {
+                        path,
+                        info: Box::new(p),
+                    });
                 }
                 Some(p) => Some(p),
             };
@@ -124,7 +133,9 @@ impl Lock {
                 taken_over,
             });
         }
-        Err(io(std::io::Error::other("lock file keeps changing; try again")))
+        Err(io(std::io::Error::other(
+            "lock file keeps changing; try again",
+        )))
     }
 
     /// The stale holder replaced by this acquire, for a warning.
@@ -159,13 +170,19 @@ fn pid_alive(pid: u32) -> bool {
     };
     match rustix::process::Pid::from_raw(raw) {
         // EPERM: alive, owned by someone else.
-        Some(p) => !matches!(rustix::process::test_kill_process(p), Err(rustix::io::Errno::SRCH)),
+        Some(p) => !matches!(
+            rustix::process::test_kill_process(p),
+            Err(rustix::io::Errno::SRCH)
+        ),
         None => false,
     }
 }
 
 fn hostname() -> String {
-    rustix::system::uname().nodename().to_string_lossy().into_owned()
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn user() -> String {
@@ -194,13 +211,23 @@ mod tests {
                 assert_eq!(info.pid, std::process::id());
                 assert_eq!(info.command, "ezctl setup c1 all");
                 assert!(!info.since.is_empty());
-                let msg = LockError::Held { path: d.path().join(LOCK_FILE), info }.to_string();
-                assert!(msg.contains("since") && msg.contains("ezctl setup c1 all"), "{msg}");
+                let msg = LockError::Held {
+                    path: d.path().join(LOCK_FILE),
+                    info,
+                }
+                .to_string();
+                assert!(
+                    msg.contains("since") && msg.contains("ezctl setup c1 all"),
+                    "{msg}"
+                );
             }
             other => panic!("expected Held, got {other:?}"),
         }
         drop(first);
-        assert!(!d.path().join(LOCK_FILE).exists(), "drop releases the lock file");
+        assert!(
+            !d.path().join(LOCK_FILE).exists(),
+            "drop releases the lock file"
+        );
         let again = Lock::acquire(d.path(), "ezctl upgrade c1").unwrap();
         assert!(again.taken_over().is_none());
     }
@@ -219,18 +246,26 @@ mod tests {
             since: "2020-01-01T00:00:00Z".into(),
             command: "ezctl setup crashed".into(),
         };
-        std::fs::write(d.path().join(LOCK_FILE), serde_json::to_string(&stale).unwrap()).unwrap();
+        std::fs::write(
+            d.path().join(LOCK_FILE),
+            serde_json::to_string(&stale).unwrap(),
+        )
+        .unwrap();
         let lock = Lock::acquire(d.path(), "ezctl setup c1").unwrap();
         assert_eq!(lock.taken_over(), Some(&stale));
         let now: LockInfo =
-            serde_json::from_str(&std::fs::read_to_string(d.path().join(LOCK_FILE)).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(d.path().join(LOCK_FILE)).unwrap())
+                .unwrap();
         assert_eq!(now.pid, std::process::id());
     }
 
     #[test]
     fn lock_file_of_a_live_process_is_respected() {
         let d = tempfile::tempdir().unwrap();
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         let live = LockInfo {
             pid: child.id(),
             host: hostname(),
@@ -238,7 +273,11 @@ mod tests {
             since: "2020-01-01T00:00:00Z".into(),
             command: "ezctl other".into(),
         };
-        std::fs::write(d.path().join(LOCK_FILE), serde_json::to_string(&live).unwrap()).unwrap();
+        std::fs::write(
+            d.path().join(LOCK_FILE),
+            serde_json::to_string(&live).unwrap(),
+        )
+        .unwrap();
         let r = Lock::acquire(d.path(), "ezctl setup");
         let _ = child.kill();
         let _ = child.wait();

@@ -80,10 +80,13 @@ impl Plan {
         targets: Targets,
         filter: &PlanFilter,
     ) -> Result<Plan, PlanError> {
-        let limit: Option<BTreeSet<String>> = filter
-            .limit
-            .as_deref()
-            .map(|p| targets.select(p).into_iter().map(|h| h.name.clone()).collect());
+        let limit: Option<BTreeSet<String>> = filter.limit.as_deref().map(|p| {
+            targets
+                .select(p)
+                .into_iter()
+                .map(|h| h.name.clone())
+                .collect()
+        });
         let mut roles: HashMap<String, Arc<Role>> = HashMap::new();
         let mut graph: DiGraph<Unit, EdgeKind> = DiGraph::new();
         let mut index: HashMap<(String, String), NodeIndex> = HashMap::new();

@@ -48,7 +48,9 @@ impl Playbook {
         let v = yaml::load_file(path)?;
         let plays: Vec<Play> = serde_json::from_value(v).map_err(|e| LoadError::Invalid {
             path: path.to_path_buf(),
-            message: format!("expected a list of plays {{ role, hosts, after, needs, serial, tags }}: {e}"),
+            message: format!(
+                "expected a list of plays {{ role, hosts, after, needs, serial, tags }}: {e}"
+            ),
         })?;
         for (i, p) in plays.iter().enumerate() {
             if p.serial == Some(0) {
@@ -107,7 +109,13 @@ mod tests {
         .unwrap();
         let pb = Playbook::load(&p).unwrap();
         assert_eq!(pb.name, "04-kube-master");
-        assert_eq!(pb.plays[0].needs[0], Need { role: "etcd".into(), on: "etcd".into() });
+        assert_eq!(
+            pb.plays[0].needs[0],
+            Need {
+                role: "etcd".into(),
+                on: "etcd".into()
+            }
+        );
         std::fs::write(&p, "- role: x\n  hosts: all\n  befor: [y]\n").unwrap();
         let e = Playbook::load(&p).unwrap_err().to_string();
         assert!(e.contains("befor"), "{e}");

@@ -65,7 +65,13 @@ impl EventConsumer for Recap {
                     self.entry(h);
                 }
             }
-            Event::TaskEnd { host, status, ignored, unreachable, .. } => {
+            Event::TaskEnd {
+                host,
+                status,
+                ignored,
+                unreachable,
+                ..
+            } => {
                 let h = self.entry(host);
                 match (status, ignored, unreachable) {
                     (Status::Failed, _, true) => h.unreachable += 1,
@@ -76,14 +82,21 @@ impl EventConsumer for Recap {
                     (Status::Skipped, ..) => h.skipped += 1,
                 }
             }
-            Event::UnitEnd { host, failure: Some(cause), unreachable, .. } => {
+            Event::UnitEnd {
+                host,
+                failure: Some(cause),
+                unreachable,
+                ..
+            } => {
                 // No task ran: the connection itself failed.
                 if *unreachable && cause.task.is_none() {
                     self.entry(host).unreachable += 1;
                 }
                 self.failures.push(cause.clone());
             }
-            Event::UnitSkipped { host, role, cause, .. } => {
+            Event::UnitSkipped {
+                host, role, cause, ..
+            } => {
                 self.entry(host).units_skipped += 1;
                 self.skipped_units.push(SkippedUnit {
                     role: role.clone(),
@@ -117,7 +130,11 @@ impl fmt::Display for Recap {
         write!(
             f,
             "{}total time {:.1}s",
-            if self.dry_run { "dry run: nothing was changed; " } else { "" },
+            if self.dry_run {
+                "dry run: nothing was changed; "
+            } else {
+                ""
+            },
             self.duration_ms as f64 / 1000.0
         )
     }

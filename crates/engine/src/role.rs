@@ -157,13 +157,19 @@ impl Role {
         }
         let key = match modules.as_slice() {
             [k] => (*k).clone(),
-            [] => return Err(fail(format!("no module (one of {})", ModuleKind::NAMES.join(", ")))),
+            [] => {
+                return Err(fail(format!(
+                    "no module (one of {})",
+                    ModuleKind::NAMES.join(", ")
+                )))
+            }
             many => {
                 let names: Vec<&str> = many.iter().map(|s| s.as_str()).collect();
                 return Err(fail(format!("more than one module: {}", names.join(", "))));
             }
         };
-        let module = ModuleKind::from_key(&key).ok_or_else(|| fail(format!("unknown module {key}")))?;
+        let module =
+            ModuleKind::from_key(&key).ok_or_else(|| fail(format!("unknown module {key}")))?;
         let mut args = m.get(&key).cloned().unwrap_or(Value::Null);
         if let (Value::String(s), Some(k)) = (&args, module.short_form_key()) {
             let mut o = Map::new();
@@ -204,18 +210,28 @@ impl Role {
                     other => Err(fail(format!("when: expected expressions, found {other}"))),
                 })
                 .collect::<Result<_, _>>()?,
-            Some(other) => return Err(fail(format!("when: expected an expression, found {other}"))),
+            Some(other) => {
+                return Err(fail(format!("when: expected an expression, found {other}")))
+            }
         };
         let loop_over = match m.get("loop") {
             None | Some(Value::Null) => None,
             Some(Value::Array(a)) => Some(LoopSpec::Items(a.clone())),
             Some(Value::String(s)) => Some(LoopSpec::Expr(s.clone())),
-            Some(other) => return Err(fail(format!("loop: expected a list or an expression, found {other}"))),
+            Some(other) => {
+                return Err(fail(format!(
+                    "loop: expected a list or an expression, found {other}"
+                )))
+            }
         };
         let register = match m.get("register") {
             None => None,
             Some(Value::String(s)) if is_identifier(s) => Some(s.clone()),
-            Some(other) => return Err(fail(format!("register: expected a variable name, found {other}"))),
+            Some(other) => {
+                return Err(fail(format!(
+                    "register: expected a variable name, found {other}"
+                )))
+            }
         };
         let words = |k: &str| -> Result<Vec<String>, (String, String)> {
             match m.get(k) {
@@ -229,7 +245,9 @@ impl Role {
                             .ok_or_else(|| fail(format!("{k}: expected names, found {x}")))
                     })
                     .collect(),
-                Some(other) => Err(fail(format!("{k}: expected a name or a list, found {other}"))),
+                Some(other) => Err(fail(format!(
+                    "{k}: expected a name or a list, found {other}"
+                ))),
             }
         };
         let flag = |k: &str| -> Result<bool, (String, String)> {
@@ -242,7 +260,11 @@ impl Role {
         let delegate_controller = match m.get("delegate") {
             None => false,
             Some(Value::String(s)) if s == "controller" => true,
-            Some(other) => return Err(fail(format!("delegate: only `controller` is supported, found {other}"))),
+            Some(other) => {
+                return Err(fail(format!(
+                    "delegate: only `controller` is supported, found {other}"
+                )))
+            }
         };
         Ok(Task {
             name,
@@ -263,17 +285,22 @@ impl Role {
     /// Literal template and `files/` names must exist.
     fn check_static_refs(&self, args: &Args) -> Result<(), String> {
         match args {
-            Args::Template(t) if !t.src.contains("{{") => {
-                if !self.templates.get_template_names().any(|n| n == t.src) {
-                    return Err(format!(
-                        "template `{}` not found in {}",
-                        t.src,
-                        self.dir.join("templates").display()
-                    ));
-                }
+            Args::Template(t)
+                if !t.src.contains("{{")
+                    && !self.templates.get_template_names().any(|n| n == t.src) =>
+            {
+                return Err(format!(
+                    "template `{}` not found in {}",
+                    t.src,
+                    self.dir.join("templates").display()
+                ));
             }
             Args::Copy(c) => {
-                if let Some(src) = c.src.as_deref().filter(|s| !s.contains("{{") && !s.starts_with('/')) {
+                if let Some(src) = c
+                    .src
+                    .as_deref()
+                    .filter(|s| !s.contains("{{") && !s.starts_with('/'))
+                {
                     let p = self.dir.join("files").join(src);
                     if !p.is_file() {
                         return Err(format!("copy source {} not found", p.display()));
@@ -285,22 +312,35 @@ impl Role {
         Ok(())
     }
 
-    pub(crate) fn render_template(&self, src: &str, vars: &tera::Context) -> Result<String, TaskError> {
-        self.templates.render(src, vars).map_err(|e| TaskError::Render {
-            what: format!("template {}", self.dir.join("templates").join(src).display()),
-            detail: chain(&e),
-        })
+    pub(crate) fn render_template(
+        &self,
+        src: &str,
+        vars: &tera::Context,
+    ) -> Result<String, TaskError> {
+        self.templates
+            .render(src, vars)
+            .map_err(|e| TaskError::Render {
+                what: format!(
+                    "template {}",
+                    self.dir.join("templates").join(src).display()
+                ),
+                detail: chain(&e),
+            })
     }
 
     /// Every tag used by a task of this role.
     pub fn tags(&self) -> BTreeSet<String> {
-        self.tasks.iter().flat_map(|t| t.tags.iter().cloned()).collect()
+        self.tasks
+            .iter()
+            .flat_map(|t| t.tags.iter().cloned())
+            .collect()
     }
 }
 
 fn is_identifier(s: &str) -> bool {
     let mut c = s.chars();
-    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
         && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
 }
 
@@ -343,20 +383,28 @@ fn load_templates(role: &str, dir: &Path) -> Result<Tera, LoadError> {
             }
         }
     }
-    tera.add_raw_templates(sources).map_err(|e| LoadError::Template {
-        role: role.to_string(),
-        file: "templates/".into(),
-        detail: chain(&e),
-    })?;
+    tera.add_raw_templates(sources)
+        .map_err(|e| LoadError::Template {
+            role: role.to_string(),
+            file: "templates/".into(),
+            detail: chain(&e),
+        })?;
     Ok(tera)
 }
 
-fn collect_files(base: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<(), LoadError> {
+fn collect_files(
+    base: &Path,
+    dir: &Path,
+    out: &mut Vec<(String, PathBuf)>,
+) -> Result<(), LoadError> {
     let io = |source| LoadError::Io {
         path: dir.to_path_buf(),
         source,
     };
-    let mut entries: Vec<_> = std::fs::read_dir(dir).map_err(io)?.collect::<Result<_, _>>().map_err(io)?;
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .collect::<Result<_, _>>()
+        .map_err(io)?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let p = e.path();
@@ -382,7 +430,11 @@ mod tests {
     fn load(tasks: &str) -> Result<Role, LoadError> {
         let d = tempfile::tempdir().unwrap();
         write(d.path(), "r/tasks.yml", tasks);
-        write(d.path(), "r/handlers.yml", "- name: restart x\n  command: 'true'\n");
+        write(
+            d.path(),
+            "r/handlers.yml",
+            "- name: restart x\n  command: 'true'\n",
+        );
         write(d.path(), "r/templates/a.conf.tera", "v={{ v }}\n");
         Role::load(d.path(), "r")
     }
@@ -403,17 +455,32 @@ mod tests {
 
     #[test]
     fn rejects_bad_tasks_with_their_name() {
-        let e = load("- name: two\n  command: a\n  shell: b\n").unwrap_err().to_string();
-        assert!(e.contains("task #1 `two`") && e.contains("more than one module"), "{e}");
-        let e = load("- name: k\n  command: a\n  retries: 3\n").unwrap_err().to_string();
+        let e = load("- name: two\n  command: a\n  shell: b\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("task #1 `two`") && e.contains("more than one module"),
+            "{e}"
+        );
+        let e = load("- name: k\n  command: a\n  retries: 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown key `retries`"), "{e}");
-        let e = load("- name: t\n  template: { src: nope.tera, dest: /x }\n").unwrap_err().to_string();
+        let e = load("- name: t\n  template: { src: nope.tera, dest: /x }\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("template `nope.tera` not found"), "{e}");
-        let e = load("- name: n\n  command: a\n  notify: nobody\n").unwrap_err().to_string();
+        let e = load("- name: n\n  command: a\n  notify: nobody\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("notifies `nobody`"), "{e}");
-        let e = load("- name: f\n  file: { path: /x, mode: rwx }\n").unwrap_err().to_string();
+        let e = load("- name: f\n  file: { path: /x, mode: rwx }\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("mode"), "{e}");
-        let e = load("- name: s\n  systemd: { name: x, state: restarted }\n").unwrap_err().to_string();
+        let e = load("- name: s\n  systemd: { name: x, state: restarted }\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("handlers.yml"), "{e}");
     }
 

@@ -196,7 +196,13 @@ impl Runner {
                         task: None,
                         error: format!("internal error: unit task ended abnormally: {e}"),
                     };
-                    (n, UnitOutcome::Failed { cause, unreachable: false })
+                    (
+                        n,
+                        UnitOutcome::Failed {
+                            cause,
+                            unreachable: false,
+                        },
+                    )
                 }
             };
             let host = g[n].host.clone();

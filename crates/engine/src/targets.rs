@@ -59,7 +59,12 @@ impl Targets {
             .collect();
         // Unions first, so the order of `&` / `!` terms does not matter.
         for t in terms.iter().filter(|t| !t.starts_with(['&', '!'])) {
-            chosen.extend(self.hosts.iter().filter(|h| matches(h, t)).map(|h| h.name.as_str()));
+            chosen.extend(
+                self.hosts
+                    .iter()
+                    .filter(|h| matches(h, t))
+                    .map(|h| h.name.as_str()),
+            );
         }
         for t in &terms {
             if let Some(t) = t.strip_prefix('&') {

@@ -108,14 +108,19 @@ impl UnitJob {
         let mut failure = None;
         for &i in &self.tasks {
             let task = &self.role.tasks[i];
-            let r = self.run_task(task, false, &*transport, &mut vars, &stats).await;
+            let r = self
+                .run_task(task, false, &*transport, &mut vars, &stats)
+                .await;
             changed |= r.status == Status::Changed;
             if r.status == Status::Changed {
                 notified.extend(task.notify.iter().cloned());
             }
             if let Some(e) = r.error {
                 if !task.ignore_errors {
-                    failure = Some((self.cause(Some(&task.name), self.error_text(task, &e)), e.is_unreachable()));
+                    failure = Some((
+                        self.cause(Some(&task.name), self.error_text(task, &e)),
+                        e.is_unreachable(),
+                    ));
                     break;
                 }
             }
@@ -124,12 +129,20 @@ impl UnitJob {
         // react to is on the host now, and a later run would not notify again.
         let host_gone = failure.as_ref().is_some_and(|(_, u)| *u);
         if !host_gone {
-            for h in self.role.handlers.iter().filter(|h| notified.contains(&h.name)) {
+            for h in self
+                .role
+                .handlers
+                .iter()
+                .filter(|h| notified.contains(&h.name))
+            {
                 let r = self.run_task(h, true, &*transport, &mut vars, &stats).await;
                 changed |= r.status == Status::Changed;
                 if let Some(e) = r.error {
                     if failure.is_none() && !h.ignore_errors {
-                        failure = Some((self.cause(Some(&h.name), self.error_text(h, &e)), e.is_unreachable()));
+                        failure = Some((
+                            self.cause(Some(&h.name), self.error_text(h, &e)),
+                            e.is_unreachable(),
+                        ));
                     }
                 }
             }
@@ -212,7 +225,8 @@ impl UnitJob {
         if task.run_once && !self.run_once_here {
             out.reason = Some("run_once: runs on the play's first host".into());
         } else {
-            self.task_items(task, transport, vars, stats, &mut out).await;
+            self.task_items(task, transport, vars, stats, &mut out)
+                .await;
         }
         vars.remove("item");
 
@@ -229,7 +243,9 @@ impl UnitJob {
             let result = if task.loop_over.is_some() {
                 json!({ "changed": out.changed, "failed": out.error.is_some(), "results": out.results })
             } else {
-                out.results.pop().unwrap_or_else(|| json!({ "skipped": true, "changed": false }))
+                out.results
+                    .pop()
+                    .unwrap_or_else(|| json!({ "skipped": true, "changed": false }))
             };
             vars.insert(name.as_str(), &result);
         }
@@ -285,9 +301,18 @@ impl UnitJob {
             match self.run_item(task, transport, vars, stats).await {
                 Ok(ItemResult::Skipped(reason)) => {
                     out.reason.get_or_insert(reason);
-                    out.results.push(item_result(&item, json!({"skipped": true, "changed": false})));
+                    out.results.push(item_result(
+                        &item,
+                        json!({"skipped": true, "changed": false}),
+                    ));
                 }
-                Ok(ItemResult::Done { changed, change, diff, data, failed }) => {
+                Ok(ItemResult::Done {
+                    changed,
+                    change,
+                    diff,
+                    data,
+                    failed,
+                }) => {
                     out.ran += 1;
                     out.changed |= changed;
                     out.changes.extend(change);
@@ -306,13 +331,20 @@ impl UnitJob {
                 Err(e @ TaskError::Render { .. })
                     if self.options.dry_run && self.dry_pending.load(Ordering::Relaxed) =>
                 {
-                    out.reason
-                        .get_or_insert(format!("dry run: needs a result that only a real run produces ({e})"));
-                    out.results.push(item_result(&item, json!({"skipped": true, "changed": false})));
+                    out.reason.get_or_insert(format!(
+                        "dry run: needs a result that only a real run produces ({e})"
+                    ));
+                    out.results.push(item_result(
+                        &item,
+                        json!({"skipped": true, "changed": false}),
+                    ));
                 }
                 Err(e) => {
                     out.ran += 1;
-                    out.results.push(item_result(&item, json!({"failed": true, "changed": false, "msg": e.to_string()})));
+                    out.results.push(item_result(
+                        &item,
+                        json!({"failed": true, "changed": false, "msg": e.to_string()}),
+                    ));
                     out.error = Some(e);
                     return;
                 }

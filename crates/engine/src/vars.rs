@@ -22,9 +22,15 @@ impl HostContexts {
         let mut groups: BTreeMap<String, Vec<Value>> = BTreeMap::new();
         let mut hostvars = Map::new();
         for h in &targets.hosts {
-            groups.entry("all".into()).or_default().push(h.name.clone().into());
+            groups
+                .entry("all".into())
+                .or_default()
+                .push(h.name.clone().into());
             for g in &h.groups {
-                groups.entry(g.clone()).or_default().push(h.name.clone().into());
+                groups
+                    .entry(g.clone())
+                    .or_default()
+                    .push(h.name.clone().into());
             }
             hostvars.insert(h.name.clone(), Value::Object(h.vars.clone()));
         }
@@ -65,10 +71,11 @@ pub(crate) fn unit_context(
         if vars.contains_key(k) {
             continue;
         }
-        let ctx = Context::from_value(Value::Object(vars.clone())).map_err(|e| TaskError::Render {
-            what: format!("default `{k}`"),
-            detail: chain(&e),
-        })?;
+        let ctx =
+            Context::from_value(Value::Object(vars.clone())).map_err(|e| TaskError::Render {
+                what: format!("default `{k}`"),
+                detail: chain(&e),
+            })?;
         let rendered = render_value(v, &ctx).map_err(|e| match e {
             TaskError::Render { detail, .. } => TaskError::Render {
                 what: format!("default `{k}`"),
@@ -181,19 +188,34 @@ mod tests {
 
     #[test]
     fn sole_expression_keeps_type() {
-        assert_eq!(render_value(&json!("{{ list }}"), &ctx()).unwrap(), json!([1, 2]));
+        assert_eq!(
+            render_value(&json!("{{ list }}"), &ctx()).unwrap(),
+            json!([1, 2])
+        );
         assert_eq!(render_value(&json!("{{ a }}"), &ctx()).unwrap(), json!("2"));
-        assert_eq!(render_value(&json!("{{ name }}\n"), &ctx()).unwrap(), json!("x\n"));
-        assert_eq!(render_value(&json!("n-{{ a }}"), &ctx()).unwrap(), json!("n-2"));
-        assert_eq!(render_value(&json!({"k": ["{{ name }}"]}), &ctx()).unwrap(), json!({"k": ["x"]}));
+        assert_eq!(
+            render_value(&json!("{{ name }}\n"), &ctx()).unwrap(),
+            json!("x\n")
+        );
+        assert_eq!(
+            render_value(&json!("n-{{ a }}"), &ctx()).unwrap(),
+            json!("n-2")
+        );
+        assert_eq!(
+            render_value(&json!({"k": ["{{ name }}"]}), &ctx()).unwrap(),
+            json!({"k": ["x"]})
+        );
     }
 
     #[test]
     fn precedence_defaults_under_host_vars() {
         let targets = Targets {
-            globals: [("g".to_string(), json!("global")), ("v".to_string(), json!("global"))]
-                .into_iter()
-                .collect(),
+            globals: [
+                ("g".to_string(), json!("global")),
+                ("v".to_string(), json!("global")),
+            ]
+            .into_iter()
+            .collect(),
             hosts: vec![TargetHost::new("h1").group("etcd").var("v", "host")],
         };
         let hc = HostContexts::build(&targets);

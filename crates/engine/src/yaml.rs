@@ -40,9 +40,16 @@ pub(crate) fn load_ordered_map(path: &Path) -> Result<Vec<(String, Value)>, Load
         Yaml::Null | Yaml::BadValue => Ok(Vec::new()),
         Yaml::Hash(h) => h
             .into_iter()
-            .map(|(k, v)| Ok((key_string(&k).map_err(yaml_err)?, to_json(v).map_err(yaml_err)?)))
+            .map(|(k, v)| {
+                Ok((
+                    key_string(&k).map_err(yaml_err)?,
+                    to_json(v).map_err(yaml_err)?,
+                ))
+            })
             .collect(),
-        _ => Err(yaml_err("expected a mapping of variable names to values".into())),
+        _ => Err(yaml_err(
+            "expected a mapping of variable names to values".into(),
+        )),
     }
 }
 
@@ -117,7 +124,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("d.yml");
         std::fs::write(&p, "z: 1\na: 2\nm: 3\n").unwrap();
-        let keys: Vec<String> = load_ordered_map(&p).unwrap().into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<String> = load_ordered_map(&p)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         assert_eq!(keys, ["z", "a", "m"]);
     }
 }

@@ -17,8 +17,16 @@ fn write(dir: &Path, rel: &str, text: &str) {
 /// roles r1..: each one trivial task, `t` tagged `upgrade` in r2.
 fn simple_roles(dir: &Path, names: &[&str]) {
     for n in names {
-        let tags = if *n == "r2" { "\n  tags: [upgrade]" } else { "" };
-        write(dir, &format!("{n}/tasks.yml"), &format!("- name: t\n  command: 'true'{tags}\n"));
+        let tags = if *n == "r2" {
+            "\n  tags: [upgrade]"
+        } else {
+            ""
+        };
+        write(
+            dir,
+            &format!("{n}/tasks.yml"),
+            &format!("- name: t\n  command: 'true'{tags}\n"),
+        );
     }
 }
 
@@ -44,7 +52,10 @@ fn edges_from_after_needs_and_serial() {
     simple_roles(d.path(), &["prepare", "etcd", "master", "node"]);
     let mut master = play("master", "kube_master");
     master.after = vec!["prepare".into()];
-    master.needs = vec![Need { role: "etcd".into(), on: "etcd".into() }];
+    master.needs = vec![Need {
+        role: "etcd".into(),
+        on: "etcd".into(),
+    }];
     let mut node = play("node", "kube_node");
     node.after = vec!["prepare".into()];
     node.serial = Some(1);
@@ -70,9 +81,17 @@ fn edges_from_after_needs_and_serial() {
             ("prepare".to_string(), "n2".to_string(), EdgeKind::After),
         ]
     );
-    assert_eq!(plan.deps("node", "n1"), vec![("prepare".to_string(), "n1".to_string(), EdgeKind::After)]);
-    assert!(plan.deps("etcd", "m1").is_empty(), "etcd has no `after`: no edge");
-    assert!(plan.describe().contains("master@m1 (1 tasks) <- etcd@m1 [needs]"));
+    assert_eq!(
+        plan.deps("node", "n1"),
+        vec![("prepare".to_string(), "n1".to_string(), EdgeKind::After)]
+    );
+    assert!(
+        plan.deps("etcd", "m1").is_empty(),
+        "etcd has no `after`: no edge"
+    );
+    assert!(plan
+        .describe()
+        .contains("master@m1 (1 tasks) <- etcd@m1 [needs]"));
 }
 
 #[test]
@@ -84,9 +103,14 @@ fn cycle_is_reported_with_its_path() {
     let mut b = play("b", "m1");
     b.after = vec!["a".into()];
     let mut c = play("c", "m1");
-    c.needs = vec![Need { role: "b".into(), on: "kube_master".into() }];
+    c.needs = vec![Need {
+        role: "b".into(),
+        on: "kube_master".into(),
+    }];
     let pb = Playbook::from_plays("x", vec![a, b, c]);
-    let err = Plan::build(d.path(), &[pb], targets(), &PlanFilter::default()).err().expect("cycle");
+    let err = Plan::build(d.path(), &[pb], targets(), &PlanFilter::default())
+        .err()
+        .expect("cycle");
     match &err {
         PlanError::Cycle { path } => {
             assert_eq!(path.first(), path.last());
@@ -106,7 +130,12 @@ fn self_dependency_is_a_cycle() {
     simple_roles(d.path(), &["a"]);
     let mut a = play("a", "m1");
     a.after = vec!["a".into()];
-    let err = Plan::build(d.path(), &[Playbook::from_plays("x", vec![a])], targets(), &PlanFilter::default());
+    let err = Plan::build(
+        d.path(),
+        &[Playbook::from_plays("x", vec![a])],
+        targets(),
+        &PlanFilter::default(),
+    );
     assert!(matches!(err, Err(PlanError::Cycle { .. })));
 }
 
@@ -122,21 +151,40 @@ fn unknown_roles_are_errors_but_absent_ones_are_satisfied() {
     )
     .err()
     .unwrap();
-    assert!(matches!(&err, PlanError::UnknownRole { role, .. } if role == "etdc"), "{err}");
-    assert!(err.to_string().contains("02-etcd") && err.to_string().contains("play #1"), "{err}");
+    assert!(
+        matches!(&err, PlanError::UnknownRole { role, .. } if role == "etdc"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("02-etcd") && err.to_string().contains("play #1"),
+        "{err}"
+    );
 
     let mut e = play("etcd", "etcd");
     e.after = vec!["prepair".into()];
-    let err = Plan::build(d.path(), &[Playbook::from_plays("02-etcd", vec![e])], targets(), &PlanFilter::default())
-        .err()
-        .unwrap();
-    assert!(matches!(&err, PlanError::UnknownRole { role, .. } if role == "prepair"), "{err}");
+    let err = Plan::build(
+        d.path(),
+        &[Playbook::from_plays("02-etcd", vec![e])],
+        targets(),
+        &PlanFilter::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        matches!(&err, PlanError::UnknownRole { role, .. } if role == "prepair"),
+        "{err}"
+    );
 
     // `prepare` exists but is not in this plan (step 01 ran before): satisfied.
     let mut e = play("etcd", "etcd");
     e.after = vec!["prepare".into()];
-    let plan = Plan::build(d.path(), &[Playbook::from_plays("02-etcd", vec![e])], targets(), &PlanFilter::default())
-        .unwrap();
+    let plan = Plan::build(
+        d.path(),
+        &[Playbook::from_plays("02-etcd", vec![e])],
+        targets(),
+        &PlanFilter::default(),
+    )
+    .unwrap();
     assert_eq!(plan.len(), 2);
     assert!(plan.deps("etcd", "m1").is_empty());
 }
@@ -145,9 +193,17 @@ fn unknown_roles_are_errors_but_absent_ones_are_satisfied() {
 fn same_role_twice_on_a_host_is_an_error() {
     let d = tempfile::tempdir().unwrap();
     simple_roles(d.path(), &["prepare"]);
-    let pb = Playbook::from_plays("x", vec![play("prepare", "kube_master"), play("prepare", "etcd")]);
-    let err = Plan::build(d.path(), &[pb], targets(), &PlanFilter::default()).err().unwrap();
-    assert!(matches!(err, PlanError::DuplicateUnit { ref host, .. } if host == "m1"), "{err}");
+    let pb = Playbook::from_plays(
+        "x",
+        vec![play("prepare", "kube_master"), play("prepare", "etcd")],
+    );
+    let err = Plan::build(d.path(), &[pb], targets(), &PlanFilter::default())
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, PlanError::DuplicateUnit { ref host, .. } if host == "m1"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -165,7 +221,10 @@ fn tags_and_limit_filter_units() {
     let plan = Plan::build(d.path(), std::slice::from_ref(&pb), targets(), &tags).unwrap();
     let units: Vec<String> = plan.units().map(Unit::label).collect();
     assert_eq!(units, ["r2@m1", "r2@m2", "r2@n1", "r2@n2"]);
-    assert!(plan.deps("r2", "m1").is_empty(), "r1 filtered out: dependency satisfied");
+    assert!(
+        plan.deps("r2", "m1").is_empty(),
+        "r1 filtered out: dependency satisfied"
+    );
 
     let skip = PlanFilter {
         skip_tags: BTreeSet::from(["upgrade".to_string()]),
@@ -187,7 +246,12 @@ fn tags_and_limit_filter_units() {
 fn fixture_playbooks_build() {
     let d = tempfile::tempdir().unwrap();
     for pb in ["site.yml", "failure.yml", "pipeline.yml"] {
-        let plan = Plan::build(&roles_dir(), &[playbook(pb)], cluster(d.path(), 3), &PlanFilter::default());
+        let plan = Plan::build(
+            &roles_dir(),
+            &[playbook(pb)],
+            cluster(d.path(), 3),
+            &PlanFilter::default(),
+        );
         assert!(plan.is_ok(), "{pb}: {:?}", plan.err());
     }
 }

@@ -17,7 +17,12 @@ fn errors(events: &[Event]) -> Vec<String> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::TaskEnd { error: Some(err), host, task, .. } => Some(format!("{host} {task}: {err}")),
+            Event::TaskEnd {
+                error: Some(err),
+                host,
+                task,
+                ..
+            } => Some(format!("{host} {task}: {err}")),
             _ => None,
         })
         .collect()
@@ -35,9 +40,16 @@ async fn second_run_changes_nothing_and_handler_fires_only_on_change() {
         let conf = read(r.join("etc/app/app.conf"));
         assert!(conf.contains(&format!("# app config for {h}")) && conf.contains("listen = 8080"));
         assert!(conf.contains("peers = h1,h2,h3"));
-        assert_eq!(read(r.join("etc/app/listen.txt")), "listen = 8080\n", "registered stdout used");
+        assert_eq!(
+            read(r.join("etc/app/listen.txt")),
+            "listen = 8080\n",
+            "registered stdout used"
+        );
         assert!(read(r.join("etc/hosts")).contains("10.0.0.2 h2\n"));
-        assert_eq!(read(r.join("etc/ssh/sshd_config")), "PermitRootLogin prohibit-password\n");
+        assert_eq!(
+            read(r.join("etc/ssh/sshd_config")),
+            "PermitRootLogin prohibit-password\n"
+        );
         assert!(r.join("var/lib/etcd").is_dir() && r.join("var/lib/kubelet").is_dir());
         assert_eq!(read(r.join("restarts.log")), "restarted\n");
     }
@@ -46,10 +58,17 @@ async fn second_run_changes_nothing_and_handler_fires_only_on_change() {
     assert!(second.ok(), "{second}");
     for h in ["h1", "h2", "h3"] {
         let hr = second.host(h);
-        assert_eq!(hr.changed, 0, "{h} changed on a converged host: {second}\n{events:#?}");
+        assert_eq!(
+            hr.changed, 0,
+            "{h} changed on a converged host: {second}\n{events:#?}"
+        );
         assert_eq!(hr.failed, 0);
         assert!(hr.ok > 5);
-        assert_eq!(read(root(d.path(), h).join("restarts.log")), "restarted\n", "handler ran without a change");
+        assert_eq!(
+            read(root(d.path(), h).join("restarts.log")),
+            "restarted\n",
+            "handler ran without a change"
+        );
     }
 
     // A real change: only the app config (and what reads it) changes, the handler fires once.
@@ -60,15 +79,21 @@ async fn second_run_changes_nothing_and_handler_fires_only_on_change() {
     let changed: Vec<(String, String)> = events
         .iter()
         .filter_map(|e| match e {
-            Event::TaskEnd { host, task, status: Status::Changed, .. } if host == "h1" => {
-                Some((host.clone(), task.clone()))
-            }
+            Event::TaskEnd {
+                host,
+                task,
+                status: Status::Changed,
+                ..
+            } if host == "h1" => Some((host.clone(), task.clone())),
             _ => None,
         })
         .collect();
     let tasks: Vec<&str> = changed.iter().map(|(_, t)| t.as_str()).collect();
     assert_eq!(tasks, ["app config", "record listen line", "restart app"]);
-    assert_eq!(read(root(d.path(), "h1").join("restarts.log")), "restarted\nrestarted\n");
+    assert_eq!(
+        read(root(d.path(), "h1").join("restarts.log")),
+        "restarted\nrestarted\n"
+    );
     assert!(read(root(d.path(), "h1").join("etc/app/app.conf")).contains("listen = 9090"));
 }
 
@@ -95,24 +120,36 @@ async fn a_failing_host_stops_only_its_dependents_and_a_rerun_converges() {
     assert_eq!(skipped, ["app@h2", "report@h1"], "{recap}");
     assert!(recap.skipped_units.iter().all(|s| s.cause == *cause));
     let text = recap.to_string();
-    assert!(text.contains("SKIPPED report@h1: because flaky@h2 task `may fail` failed"), "{text}");
+    assert!(
+        text.contains("SKIPPED report@h1: because flaky@h2 task `may fail` failed"),
+        "{text}"
+    );
 
     // Independent work finished everywhere else.
     for h in ["h1", "h3"] {
-        assert!(root(d.path(), h).join("etc/app/app.conf").exists(), "{h} app ran");
+        assert!(
+            root(d.path(), h).join("etc/app/app.conf").exists(),
+            "{h} app ran"
+        );
     }
     assert!(!root(d.path(), "h2").join("etc/app/app.conf").exists());
     assert!(!root(d.path(), "h1").join("report").exists());
     assert_eq!(recap.host("h2").failed, 1);
     assert_eq!(recap.host("h2").units_skipped, 1);
-    assert!(events.iter().any(|e| matches!(e, Event::RunEnd { ok: false, .. })));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::RunEnd { ok: false, .. })));
 
     // Fix the host: the re-run finishes the rest and then everything is converged.
     std::fs::remove_file(root(d.path(), "h2").join("FAIL")).unwrap();
     let (rerun, _) = run("failure.yml", cluster(d.path(), 3), RunOptions::default()).await;
     assert!(rerun.ok(), "{rerun}");
     assert!(rerun.host("h2").changed > 0);
-    assert_eq!(rerun.host("h3").changed, 0, "h3 had converged already: {rerun}");
+    assert_eq!(
+        rerun.host("h3").changed,
+        0,
+        "h3 had converged already: {rerun}"
+    );
     assert!(root(d.path(), "h1").join("report").exists());
     let (again, _) = run("failure.yml", cluster(d.path(), 3), RunOptions::default()).await;
     assert!(again.ok());
@@ -126,12 +163,21 @@ async fn dry_run_changes_nothing_and_shows_diffs() {
     let (recap, events) = run("site.yml", cluster(d.path(), 2), dry()).await;
     assert!(recap.ok(), "{recap}\n{:?}", errors(&events));
     assert!(recap.dry_run);
-    assert!(tree(d.path()).is_empty(), "dry run wrote: {:?}", tree(d.path()));
+    assert!(
+        tree(d.path()).is_empty(),
+        "dry run wrote: {:?}",
+        tree(d.path())
+    );
     let diff = events
         .iter()
         .find_map(|e| match e {
-            Event::TaskEnd { host, task, diff: Some(d), status: Status::Changed, .. }
-                if host == "h1" && task == "app config" => Some(d.clone()),
+            Event::TaskEnd {
+                host,
+                task,
+                diff: Some(d),
+                status: Status::Changed,
+                ..
+            } if host == "h1" && task == "app config" => Some(d.clone()),
             _ => None,
         })
         .expect("a diff for the template");
@@ -157,13 +203,23 @@ async fn dry_run_changes_nothing_and_shows_diffs() {
     let diff = events
         .iter()
         .find_map(|e| match e {
-            Event::TaskEnd { task, diff: Some(d), .. } if task == "app config" => Some(d.clone()),
+            Event::TaskEnd {
+                task,
+                diff: Some(d),
+                ..
+            } if task == "app config" => Some(d.clone()),
             _ => None,
         })
         .expect("diff");
-    assert!(diff.contains("-listen = 8080") && diff.contains("+listen = 9090"), "{diff}");
+    assert!(
+        diff.contains("-listen = 8080") && diff.contains("+listen = 9090"),
+        "{diff}"
+    );
     // The handler would run, but does not.
-    assert_eq!(read(root(d.path(), "h1").join("restarts.log")), "restarted\n");
+    assert_eq!(
+        read(root(d.path(), "h1").join("restarts.log")),
+        "restarted\n"
+    );
 }
 
 #[tokio::test]
@@ -171,7 +227,13 @@ async fn other_hosts_move_on_while_one_host_is_slow() {
     let d = tempfile::tempdir().unwrap();
     let mut targets = cluster(d.path(), 4);
     targets.hosts[0].vars.insert("delay".into(), 2.into());
-    let plan = Plan::build(&roles_dir(), &[playbook("pipeline.yml")], targets, &PlanFilter::default()).unwrap();
+    let plan = Plan::build(
+        &roles_dir(),
+        &[playbook("pipeline.yml")],
+        targets,
+        &PlanFilter::default(),
+    )
+    .unwrap();
     let runner = Runner::new(Arc::new(LocalConnector::new()));
     let (recap, events) = run_plan(&plan, &runner).await;
     assert!(recap.ok(), "{recap}");
@@ -200,7 +262,10 @@ async fn other_hosts_move_on_while_one_host_is_slow() {
         );
         assert!(find("unit_end", "second", h) < slow_done);
     }
-    assert!(find("unit_start", "second", "h1") > slow_done, "h1's second role ran before its first");
+    assert!(
+        find("unit_start", "second", "h1") > slow_done,
+        "h1's second role ran before its first"
+    );
     let slow_ms = lines[slow_done]["duration_ms"].as_u64().unwrap();
     assert!(slow_ms >= 2000, "{slow_ms}");
 }
@@ -209,16 +274,22 @@ async fn other_hosts_move_on_while_one_host_is_slow() {
 async fn unchanged_big_file_is_not_sent_again() {
     let d = tempfile::tempdir().unwrap();
     let big = d.path().join("big.bin");
-    let data: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..20 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     std::fs::write(&big, &data).unwrap();
     let hosts_dir = d.path().join("hosts");
     let mut targets = cluster(&hosts_dir, 2);
-    targets.globals.insert("big_src".into(), big.to_string_lossy().into_owned().into());
+    targets
+        .globals
+        .insert("big_src".into(), big.to_string_lossy().into_owned().into());
     let pb = Playbook::from_plays("copy", vec![Play::new("bigcopy", "all")]);
     let plan = Plan::build(&roles_dir(), &[pb], targets, &PlanFilter::default()).unwrap();
 
     let counters = Arc::new(Counters::default());
-    let runner = Runner::new(Arc::new(CountingConnector { counters: counters.clone() }));
+    let runner = Runner::new(Arc::new(CountingConnector {
+        counters: counters.clone(),
+    }));
     let (first, _) = run_plan(&plan, &runner).await;
     assert!(first.ok(), "{first}");
     assert_eq!(counters.put.load(Ordering::SeqCst), 2, "sent once per host");
@@ -227,11 +298,17 @@ async fn unchanged_big_file_is_not_sent_again() {
     }
 
     let counters = Arc::new(Counters::default());
-    let runner = Runner::new(Arc::new(CountingConnector { counters: counters.clone() }));
+    let runner = Runner::new(Arc::new(CountingConnector {
+        counters: counters.clone(),
+    }));
     let (second, _) = run_plan(&plan, &runner).await;
     assert!(second.ok(), "{second}");
     assert_eq!(second.total_changed(), 0);
-    assert_eq!(counters.put.load(Ordering::SeqCst), 0, "unchanged file was sent again");
+    assert_eq!(
+        counters.put.load(Ordering::SeqCst),
+        0,
+        "unchanged file was sent again"
+    );
     // The check is the unit's one batched stat round trip per host, nothing else.
     assert_eq!(counters.stat_many.load(Ordering::SeqCst), 2);
     assert_eq!(counters.exec.load(Ordering::SeqCst), 0);
@@ -242,24 +319,43 @@ async fn unchanged_big_file_is_not_sent_again() {
     let target = root(&hosts_dir, "h1").join("opt/bin/big.bin");
     std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
     let counters = Arc::new(Counters::default());
-    let runner = Runner::new(Arc::new(CountingConnector { counters: counters.clone() }));
+    let runner = Runner::new(Arc::new(CountingConnector {
+        counters: counters.clone(),
+    }));
     let (third, _) = run_plan(&plan, &runner).await;
     assert_eq!(third.host("h1").changed, 1, "{third}");
     assert_eq!(counters.put.load(Ordering::SeqCst), 0);
-    assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o755);
+    assert_eq!(
+        std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
 }
 
 #[tokio::test]
 async fn template_error_names_role_task_and_template() {
     let d = tempfile::tempdir().unwrap();
     let pb = Playbook::from_plays("x", vec![Play::new("broken", "all")]);
-    let plan = Plan::build(&roles_dir(), &[pb], cluster(d.path(), 1), &PlanFilter::default()).unwrap();
+    let plan = Plan::build(
+        &roles_dir(),
+        &[pb],
+        cluster(d.path(), 1),
+        &PlanFilter::default(),
+    )
+    .unwrap();
     let (recap, _) = run_plan(&plan, &Runner::new(Arc::new(LocalConnector::new()))).await;
     let c = &recap.failures[0];
     assert_eq!(c.role, "broken");
     assert_eq!(c.task.as_deref(), Some("render broken template"));
-    assert!(c.error.contains("roles/broken/templates/bad.conf.tera"), "{}", c.error);
-    assert!(c.error.contains("no_such_variable"), "tera's cause is kept: {}", c.error);
+    assert!(
+        c.error.contains("roles/broken/templates/bad.conf.tera"),
+        "{}",
+        c.error
+    );
+    assert!(
+        c.error.contains("no_such_variable"),
+        "tera's cause is kept: {}",
+        c.error
+    );
 }
 
 #[tokio::test]
@@ -267,13 +363,19 @@ async fn run_once_and_delegate_to_controller() {
     let d = tempfile::tempdir().unwrap();
     let log = d.path().join("controller.log");
     let mut targets = cluster(&d.path().join("hosts"), 3);
-    targets.globals.insert("controller_log".into(), log.to_string_lossy().into_owned().into());
+    targets.globals.insert(
+        "controller_log".into(),
+        log.to_string_lossy().into_owned().into(),
+    );
     let pb = Playbook::from_plays("x", vec![Play::new("once", "all")]);
     let plan = Plan::build(&roles_dir(), &[pb], targets, &PlanFilter::default()).unwrap();
     let (recap, events) = run_plan(&plan, &Runner::new(Arc::new(LocalConnector::new()))).await;
     assert!(recap.ok(), "{recap}");
     assert_eq!(read(&log), "h1\n", "run_once ran on the first host only");
-    let mut all: Vec<String> = read(format!("{}.all", log.display())).lines().map(str::to_string).collect();
+    let mut all: Vec<String> = read(format!("{}.all", log.display()))
+        .lines()
+        .map(str::to_string)
+        .collect();
     all.sort();
     assert_eq!(all, ["h1", "h2", "h3"]);
     let skipped = events
@@ -302,7 +404,13 @@ impl Connector for HalfReachable {
 #[tokio::test]
 async fn unreachable_host_is_counted_and_skipped() {
     let d = tempfile::tempdir().unwrap();
-    let plan = Plan::build(&roles_dir(), &[playbook("site.yml")], cluster(d.path(), 3), &PlanFilter::default()).unwrap();
+    let plan = Plan::build(
+        &roles_dir(),
+        &[playbook("site.yml")],
+        cluster(d.path(), 3),
+        &PlanFilter::default(),
+    )
+    .unwrap();
     let (recap, _) = run_plan(&plan, &Runner::new(Arc::new(HalfReachable))).await;
     assert_eq!(recap.host("h2").unreachable, 1, "{recap}");
     assert_eq!(recap.host("h2").units_skipped, 1);
@@ -313,25 +421,38 @@ async fn unreachable_host_is_counted_and_skipped() {
 #[tokio::test]
 async fn run_log_and_json_lines_cover_the_run() {
     let d = tempfile::tempdir().unwrap();
-    let plan = Plan::build(&roles_dir(), &[playbook("site.yml")], cluster(d.path(), 1), &PlanFilter::default()).unwrap();
+    let plan = Plan::build(
+        &roles_dir(),
+        &[playbook("site.yml")],
+        cluster(d.path(), 1),
+        &PlanFilter::default(),
+    )
+    .unwrap();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let runner = Runner::new(Arc::new(LocalConnector::new()));
     let consumer = tokio::spawn(async move {
         let mut json = JsonLinesWriter::new(Vec::new());
         let mut log = RunLogWriter::new(Vec::new());
         let mut recap = Recap::default();
-        drain(rx, &mut [&mut json, &mut log, &mut recap]).await.unwrap();
+        drain(rx, &mut [&mut json, &mut log, &mut recap])
+            .await
+            .unwrap();
         (json.into_inner(), log.into_inner(), recap)
     });
     let recap = runner.run(&plan, EventSink::new(tx)).await;
     let (json, log, consumer_recap) = consumer.await.unwrap();
-    assert_eq!(consumer_recap.hosts, recap.hosts, "the recap is the same from events");
+    assert_eq!(
+        consumer_recap.hosts, recap.hosts,
+        "the recap is the same from events"
+    );
     let json = String::from_utf8(json).unwrap();
     let first: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
     let last: serde_json::Value = serde_json::from_str(json.lines().last().unwrap()).unwrap();
     assert_eq!(first["event"], "run_start");
     assert_eq!(last["event"], "run_end");
-    assert!(json.lines().any(|l| l.contains("\"event\":\"task_end\"") && l.contains("\"status\":\"changed\"")));
+    assert!(json
+        .lines()
+        .any(|l| l.contains("\"event\":\"task_end\"") && l.contains("\"status\":\"changed\"")));
     let log = String::from_utf8(log).unwrap();
     assert!(log.contains("h1 app | app config: changed"), "{log}");
     assert!(log.contains("run end: ok"), "{log}");

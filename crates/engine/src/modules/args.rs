@@ -24,7 +24,9 @@ impl<T: Clone> Deferred<T> {
     pub(crate) fn get(&self, field: &str) -> Result<T, String> {
         match self {
             Deferred::Ready(t) => Ok(t.clone()),
-            Deferred::Template(s) => Err(format!("`{field}` is still a template after rendering: {s}")),
+            Deferred::Template(s) => Err(format!(
+                "`{field}` is still a template after rendering: {s}"
+            )),
         }
     }
 }
@@ -37,7 +39,9 @@ impl<'de, T: FromArg> Deserialize<'de> for Deferred<T> {
                 return Ok(Deferred::Template(s.clone()));
             }
         }
-        T::from_arg(&v).map(Deferred::Ready).map_err(D::Error::custom)
+        T::from_arg(&v)
+            .map(Deferred::Ready)
+            .map_err(D::Error::custom)
     }
 }
 
@@ -58,7 +62,9 @@ impl FromArg for bool {
 impl FromArg for u64 {
     fn from_arg(v: &Value) -> Result<Self, String> {
         match v {
-            Value::Number(n) => n.as_u64().ok_or_else(|| format!("expected a whole number, found {n}")),
+            Value::Number(n) => n
+                .as_u64()
+                .ok_or_else(|| format!("expected a whole number, found {n}")),
             Value::String(s) => s
                 .trim()
                 .parse()
@@ -78,7 +84,11 @@ impl FromArg for Mode {
         let text = match v {
             Value::String(s) => s.trim().to_string(),
             Value::Number(n) if n.is_u64() => n.to_string(),
-            other => return Err(format!("mode: expected an octal string like \"0644\", found {other}")),
+            other => {
+                return Err(format!(
+                    "mode: expected an octal string like \"0644\", found {other}"
+                ))
+            }
         };
         let digits = text.strip_prefix("0o").unwrap_or(&text);
         match u32::from_str_radix(digits, 8) {

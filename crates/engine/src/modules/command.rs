@@ -47,14 +47,20 @@ impl CommandArgs {
         }?;
         match &self.changed_when {
             None | Some(Value::Bool(_)) | Some(Value::String(_)) => Ok(()),
-            Some(other) => Err(format!("changed_when: expected a boolean or an expression, found {other}")),
+            Some(other) => Err(format!(
+                "changed_when: expected a boolean or an expression, found {other}"
+            )),
         }
     }
 
     fn command_line(&self) -> String {
         let base = match (&self.cmd, &self.argv) {
             (Some(c), _) => c.clone(),
-            (None, Some(a)) => a.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" "),
+            (None, Some(a)) => a
+                .iter()
+                .map(|w| shell_quote(w))
+                .collect::<Vec<_>>()
+                .join(" "),
             (None, None) => String::new(),
         };
         match &self.chdir {

@@ -58,7 +58,10 @@ impl Module for FileArgs {
         let mode = self.mode()?;
         match self.state {
             FileState::File => {
-                let content = self.content.as_ref().map(|c| Content::bytes(c.clone().into_bytes()));
+                let content = self
+                    .content
+                    .as_ref()
+                    .map(|c| Content::bytes(c.clone().into_bytes()));
                 let stat = cx.stats.get(cx.transport, &self.path).await?;
                 // Without `content`, an existing file keeps what it holds.
                 let content = match (content, &stat) {
@@ -86,7 +89,11 @@ impl Module for FileArgs {
                     Change::new(format!(
                         "{}: {}",
                         self.path,
-                        if stat.is_none() { "create directory" } else { "directory mode/owner" }
+                        if stat.is_none() {
+                            "create directory"
+                        } else {
+                            "directory mode/owner"
+                        }
                     ))
                 }))
             }
@@ -116,17 +123,27 @@ impl Module for FileArgs {
                     script.push_str(&format!(" && chown -- {} {q}", shell_quote(o)));
                 }
                 run_checked(cx, &script, &format!("creating directory {}", self.path)).await?;
-                let mut fresh = cx.transport.stat_many(&[self.path.clone()]).await?;
+                let mut fresh = cx
+                    .transport
+                    .stat_many(std::slice::from_ref(&self.path))
+                    .await?;
                 cx.stats.set(&self.path, fresh.remove(&self.path).flatten());
             }
             (FileState::Absent, _) => {
-                run_checked(cx, &format!("rm -rf -- {q}"), &format!("removing {}", self.path)).await?;
+                run_checked(
+                    cx,
+                    &format!("rm -rf -- {q}"),
+                    &format!("removing {}", self.path),
+                )
+                .await?;
                 // Anything cached below it is gone too.
                 cx.stats.clear();
                 cx.stats.set(&self.path, None);
             }
             (FileState::File, _) => {
-                return Err(TaskError::Failed("internal: file change without a write".into()))
+                return Err(TaskError::Failed(
+                    "internal: file change without a write".into(),
+                ))
             }
         }
         Ok(Applied::changed())

@@ -73,9 +73,15 @@ impl HashCache {
             .await
             .map_err(|e| TaskError::Failed(format!("{}: {e}", path.display())))?;
         if !meta.is_file() {
-            return Err(TaskError::Failed(format!("{}: not a regular file", path.display())));
+            return Err(TaskError::Failed(format!(
+                "{}: not a regular file",
+                path.display()
+            )));
         }
-        let key = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
+        let key = (
+            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            meta.len(),
+        );
         if let Some((m, l, h)) = self.map.lock().ok().and_then(|m| m.get(path).cloned()) {
             if (m, l) == key {
                 return Ok((h, l));
@@ -215,10 +221,15 @@ async fn file_diff(
     // their content never goes into events or logs.
     let private = |m: u32| m & 0o077 == 0;
     if mode.is_some_and(private) || stat.is_some_and(|s| private(s.mode)) {
-        return Ok(format!("{path}: content differs (diff hidden: private file)\n"));
+        return Ok(format!(
+            "{path}: content differs (diff hidden: private file)\n"
+        ));
     }
     let Some(new_text) = new.text() else {
-        return Ok(format!("{path}: binary content differs ({} bytes)\n", new.size));
+        return Ok(format!(
+            "{path}: binary content differs ({} bytes)\n",
+            new.size
+        ));
     };
     let old_text = match stat {
         None => String::new(),
@@ -274,12 +285,16 @@ pub(crate) async fn apply_write(cx: &Cx<'_>, w: &FileWrite) -> Result<(), TaskEr
                 script.push_str(&format!("chmod {:o} -- {} && ", m, shell_quote(&w.path)));
             }
             if let Some(o) = &w.owner {
-                script.push_str(&format!("chown -- {} {} && ", shell_quote(o), shell_quote(&w.path)));
+                script.push_str(&format!(
+                    "chown -- {} {} && ",
+                    shell_quote(o),
+                    shell_quote(&w.path)
+                ));
             }
             script.push_str("true");
             super::run_checked(cx, &script, &format!("setting mode/owner of {}", w.path)).await?;
             // Owner names may resolve differently (uid vs name); re-stat.
-            if let Ok(mut fresh) = cx.transport.stat_many(&[w.path.clone()]).await {
+            if let Ok(mut fresh) = cx.transport.stat_many(std::slice::from_ref(&w.path)).await {
                 cx.stats.set(&w.path, fresh.remove(&w.path).flatten());
             }
         }

@@ -169,7 +169,9 @@ pub(crate) fn edit_block(old: &str, a: &BlockArgs) -> Result<String, TaskError> 
 async fn current(cx: &Cx<'_>, path: &str) -> Result<Option<String>, TaskError> {
     match cx.stats.get(cx.transport, path).await? {
         None => Ok(None),
-        Some(s) if s.kind != FileKind::File => Err(TaskError::Failed(format!("{path} is not a regular file"))),
+        Some(s) if s.kind != FileKind::File => {
+            Err(TaskError::Failed(format!("{path} is not a regular file")))
+        }
         Some(_) => {
             let b = cx.transport.fetch(path).await?;
             String::from_utf8(b)
@@ -201,18 +203,34 @@ async fn check_edit(
     let old = match current(cx, path).await? {
         Some(t) => t,
         None if create => String::new(),
-        None => return Err(TaskError::Failed(format!("{path} does not exist (set `create: true`)"))),
+        None => {
+            return Err(TaskError::Failed(format!(
+                "{path} does not exist (set `create: true`)"
+            )))
+        }
     };
     let new = edit(&old)?;
-    check_file(cx, path, Some(Content::bytes(new.into_bytes())), mode, owner).await
+    check_file(
+        cx,
+        path,
+        Some(Content::bytes(new.into_bytes())),
+        mode,
+        owner,
+    )
+    .await
 }
 
 #[async_trait]
 impl Module for LineArgs {
     async fn check(&self, cx: &Cx<'_>) -> Result<Option<Change>, TaskError> {
-        check_edit(cx, &self.path, &self.create, &self.mode, self.owner.as_deref(), |old| {
-            edit_line(old, self)
-        })
+        check_edit(
+            cx,
+            &self.path,
+            &self.create,
+            &self.mode,
+            self.owner.as_deref(),
+            |old| edit_line(old, self),
+        )
         .await
     }
 
@@ -227,9 +245,14 @@ impl Module for LineArgs {
 #[async_trait]
 impl Module for BlockArgs {
     async fn check(&self, cx: &Cx<'_>) -> Result<Option<Change>, TaskError> {
-        check_edit(cx, &self.path, &self.create, &self.mode, self.owner.as_deref(), |old| {
-            edit_block(old, self)
-        })
+        check_edit(
+            cx,
+            &self.path,
+            &self.create,
+            &self.mode,
+            self.owner.as_deref(),
+            |old| edit_block(old, self),
+        )
         .await
     }
 
@@ -252,7 +275,8 @@ mod tests {
 
     #[test]
     fn line_replaces_match_or_appends_once() {
-        let a = line(json!({"path": "/x", "regexp": "^PermitRootLogin", "line": "PermitRootLogin no"}));
+        let a =
+            line(json!({"path": "/x", "regexp": "^PermitRootLogin", "line": "PermitRootLogin no"}));
         let once = edit_line("Port 22\nPermitRootLogin yes\n", &a).unwrap();
         assert_eq!(once, "Port 22\nPermitRootLogin no\n");
         assert_eq!(edit_line(&once, &a).unwrap(), once);
@@ -265,7 +289,10 @@ mod tests {
 
     #[test]
     fn block_is_inserted_replaced_and_removed() {
-        let mut a: BlockArgs = serde_json::from_value(json!({"path": "/etc/hosts", "block": "10.0.0.1 m1\n10.0.0.2 m2"})).unwrap();
+        let mut a: BlockArgs = serde_json::from_value(
+            json!({"path": "/etc/hosts", "block": "10.0.0.1 m1\n10.0.0.2 m2"}),
+        )
+        .unwrap();
         let first = edit_block("127.0.0.1 localhost\n", &a).unwrap();
         assert_eq!(
             first,

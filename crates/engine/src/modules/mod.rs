@@ -105,7 +105,10 @@ impl ModuleKind {
     /// Modules that only touch files they name: their targets are gathered in
     /// the unit's one stat round trip and they leave the rest of it valid.
     pub(crate) fn is_file_module(self) -> bool {
-        matches!(self, ModuleKind::File | ModuleKind::Copy | ModuleKind::Template)
+        matches!(
+            self,
+            ModuleKind::File | ModuleKind::Copy | ModuleKind::Template
+        )
     }
 }
 

@@ -29,11 +29,18 @@ impl ModprobeArgs {
 
     /// Loaded or built in: both show up in /sys/module (with `_` for `-`).
     fn loaded_test(&self) -> String {
-        format!("[ -d {} ]", shell_quote(&format!("/sys/module/{}", self.name.replace('-', "_"))))
+        format!(
+            "[ -d {} ]",
+            shell_quote(&format!("/sys/module/{}", self.name.replace('-', "_")))
+        )
     }
 
     async fn loaded(&self, cx: &Cx<'_>) -> Result<bool, TaskError> {
-        Ok(cx.transport.exec(&self.loaded_test(), ExecOpts::default()).await?.success())
+        Ok(cx
+            .transport
+            .exec(&self.loaded_test(), ExecOpts::default())
+            .await?
+            .success())
     }
 }
 
@@ -65,7 +72,11 @@ impl Module for ModprobeArgs {
     }
 
     async fn apply(&self, cx: &Cx<'_>, change: Change) -> Result<Applied, TaskError> {
-        let mut cmd = format!("{} || modprobe -- {}", self.loaded_test(), shell_quote(&self.name));
+        let mut cmd = format!(
+            "{} || modprobe -- {}",
+            self.loaded_test(),
+            shell_quote(&self.name)
+        );
         if let Some(p) = &self.params {
             cmd.push(' ');
             cmd.push_str(p);

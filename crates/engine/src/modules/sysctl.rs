@@ -26,7 +26,8 @@ pub(crate) struct SysctlArgs {
 pub(crate) fn render_conf(values: &BTreeMap<String, Value>) -> Result<String, TaskError> {
     let mut out = String::from("# Managed by ezctl; changes here are overwritten.\n");
     for (k, v) in values {
-        let v = scalar_text(v).ok_or_else(|| TaskError::Args(format!("sysctl {k}: value must be a scalar")))?;
+        let v = scalar_text(v)
+            .ok_or_else(|| TaskError::Args(format!("sysctl {k}: value must be a scalar")))?;
         out.push_str(&format!("{k} = {v}\n"));
     }
     Ok(out)
@@ -51,7 +52,12 @@ impl Module for SysctlArgs {
             .map_err(TaskError::Args)?
             .unwrap_or(true);
         if reload {
-            run_checked(cx, &format!("sysctl -p {}", shell_quote(&self.file)), "sysctl -p").await?;
+            run_checked(
+                cx,
+                &format!("sysctl -p {}", shell_quote(&self.file)),
+                "sysctl -p",
+            )
+            .await?;
         }
         Ok(Applied::changed())
     }
@@ -65,8 +71,12 @@ mod tests {
     #[test]
     fn conf_is_sorted_and_stable() {
         let v: BTreeMap<String, Value> =
-            serde_json::from_value(json!({"net.ipv4.ip_forward": 1, "vm.swappiness": "0"})).unwrap();
+            serde_json::from_value(json!({"net.ipv4.ip_forward": 1, "vm.swappiness": "0"}))
+                .unwrap();
         let c = render_conf(&v).unwrap();
-        assert!(c.ends_with("net.ipv4.ip_forward = 1\nvm.swappiness = 0\n"), "{c}");
+        assert!(
+            c.ends_with("net.ipv4.ip_forward = 1\nvm.swappiness = 0\n"),
+            "{c}"
+        );
     }
 }

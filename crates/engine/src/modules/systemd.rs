@@ -30,7 +30,9 @@ impl FromArg for SvcState {
             Some("stopped") => Ok(SvcState::Stopped),
             Some("restarted") => Ok(SvcState::Restarted),
             Some("reloaded") => Ok(SvcState::Reloaded),
-            _ => Err(format!("state: expected started, stopped, restarted or reloaded, found {v}")),
+            _ => Err(format!(
+                "state: expected started, stopped, restarted or reloaded, found {v}"
+            )),
         }
     }
 }
@@ -76,7 +78,10 @@ impl SystemdArgs {
     fn wanted(&self) -> Result<(Option<bool>, Option<SvcState>), TaskError> {
         let enabled = self.enabled.as_ref().map(|e| e.get("enabled")).transpose();
         let state = self.state.as_ref().map(|s| s.get("state")).transpose();
-        Ok((enabled.map_err(TaskError::Args)?, state.map_err(TaskError::Args)?))
+        Ok((
+            enabled.map_err(TaskError::Args)?,
+            state.map_err(TaskError::Args)?,
+        ))
     }
 
     async fn status(&self, cx: &Cx<'_>) -> Result<Status, TaskError> {
@@ -98,12 +103,18 @@ impl SystemdArgs {
         let mut steps = Vec::new();
         match enabled {
             Some(true) if !st.is_enabled() => steps.push(format!("systemctl enable -- {n}")),
-            Some(false) if st.enabled == "enabled" => steps.push(format!("systemctl disable -- {n}")),
+            Some(false) if st.enabled == "enabled" => {
+                steps.push(format!("systemctl disable -- {n}"))
+            }
             _ => {}
         }
         match state {
-            Some(SvcState::Started) if !st.is_running() => steps.push(format!("systemctl start -- {n}")),
-            Some(SvcState::Stopped) if st.is_running() => steps.push(format!("systemctl stop -- {n}")),
+            Some(SvcState::Started) if !st.is_running() => {
+                steps.push(format!("systemctl start -- {n}"))
+            }
+            Some(SvcState::Stopped) if st.is_running() => {
+                steps.push(format!("systemctl stop -- {n}"))
+            }
             Some(SvcState::Restarted) => steps.push(format!("systemctl restart -- {n}")),
             Some(SvcState::Reloaded) => steps.push(format!("systemctl reload-or-restart -- {n}")),
             _ => {}
@@ -112,7 +123,10 @@ impl SystemdArgs {
     }
 
     async fn journal(&self, cx: &Cx<'_>) -> String {
-        let cmd = format!("journalctl -u {} -n 20 --no-pager 2>&1", shell_quote(&self.name));
+        let cmd = format!(
+            "journalctl -u {} -n 20 --no-pager 2>&1",
+            shell_quote(&self.name)
+        );
         match cx.transport.exec(&cmd, ExecOpts::default()).await {
             Ok(o) => o.stdout,
             Err(e) => format!("(journal unavailable: {e})"),
@@ -136,12 +150,19 @@ impl Module for SystemdArgs {
             .iter()
             .filter_map(|s| s.split_whitespace().nth(1))
             .collect();
-        Ok(Some(Change::new(format!("{}: {}", self.name, words.join(", ")))))
+        Ok(Some(Change::new(format!(
+            "{}: {}",
+            self.name,
+            words.join(", ")
+        ))))
     }
 
     async fn apply(&self, cx: &Cx<'_>, _change: Change) -> Result<Applied, TaskError> {
         if cx.host.daemon_reload_pending.swap(false, Ordering::SeqCst) {
-            let out = cx.transport.exec("systemctl daemon-reload", ExecOpts::default()).await;
+            let out = cx
+                .transport
+                .exec("systemctl daemon-reload", ExecOpts::default())
+                .await;
             match out {
                 Ok(o) if o.success() => {}
                 other => {

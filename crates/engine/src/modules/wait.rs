@@ -79,7 +79,11 @@ impl WaitArgs {
             "curl -sS -o /dev/null -w '%{{http_code}}' --max-time {}",
             timeout.as_secs().max(1)
         );
-        for (flag, v) in [("--cacert", &self.ca), ("--cert", &self.cert), ("--key", &self.key)] {
+        for (flag, v) in [
+            ("--cacert", &self.ca),
+            ("--cert", &self.cert),
+            ("--key", &self.key),
+        ] {
             if let Some(v) = v {
                 cmd.push_str(&format!(" {flag} {}", shell_quote(v)));
             }

@@ -136,7 +136,11 @@ pub trait Transport: Send + Sync {
         if !out.success() {
             return Err(TransportError::Other {
                 host: self.host().to_string(),
-                message: format!("stat of {} paths failed: {}", paths.len(), out.stderr.trim()),
+                message: format!(
+                    "stat of {} paths failed: {}",
+                    paths.len(),
+                    out.stderr.trim()
+                ),
             });
         }
         stat::parse(paths, &out.stdout).map_err(|message| TransportError::Other {

@@ -57,7 +57,10 @@ pub(crate) fn parse(
     }
     let mut out = BTreeMap::new();
     for (path, line) in paths.iter().zip(lines) {
-        out.insert(path.clone(), parse_line(line).map_err(|e| format!("stat {path}: {e}"))?);
+        out.insert(
+            path.clone(),
+            parse_line(line).map_err(|e| format!("stat {path}: {e}"))?,
+        );
     }
     Ok(out)
 }

@@ -28,7 +28,10 @@ pub fn cluster(dir: &Path, n: usize) -> Targets {
         .map(|i| {
             let mut h = TargetHost::new(format!("h{i}"))
                 .group("all_nodes")
-                .var("root", dir.join(format!("h{i}")).to_string_lossy().into_owned())
+                .var(
+                    "root",
+                    dir.join(format!("h{i}")).to_string_lossy().into_owned(),
+                )
                 .var("ip", format!("10.0.0.{i}"));
             if i == 1 {
                 h = h.group("leader");
@@ -58,7 +61,13 @@ pub async fn run_plan(plan: &Plan, runner: &Runner) -> (Recap, Vec<Event>) {
 }
 
 pub async fn run(pb: &str, targets: Targets, options: RunOptions) -> (Recap, Vec<Event>) {
-    let plan = Plan::build(&roles_dir(), &[playbook(pb)], targets, &PlanFilter::default()).expect("plan builds");
+    let plan = Plan::build(
+        &roles_dir(),
+        &[playbook(pb)],
+        targets,
+        &PlanFilter::default(),
+    )
+    .expect("plan builds");
     let runner = Runner::new(Arc::new(LocalConnector::new())).with_options(options);
     run_plan(&plan, &runner).await
 }
@@ -93,7 +102,13 @@ impl Transport for CountingTransport {
         self.counters.exec.fetch_add(1, Ordering::SeqCst);
         self.inner.exec(cmd, opts).await
     }
-    async fn put(&self, src: PutSource, dest: &str, mode: Option<u32>, owner: Option<&str>) -> Result<(), TransportError> {
+    async fn put(
+        &self,
+        src: PutSource,
+        dest: &str,
+        mode: Option<u32>,
+        owner: Option<&str>,
+    ) -> Result<(), TransportError> {
         self.counters.put.fetch_add(1, Ordering::SeqCst);
         self.inner.put(src, dest, mode, owner).await
     }
