@@ -1,0 +1,316 @@
+//! Modules through whole runs, on "hosts" that are temp directories.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use common::*;
+use ez_engine::*;
+
+fn write(dir: &Path, rel: &str, text: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+fn read(p: impl AsRef<Path>) -> String {
+    std::fs::read_to_string(p.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", p.as_ref().display()))
+}
+
+/// One role `r` with these tasks (and handlers) under `dir/roles`, one host
+/// h1 rooted at `dir/h1`.
+struct OneRole {
+    dir: tempfile::TempDir,
+}
+
+impl OneRole {
+    fn new(tasks: &str, handlers: Option<&str>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "roles/r/tasks.yml", tasks);
+        if let Some(h) = handlers {
+            write(dir.path(), "roles/r/handlers.yml", h);
+        }
+        OneRole { dir }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("h1")
+    }
+
+    fn targets(&self) -> Targets {
+        cluster(self.dir.path(), 1)
+    }
+
+    async fn run_with(&self, targets: Targets, runner: Runner) -> (Recap, Vec<Event>) {
+        let pb = Playbook::from_plays("t", vec![Play::new("r", "all")]);
+        let plan = Plan::build(&self.dir.path().join("roles"), &[pb], targets, &PlanFilter::default()).unwrap();
+        run_plan(&plan, &runner).await
+    }
+
+    async fn run(&self, options: RunOptions) -> (Recap, Vec<Event>) {
+        self.run_with(self.targets(), Runner::new(Arc::new(LocalConnector::new())).with_options(options))
+            .await
+    }
+}
+
+fn task_status(events: &[Event], name: &str) -> Vec<Status> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TaskEnd { task, status, .. } if task == name => Some(*status),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A stand-in `systemctl` (PID 1 here is not systemd): keeps unit state in
+/// files and logs every call, so the engine's use of it can be checked.
+fn systemctl_shim(dir: &Path) -> PathBuf {
+    let bin = dir.join("shim-bin");
+    write(
+        &bin,
+        "systemctl",
+        r#"#!/bin/sh
+state="$SHIM_STATE"; mkdir -p "$state"
+echo "$*" >> "$state/calls.log"
+cmd="$1"; shift; [ "$1" = "--" ] && shift; unit="$1"
+case "$cmd" in
+  is-enabled) if [ -e "$state/$unit.enabled" ]; then echo enabled; else echo disabled; exit 1; fi ;;
+  is-active) if [ -e "$state/$unit.active" ]; then echo active; else echo inactive; exit 3; fi ;;
+  enable) touch "$state/$unit.enabled" ;;
+  disable) rm -f "$state/$unit.enabled" ;;
+  start|restart) touch "$state/$unit.active" ;;
+  stop) rm -f "$state/$unit.active" ;;
+  daemon-reload) ;;
+esac
+"#,
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.join("systemctl"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+fn actions(state: &Path) -> Vec<String> {
+    let log = std::fs::read_to_string(state.join("calls.log")).unwrap_or_default();
+    std::fs::remove_file(state.join("calls.log")).ok();
+    log.lines()
+        .filter(|l| !l.starts_with("is-"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn systemd_reloads_once_per_change_and_restarts_only_when_notified() {
+    let fx = fixtures().join("roles");
+    let d = tempfile::tempdir().unwrap();
+    let bin = systemctl_shim(d.path());
+    let state = d.path().join("shim-state");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let runner = || {
+        Runner::new(Arc::new(
+            LocalConnector::new()
+                .with_env("PATH", path.clone())
+                .with_env("SHIM_STATE", state.to_string_lossy().into_owned()),
+        ))
+    };
+    let pb = Playbook::from_plays("svc", vec![Play::new("svc", "all")]);
+    let plan = |targets| Plan::build(&fx, std::slice::from_ref(&pb), targets, &PlanFilter::default()).unwrap();
+    let hosts = d.path().join("hosts");
+
+    let (recap, _) = run_plan(&plan(cluster(&hosts, 1)), &runner()).await;
+    assert!(recap.ok(), "{recap}");
+    assert_eq!(
+        actions(&state),
+        [
+            "daemon-reload",
+            "enable -- a",
+            "start -- a",
+            "enable -- b",
+            "start -- b",
+            "restart -- a"
+        ]
+    );
+
+    let (recap, _) = run_plan(&plan(cluster(&hosts, 1)), &runner()).await;
+    assert_eq!(recap.total_changed(), 0, "{recap}");
+    assert!(actions(&state).is_empty(), "converged: no reload, no restart");
+
+    let mut targets = cluster(&hosts, 1);
+    targets.globals.insert("a_args".into(), "--port=2".into());
+    let (recap, _) = run_plan(&plan(targets), &runner()).await;
+    assert!(recap.ok(), "{recap}");
+    assert_eq!(actions(&state), ["daemon-reload", "restart -- a"]);
+}
+
+#[tokio::test]
+async fn wait_succeeds_on_an_open_port_and_explains_a_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accept = tokio::spawn(async move {
+        // Accept a few probes, then stop.
+        for _ in 0..3 {
+            if listener.accept().await.is_err() {
+                break;
+            }
+        }
+    });
+    let r = OneRole::new(
+        &format!(
+            "- name: port open\n  wait: {{ tcp: \"127.0.0.1:{port}\", retries: 3, delay: 50ms, timeout: 2s }}\n"
+        ),
+        None,
+    );
+    let (recap, events) = r.run(RunOptions::default()).await;
+    assert!(recap.ok(), "{recap}");
+    assert_eq!(task_status(&events, "port open"), [Status::Ok], "waiting is not a change");
+    accept.abort();
+
+    let r = OneRole::new(
+        "- name: never ready\n  wait: { command: \"echo still starting; false\", retries: 3, delay: 10ms, unit: etcd }\n",
+        None,
+    );
+    let started = std::time::Instant::now();
+    let (recap, _) = r.run(RunOptions::default()).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let err = &recap.failures[0].error;
+    assert!(err.contains("not ready after 3 attempts"), "{err}");
+    assert!(err.contains("still starting"), "last output shown: {err}");
+    assert!(err.contains("last journal lines of etcd"), "{err}");
+
+    // Dry-run does not wait.
+    let (recap, events) = r.run(dry()).await;
+    assert!(recap.ok());
+    assert_eq!(task_status(&events, "never ready"), [Status::Skipped]);
+}
+
+#[tokio::test]
+async fn sysctl_writes_the_file_and_loads_it_on_change() {
+    let r = OneRole::new(
+        "- name: params\n  sysctl: { file: \"{{ root }}/sysctl.d/95-test.conf\", values: { ezctl.no.such.key: 1 } }\n",
+        None,
+    );
+    let (recap, _) = r.run(RunOptions::default()).await;
+    // The file is written, then `sysctl -p` runs and rejects the unknown key.
+    assert_eq!(read(r.root().join("sysctl.d/95-test.conf")).lines().last(), Some("ezctl.no.such.key = 1"));
+    let err = &recap.failures[0].error;
+    assert!(err.contains("sysctl -p failed"), "{err}");
+
+    let r = OneRole::new(
+        "- name: params\n  sysctl: { file: \"{{ root }}/95.conf\", values: { vm.swappiness: 0 }, reload: false }\n",
+        None,
+    );
+    let (first, _) = r.run(RunOptions::default()).await;
+    let (second, _) = r.run(RunOptions::default()).await;
+    assert_eq!((first.total_changed(), second.total_changed()), (1, 0));
+}
+
+#[tokio::test]
+async fn modprobe_persists_a_loaded_module_without_reloading_it() {
+    // `kernel` is always present in /sys/module; modprobe itself may not even
+    // be installed, so success proves it was not called.
+    if !Path::new("/sys/module/kernel").is_dir() {
+        eprintln!("skipping: /sys/module/kernel missing");
+        return;
+    }
+    let r = OneRole::new("- name: mod\n  modprobe: { name: kernel, conf_dir: \"{{ root }}/modules-load.d\" }\n", None);
+    let (first, _) = r.run(RunOptions::default()).await;
+    assert!(first.ok(), "{first}");
+    assert_eq!(read(r.root().join("modules-load.d/kernel.conf")), "kernel\n");
+    let (second, _) = r.run(RunOptions::default()).await;
+    assert_eq!(second.total_changed(), 0);
+}
+
+#[tokio::test]
+async fn secrets_stay_out_of_events() {
+    let r = OneRole::new(
+        r#"- name: key file
+  file: { path: "{{ root }}/ssl/key.pem", content: "SECRET-KEY-MATERIAL\n", mode: "0600" }
+- name: token command
+  command: "echo SECRET-TOKEN; exit 1"
+  no_log: true
+"#,
+        None,
+    );
+    let (recap, events) = r.run(dry()).await;
+    let mut json = JsonLinesWriter::new(Vec::new());
+    for e in &events {
+        json.on_event(e).unwrap();
+    }
+    let text = String::from_utf8(json.into_inner()).unwrap();
+    assert!(text.contains("diff hidden: private file"), "{text}");
+    assert!(!text.contains("SECRET-KEY-MATERIAL"), "{text}");
+
+    let (recap2, events) = r.run(RunOptions::default()).await;
+    let _ = recap;
+    let mut json = JsonLinesWriter::new(Vec::new());
+    for e in &events {
+        json.on_event(e).unwrap();
+    }
+    let text = String::from_utf8(json.into_inner()).unwrap();
+    assert!(!text.contains("SECRET"), "{text}");
+    assert!(recap2.failures[0].error.contains("hidden"), "{}", recap2.failures[0].error);
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(r.root().join("ssl/key.pem")).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn fetch_brings_a_file_back_once_with_private_mode() {
+    let r = OneRole::new(
+        r#"- name: token
+  file: { path: "{{ root }}/token", content: "abc\n" }
+- name: bring back
+  fetch: { src: "{{ root }}/token", dest: "{{ root }}-controller/token" }
+"#,
+        None,
+    );
+    let (first, _) = r.run(RunOptions::default()).await;
+    assert!(first.ok(), "{first}");
+    let fetched = r.dir.path().join("h1-controller/token");
+    assert_eq!(read(&fetched), "abc\n");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&fetched).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let (second, _) = r.run(RunOptions::default()).await;
+    assert_eq!(second.total_changed(), 0, "{second}");
+}
+
+#[tokio::test]
+async fn file_states_loops_and_registered_loop_results() {
+    let r = OneRole::new(
+        r#"- name: dirs
+  file: { path: "{{ root }}/d/{{ item }}", state: directory, mode: "0750" }
+  loop: "{{ groups.all }}"
+- name: old
+  file: { path: "{{ root }}/old", content: "x" }
+  when: make_old | default(value=true)
+- name: probe
+  command: { cmd: "test -d {{ root }}/d/{{ item }}", changed_when: false }
+  loop: [h1, nope]
+  register: probes
+  ignore_errors: true
+- name: summary
+  file: { path: "{{ root }}/summary", content: "{{ probes.results | map(attribute='rc') | join(sep=',') }}\n" }
+"#,
+        None,
+    );
+    let (recap, events) = r.run(RunOptions::default()).await;
+    assert!(recap.ok(), "{recap}");
+    assert!(r.root().join("d/h1").is_dir());
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(r.root().join("d/h1")).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o750);
+    assert_eq!(read(r.root().join("summary")), "0,1\n", "the loop stopped? {events:#?}");
+    assert_eq!(recap.host("h1").ignored, 1);
+
+    // `state: absent` removes; `when` false skips.
+    let r2 = OneRole::new(
+        "- name: gone\n  file: { path: \"{{ root }}/old\", state: absent }\n- name: never\n  file: { path: \"{{ root }}/never\" }\n  when: false\n",
+        None,
+    );
+    std::fs::create_dir_all(r2.root()).unwrap();
+    std::fs::write(r2.root().join("old"), "x").unwrap();
+    let (recap, events) = r2.run(RunOptions::default()).await;
+    assert!(recap.ok());
+    assert!(!r2.root().join("old").exists());
+    assert!(!r2.root().join("never").exists());
+    assert_eq!(task_status(&events, "never"), [Status::Skipped]);
+}
