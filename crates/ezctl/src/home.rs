@@ -12,9 +12,11 @@ pub struct Home {
 }
 
 impl Home {
+    /// Made absolute: paths handed to roles and hosts must not depend on
+    /// the directory ezctl was started from.
     pub fn new(dir: &Path) -> Home {
         Home {
-            dir: dir.to_path_buf(),
+            dir: std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()),
         }
     }
 
