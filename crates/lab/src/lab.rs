@@ -175,8 +175,10 @@ impl Lab {
     /// systemd is running (or degraded). A lab of that name already up with
     /// the same size is reused (stopped machines are started); a different
     /// size is an error; a broken one (crashed `up`) is torn down and rebuilt.
-    pub fn up(spec: LabSpec) -> Result<Lab> {
+    pub fn up(mut spec: LabSpec) -> Result<Lab> {
         validate_name(&spec.name)?;
+        // Recorded in state.json and used by a later `down` from anywhere.
+        spec.home = std::path::absolute(&spec.home).map_err(|e| LabError::io(&spec.home, e))?;
         if spec.machines == 0 || spec.machines > net::MAX_MACHINES {
             return Err(LabError::InvalidSize {
                 asked: spec.machines,
