@@ -14,6 +14,7 @@
 use std::sync::OnceLock;
 
 use crate::doctor;
+use crate::error::LabError;
 use crate::lab::{down_by_name, Lab, LabSpec};
 
 static LAB: OnceLock<Option<Lab>> = OnceLock::new();
@@ -47,7 +48,13 @@ pub fn shared_lab(machines: usize) -> Option<&'static Lab> {
             // write into the operator's /etc/ezctl.
             spec.home = spec.state_root.join(format!(".home-{name}"));
             spec.progress = true;
-            match Lab::up(spec.clone()) {
+            let mut result = Lab::up(spec.clone());
+            if let Err(LabError::SizeMismatch { .. }) = result {
+                // Left up by an earlier run of this binary with another size.
+                let _ = down_by_name(&name, &spec.state_root);
+                result = Lab::up(spec.clone());
+            }
+            match result {
                 Ok(lab) => {
                     // SAFETY: registering a plain extern "C" fn without
                     // captured state.
