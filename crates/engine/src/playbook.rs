@@ -43,15 +43,61 @@ pub struct Playbook {
     pub plays: Vec<Play>,
 }
 
-impl Playbook {
-    pub fn load(path: &Path) -> Result<Playbook, LoadError> {
-        let v = yaml::load_file(path)?;
-        let plays: Vec<Play> = serde_json::from_value(v).map_err(|e| LoadError::Invalid {
+/// Plays of a file, with `- import: NAME` entries replaced by the plays of
+/// the sibling playbook `NAME.yml` (so `90-all.yml` lists the steps instead
+/// of copying them).
+fn load_plays(path: &Path, stack: &mut Vec<PathBuf>) -> Result<Vec<Play>, LoadError> {
+    if stack.iter().any(|p| p == path) || stack.len() > 16 {
+        let chain: Vec<String> = stack.iter().map(|p| p.display().to_string()).collect();
+        return Err(LoadError::Invalid {
+            path: path.to_path_buf(),
+            message: format!("imports form a cycle: {}", chain.join(" -> ")),
+        });
+    }
+    let items = match yaml::load_file(path)? {
+        serde_json::Value::Array(items) => items,
+        serde_json::Value::Null => Vec::new(),
+        _ => {
+            return Err(LoadError::Invalid {
+                path: path.to_path_buf(),
+                message: "expected a list of plays { role, hosts, after, needs, serial, tags } or `- import: NAME`".into(),
+            })
+        }
+    };
+    stack.push(path.to_path_buf());
+    let mut plays = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        if let Some(name) = item.get("import").and_then(|n| n.as_str()) {
+            let sibling = path.with_file_name(format!("{name}.yml"));
+            if !sibling.is_file() {
+                return Err(LoadError::Invalid {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "entry #{}: imports `{name}`, but {} does not exist",
+                        i + 1,
+                        sibling.display()
+                    ),
+                });
+            }
+            plays.extend(load_plays(&sibling, stack)?);
+            continue;
+        }
+        let play: Play = serde_json::from_value(item).map_err(|e| LoadError::Invalid {
             path: path.to_path_buf(),
             message: format!(
-                "expected a list of plays {{ role, hosts, after, needs, serial, tags }}: {e}"
+                "entry #{}: expected a play {{ role, hosts, after, needs, serial, tags }} or `import: NAME`: {e}",
+                i + 1
             ),
         })?;
+        plays.push(play);
+    }
+    stack.pop();
+    Ok(plays)
+}
+
+impl Playbook {
+    pub fn load(path: &Path) -> Result<Playbook, LoadError> {
+        let plays = load_plays(path, &mut Vec::new())?;
         for (i, p) in plays.iter().enumerate() {
             if p.serial == Some(0) {
                 return Err(LoadError::Invalid {
@@ -97,6 +143,37 @@ impl Play {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn imports_expand_in_order_and_cycles_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("01-a.yml"), "- role: a\n  hosts: all\n").unwrap();
+        std::fs::write(
+            dir.path().join("02-b.yml"),
+            "- role: b\n  hosts: all\n  after: [a]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("90-all.yml"),
+            "- import: 01-a\n- import: 02-b\n",
+        )
+        .unwrap();
+        let pb = Playbook::load(&dir.path().join("90-all.yml")).unwrap();
+        let roles: Vec<&str> = pb.plays.iter().map(|p| p.role.as_str()).collect();
+        assert_eq!(roles, ["a", "b"]);
+
+        std::fs::write(dir.path().join("x.yml"), "- import: y\n").unwrap();
+        std::fs::write(dir.path().join("y.yml"), "- import: x\n").unwrap();
+        let err = Playbook::load(&dir.path().join("x.yml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cycle"), "{err}");
+        std::fs::write(dir.path().join("z.yml"), "- import: nope\n").unwrap();
+        let err = Playbook::load(&dir.path().join("z.yml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not exist"), "{err}");
+    }
 
     #[test]
     fn loads_plays_and_rejects_unknown_keys() {
