@@ -1,7 +1,7 @@
 //! The plan: a DAG of units, one unit = one role on one host.
 //!
 //! Edges come from the plays: `after` (same host), `needs` (every unit of a
-//! role on a group) and `serial` (chains: host i waits for host i-N). A
+//! role on a group) and `serial` (a rolling window of N hosts, in order). A
 //! dependency on a role that is not in the plan (another step, filtered out by
 //! tags or `--limit`) counts as satisfied; a dependency on a role that does
 //! not exist at all is an error, as is a cycle. All found before running.
@@ -177,8 +177,14 @@ impl Plan {
                 }
             }
             if let Some(s) = play.serial {
+                // Host i waits for hosts i-2s+1 ..= i-s. Since host i-s itself
+                // waited for everything before it the same way, host i starts
+                // only when every host up to i-s is done: at most `s` run at
+                // once, started in order, and a failure stops the rollout.
                 for i in s..nodes.len() {
-                    graph.update_edge(nodes[i - s], nodes[i], EdgeKind::Serial);
+                    for j in (i + 1).saturating_sub(2 * s)..=(i - s) {
+                        graph.update_edge(nodes[j], nodes[i], EdgeKind::Serial);
+                    }
                 }
             }
         }

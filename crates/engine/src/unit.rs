@@ -27,7 +27,7 @@ pub(crate) struct UnitJob {
     pub host: TargetHost,
     pub tasks: Vec<usize>,
     pub run_once_here: bool,
-    pub vars: Arc<Map<String, Value>>,
+    pub vars: Map<String, Value>,
     pub conn: Arc<ConnCell>,
     pub connector: Arc<dyn Connector>,
     pub controller: Arc<dyn Transport>,
@@ -96,7 +96,7 @@ impl UnitJob {
             .await
             .clone()
             .map_err(|e| (self.cause(None, e.to_string()), e.is_unreachable()))?;
-        let mut vars = unit_context(&self.vars, &self.role.defaults)
+        let mut vars = unit_context(self.vars.clone(), &self.role.defaults)
             .map_err(|e| (self.cause(None, format!("role defaults: {e}")), false))?;
         let stats = StatCache::default();
         self.prefetch(&*transport, &mut vars, &stats)

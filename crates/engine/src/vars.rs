@@ -4,7 +4,6 @@
 //! `inventory_hostname`, `groups`, `hostvars`), registered results, `item`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use tera::{Context, Tera};
@@ -12,9 +11,14 @@ use tera::{Context, Tera};
 use crate::error::{chain, TaskError};
 use crate::targets::Targets;
 
-/// The variables of every host before role defaults, built once per run.
+/// What every host sees of the cluster (`groups`, `hostvars`), built once
+/// per run. A unit's variables are assembled when it starts, so only running
+/// units hold a copy: memory stays O(concurrency x hosts), not O(hosts^2).
 pub(crate) struct HostContexts {
-    per_host: BTreeMap<String, Arc<Map<String, Value>>>,
+    globals: Map<String, Value>,
+    groups: Value,
+    hostvars: Value,
+    host_vars: BTreeMap<String, Map<String, Value>>,
 }
 
 impl HostContexts {
@@ -38,44 +42,44 @@ impl HostContexts {
             .into_iter()
             .map(|(k, v)| (k, Value::Array(v)))
             .collect();
-        let groups = Value::Object(groups);
-        let hostvars = Value::Object(hostvars);
-        let per_host = targets
-            .hosts
-            .iter()
-            .map(|h| {
-                let mut m = targets.globals.clone();
-                m.extend(h.vars.clone());
-                m.insert("inventory_hostname".into(), h.name.clone().into());
-                m.insert("groups".into(), groups.clone());
-                m.insert("hostvars".into(), hostvars.clone());
-                (h.name.clone(), Arc::new(m))
-            })
-            .collect();
-        HostContexts { per_host }
+        HostContexts {
+            globals: targets.globals.clone(),
+            groups: Value::Object(groups),
+            hostvars: Value::Object(hostvars),
+            host_vars: targets
+                .hosts
+                .iter()
+                .map(|h| (h.name.clone(), h.vars.clone()))
+                .collect(),
+        }
     }
 
-    pub(crate) fn get(&self, host: &str) -> Option<Arc<Map<String, Value>>> {
-        self.per_host.get(host).cloned()
+    /// Globals, then the host's vars over them, plus the cluster view.
+    pub(crate) fn get(&self, host: &str) -> Option<Map<String, Value>> {
+        let vars = self.host_vars.get(host)?;
+        let mut m = self.globals.clone();
+        m.extend(vars.clone());
+        m.insert("inventory_hostname".into(), host.into());
+        m.insert("groups".into(), self.groups.clone());
+        m.insert("hostvars".into(), self.hostvars.clone());
+        Some(m)
     }
 }
 
 /// Host variables with the role defaults filled in under them. A default may
 /// use any host variable and the defaults above it in `defaults.yml`.
 pub(crate) fn unit_context(
-    host: &Map<String, Value>,
+    host: Map<String, Value>,
     defaults: &[(String, Value)],
 ) -> Result<Context, TaskError> {
-    let mut vars = host.clone();
+    let mut ctx = Context::from_value(Value::Object(host)).map_err(|e| TaskError::Render {
+        what: "variables".into(),
+        detail: chain(&e),
+    })?;
     for (k, v) in defaults {
-        if vars.contains_key(k) {
+        if ctx.contains_key(k) {
             continue;
         }
-        let ctx =
-            Context::from_value(Value::Object(vars.clone())).map_err(|e| TaskError::Render {
-                what: format!("default `{k}`"),
-                detail: chain(&e),
-            })?;
         let rendered = render_value(v, &ctx).map_err(|e| match e {
             TaskError::Render { detail, .. } => TaskError::Render {
                 what: format!("default `{k}`"),
@@ -83,12 +87,9 @@ pub(crate) fn unit_context(
             },
             other => other,
         })?;
-        vars.insert(k.clone(), rendered);
+        ctx.insert(k.as_str(), &rendered);
     }
-    Context::from_value(Value::Object(vars)).map_err(|e| TaskError::Render {
-        what: "variables".into(),
-        detail: chain(&e),
-    })
+    Ok(ctx)
 }
 
 fn is_templated(s: &str) -> bool {
@@ -224,7 +225,7 @@ mod tests {
             ("d".to_string(), json!("{{ g }}-d")),
             ("e".to_string(), json!("{{ d }}-e")),
         ];
-        let ctx = unit_context(&hc.get("h1").unwrap(), &defaults).unwrap();
+        let ctx = unit_context(hc.get("h1").unwrap(), &defaults).unwrap();
         let j = ctx.into_json();
         assert_eq!(j["v"], "host");
         assert_eq!(j["e"], "global-d-e");

@@ -44,13 +44,22 @@ impl OneRole {
 
     async fn run_with(&self, targets: Targets, runner: Runner) -> (Recap, Vec<Event>) {
         let pb = Playbook::from_plays("t", vec![Play::new("r", "all")]);
-        let plan = Plan::build(&self.dir.path().join("roles"), &[pb], targets, &PlanFilter::default()).unwrap();
+        let plan = Plan::build(
+            &self.dir.path().join("roles"),
+            &[pb],
+            targets,
+            &PlanFilter::default(),
+        )
+        .unwrap();
         run_plan(&plan, &runner).await
     }
 
     async fn run(&self, options: RunOptions) -> (Recap, Vec<Event>) {
-        self.run_with(self.targets(), Runner::new(Arc::new(LocalConnector::new())).with_options(options))
-            .await
+        self.run_with(
+            self.targets(),
+            Runner::new(Arc::new(LocalConnector::new())).with_options(options),
+        )
+        .await
     }
 }
 
@@ -87,7 +96,11 @@ esac
 "#,
     );
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(bin.join("systemctl"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        bin.join("systemctl"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     bin
 }
 
@@ -106,7 +119,11 @@ async fn systemd_reloads_once_per_change_and_restarts_only_when_notified() {
     let d = tempfile::tempdir().unwrap();
     let bin = systemctl_shim(d.path());
     let state = d.path().join("shim-state");
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let runner = || {
         Runner::new(Arc::new(
             LocalConnector::new()
@@ -115,7 +132,15 @@ async fn systemd_reloads_once_per_change_and_restarts_only_when_notified() {
         ))
     };
     let pb = Playbook::from_plays("svc", vec![Play::new("svc", "all")]);
-    let plan = |targets| Plan::build(&fx, std::slice::from_ref(&pb), targets, &PlanFilter::default()).unwrap();
+    let plan = |targets| {
+        Plan::build(
+            &fx,
+            std::slice::from_ref(&pb),
+            targets,
+            &PlanFilter::default(),
+        )
+        .unwrap()
+    };
     let hosts = d.path().join("hosts");
 
     let (recap, _) = run_plan(&plan(cluster(&hosts, 1)), &runner()).await;
@@ -134,7 +159,10 @@ async fn systemd_reloads_once_per_change_and_restarts_only_when_notified() {
 
     let (recap, _) = run_plan(&plan(cluster(&hosts, 1)), &runner()).await;
     assert_eq!(recap.total_changed(), 0, "{recap}");
-    assert!(actions(&state).is_empty(), "converged: no reload, no restart");
+    assert!(
+        actions(&state).is_empty(),
+        "converged: no reload, no restart"
+    );
 
     let mut targets = cluster(&hosts, 1);
     targets.globals.insert("a_args".into(), "--port=2".into());
@@ -163,7 +191,11 @@ async fn wait_succeeds_on_an_open_port_and_explains_a_timeout() {
     );
     let (recap, events) = r.run(RunOptions::default()).await;
     assert!(recap.ok(), "{recap}");
-    assert_eq!(task_status(&events, "port open"), [Status::Ok], "waiting is not a change");
+    assert_eq!(
+        task_status(&events, "port open"),
+        [Status::Ok],
+        "waiting is not a change"
+    );
     accept.abort();
 
     let r = OneRole::new(
@@ -192,7 +224,10 @@ async fn sysctl_writes_the_file_and_loads_it_on_change() {
     );
     let (recap, _) = r.run(RunOptions::default()).await;
     // The file is written, then `sysctl -p` runs and rejects the unknown key.
-    assert_eq!(read(r.root().join("sysctl.d/95-test.conf")).lines().last(), Some("ezctl.no.such.key = 1"));
+    assert_eq!(
+        read(r.root().join("sysctl.d/95-test.conf")).lines().last(),
+        Some("ezctl.no.such.key = 1")
+    );
     let err = &recap.failures[0].error;
     assert!(err.contains("sysctl -p failed"), "{err}");
 
@@ -213,10 +248,16 @@ async fn modprobe_persists_a_loaded_module_without_reloading_it() {
         eprintln!("skipping: /sys/module/kernel missing");
         return;
     }
-    let r = OneRole::new("- name: mod\n  modprobe: { name: kernel, conf_dir: \"{{ root }}/modules-load.d\" }\n", None);
+    let r = OneRole::new(
+        "- name: mod\n  modprobe: { name: kernel, conf_dir: \"{{ root }}/modules-load.d\" }\n",
+        None,
+    );
     let (first, _) = r.run(RunOptions::default()).await;
     assert!(first.ok(), "{first}");
-    assert_eq!(read(r.root().join("modules-load.d/kernel.conf")), "kernel\n");
+    assert_eq!(
+        read(r.root().join("modules-load.d/kernel.conf")),
+        "kernel\n"
+    );
     let (second, _) = r.run(RunOptions::default()).await;
     assert_eq!(second.total_changed(), 0);
 }
@@ -249,8 +290,16 @@ async fn secrets_stay_out_of_events() {
     }
     let text = String::from_utf8(json.into_inner()).unwrap();
     assert!(!text.contains("SECRET"), "{text}");
-    assert!(recap2.failures[0].error.contains("hidden"), "{}", recap2.failures[0].error);
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(r.root().join("ssl/key.pem")).unwrap().permissions());
+    assert!(
+        recap2.failures[0].error.contains("hidden"),
+        "{}",
+        recap2.failures[0].error
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(r.root().join("ssl/key.pem"))
+            .unwrap()
+            .permissions(),
+    );
     assert_eq!(mode & 0o777, 0o600);
 }
 
@@ -268,7 +317,9 @@ async fn fetch_brings_a_file_back_once_with_private_mode() {
     assert!(first.ok(), "{first}");
     let fetched = r.dir.path().join("h1-controller/token");
     assert_eq!(read(&fetched), "abc\n");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&fetched).unwrap().permissions());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&fetched).unwrap().permissions(),
+    );
     assert_eq!(mode & 0o777, 0o600);
     let (second, _) = r.run(RunOptions::default()).await;
     assert_eq!(second.total_changed(), 0, "{second}");
@@ -296,9 +347,17 @@ async fn file_states_loops_and_registered_loop_results() {
     let (recap, events) = r.run(RunOptions::default()).await;
     assert!(recap.ok(), "{recap}");
     assert!(r.root().join("d/h1").is_dir());
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(r.root().join("d/h1")).unwrap().permissions());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(r.root().join("d/h1"))
+            .unwrap()
+            .permissions(),
+    );
     assert_eq!(mode & 0o777, 0o750);
-    assert_eq!(read(r.root().join("summary")), "0,1\n", "the loop stopped? {events:#?}");
+    assert_eq!(
+        read(r.root().join("summary")),
+        "0,1\n",
+        "the loop stopped? {events:#?}"
+    );
     assert_eq!(recap.host("h1").ignored, 1);
 
     // `state: absent` removes; `when` false skips.

@@ -457,3 +457,84 @@ async fn run_log_and_json_lines_cover_the_run() {
     assert!(log.contains("h1 app | app config: changed"), "{log}");
     assert!(log.contains("run end: ok"), "{log}");
 }
+
+/// Highest number of units running at once, from start/end events.
+fn max_overlap(events: &[Event], role: &str) -> usize {
+    let (mut now, mut max) = (0usize, 0usize);
+    for e in events {
+        match e {
+            Event::UnitStart { role: r, .. } if r == role => {
+                now += 1;
+                max = max.max(now);
+            }
+            Event::UnitEnd { role: r, .. } if r == role => now -= 1,
+            _ => {}
+        }
+    }
+    max
+}
+
+#[tokio::test]
+async fn concurrency_limit_and_serial_bound_parallel_units() {
+    let d = tempfile::tempdir().unwrap();
+    let mut targets = cluster(d.path(), 6);
+    for h in &mut targets.hosts {
+        h.vars.insert("delay".into(), "0.2".into());
+    }
+    let pb = Playbook::from_plays("x", vec![Play::new("slow", "all")]);
+    let plan = Plan::build(&roles_dir(), &[pb], targets.clone(), &PlanFilter::default()).unwrap();
+    let options = RunOptions {
+        concurrency: 2,
+        ..Default::default()
+    };
+    let runner = Runner::new(Arc::new(LocalConnector::new())).with_options(options);
+    let (recap, events) = run_plan(&plan, &runner).await;
+    assert!(recap.ok(), "{recap}");
+    assert_eq!(max_overlap(&events, "slow"), 2);
+
+    // serial: 2 — a rolling window of two hosts, in inventory order.
+    let mut play = Play::new("slow", "all");
+    play.serial = Some(2);
+    let plan = Plan::build(
+        &roles_dir(),
+        &[Playbook::from_plays("x", vec![play])],
+        targets,
+        &PlanFilter::default(),
+    )
+    .unwrap();
+    let (recap, events) = run_plan(&plan, &Runner::new(Arc::new(LocalConnector::new()))).await;
+    assert!(recap.ok(), "{recap}");
+    assert_eq!(max_overlap(&events, "slow"), 2);
+    let starts: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::UnitStart { host, .. } => Some(host.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts, ["h1", "h2", "h3", "h4", "h5", "h6"]);
+}
+
+#[tokio::test]
+async fn two_hundred_hosts_converge_quickly() {
+    let d = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let (first, _) = run(
+        "pipeline.yml",
+        cluster(d.path(), 200),
+        RunOptions::default(),
+    )
+    .await;
+    assert!(first.ok(), "{first}");
+    let (second, _) = run(
+        "pipeline.yml",
+        cluster(d.path(), 200),
+        RunOptions::default(),
+    )
+    .await;
+    assert_eq!(second.total_changed(), 0);
+    let took = started.elapsed();
+    // ~2 commands per unit; generous for 2 shared cores and a debug build.
+    assert!(took < std::time::Duration::from_secs(60), "{took:?}");
+    eprintln!("800 units (2 runs x 200 hosts x 2 roles) in {took:?}");
+}
