@@ -352,6 +352,28 @@ mod tests {
     }
 
     #[test]
+    fn a_finished_rootfs_is_reused_without_building() {
+        let d = tempfile::tempdir().unwrap();
+        let target = cached_path(d.path());
+        fs::create_dir_all(target.join("etc")).unwrap();
+        fs::write(target.join(MARKER), cache_key()).unwrap();
+        // A mirror that cannot work: building would fail.
+        let got = ensure(d.path(), Some("http://127.0.0.1:9/none"), &|_| {}).unwrap();
+        assert_eq!(got, target);
+    }
+
+    #[test]
+    fn killed_builds_are_removed_and_finished_ones_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let stale = d.path().join(".tmp-rootfs-abc-123/etc");
+        fs::create_dir_all(&stale).unwrap();
+        fs::create_dir_all(d.path().join("rootfs-abc/etc")).unwrap();
+        remove_stale_builds(d.path()).unwrap();
+        assert!(!d.path().join(".tmp-rootfs-abc-123").exists());
+        assert!(d.path().join("rootfs-abc/etc").exists());
+    }
+
+    #[test]
     fn one_line_sources_pick_the_main_suite() {
         let text = "# comment\n\
             deb http://security.debian.org/debian-security bookworm-security main\n\
