@@ -53,5 +53,5 @@ for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-prox
   "$bins/standin-set-version" "$bins/$b" "$tmp/$b" "$kube_version"
   put "$tmp/$b" "$b"
 done
-chmod 0755 "$dest"/* "$dest"/cni/* 2>/dev/null || true
+find "$dest" -type f ! -name '*.toml' ! -name '*.md' -exec chmod 0755 {} +
 echo "test-bundle: $dest ready (Kubernetes stand-ins $kube_version)"
