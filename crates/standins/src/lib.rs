@@ -10,11 +10,17 @@
 
 pub mod apiserver;
 pub mod component;
+pub mod controller_manager;
 pub mod etcd;
 pub mod flags;
 pub mod http;
 pub mod klog;
+pub mod kube_proxy;
 pub mod kubeconfig;
+pub mod kubelet;
+pub mod leader;
+pub mod scheduler;
+pub mod serving;
 pub mod tls;
 pub mod version;
 pub mod yaml;

@@ -54,6 +54,11 @@ pub async fn on_create(
             spec.entry("schedulerName")
                 .or_insert(json!("default-scheduler"));
         }
+    } else if is(res, "", "secrets") {
+        secret_string_data(obj);
+        if obj.get("type").is_none() {
+            obj["type"] = json!("Opaque");
+        }
     } else if is(res, "apiextensions.k8s.io", "customresourcedefinitions") {
         resources_of_crd(obj).map_err(|e| ApiError::invalid(res, &name, &e.to_string()))?;
         obj["status"] = crd_status(obj, now);
@@ -138,6 +143,18 @@ async fn service_defaults(
     Ok(())
 }
 
+/// Folds `stringData` into base64 `data`, as the real API does on write.
+pub fn secret_string_data(obj: &mut Value) {
+    use base64::Engine;
+    let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|m| m.remove("stringData")) else {
+        return;
+    };
+    for (k, v) in sd {
+        let text = v.as_str().unwrap_or_default();
+        obj["data"][k.as_str()] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+    }
+}
+
 /// Keeps what an update may not change and applies per-kind rules.
 pub fn on_update(res: &Resource, old: &Value, new: &mut Value, now: &str) -> Result<(), ApiError> {
     let name = name_of(old).0.to_string();
@@ -180,6 +197,8 @@ pub fn on_update(res: &Resource, old: &Value, new: &mut Value, now: &str) -> Res
     } else if is(res, "apiextensions.k8s.io", "customresourcedefinitions") {
         resources_of_crd(new).map_err(|e| ApiError::invalid(res, &name, &e.to_string()))?;
         new["status"] = crd_status(new, now);
+    } else if is(res, "", "secrets") {
+        secret_string_data(new);
     } else if is(res, "", "namespaces") {
         new["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
     }
@@ -241,4 +260,16 @@ pub async fn after_write(st: &State, res: &Resource) -> Result<(), ApiError> {
         st.sync_crds().await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_data_becomes_data() {
+        let mut s = json!({"data": {"a": "eA=="}, "stringData": {"b": "hi"}});
+        secret_string_data(&mut s);
+        assert_eq!(s, json!({"data": {"a": "eA==", "b": "aGk="}}));
+    }
 }

@@ -216,9 +216,44 @@ pub fn openapi_gv(reg: &Registry, group: &str, version: &str) -> Option<Value> {
     }))
 }
 
+fn proto_field(out: &mut Vec<u8>, field: u8, data: &[u8]) {
+    // Length-delimited field (wire type 2); lengths here stay below 128.
+    out.push((field << 3) | 2);
+    out.push(u8::try_from(data.len()).unwrap_or(0x7f));
+    out.extend_from_slice(data);
+}
+
+/// `/openapi/v2` as the protobuf `openapi_v2.Document` kubectl asks for:
+/// a valid but empty spec (swagger, info, no paths). kubectl then skips
+/// client-side validation of kinds it does not know and builds apply
+/// patches from its compiled-in types.
+pub fn openapi_v2_protobuf() -> Vec<u8> {
+    let mut info = Vec::new();
+    proto_field(&mut info, 1, b"Kubernetes");
+    proto_field(&mut info, 2, crate::version::current().as_bytes());
+    let mut doc = Vec::new();
+    proto_field(&mut doc, 1, b"2.0");
+    proto_field(&mut doc, 2, &info);
+    proto_field(&mut doc, 8, &[]);
+    doc
+}
+
+/// `/openapi/v2` as JSON, for clients that ask for it.
+pub fn openapi_v2_json() -> Value {
+    json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": crate::version::current()}, "paths": {}})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn openapi_v2_bytes() {
+        let d = openapi_v2_protobuf();
+        assert_eq!(&d[..5], b"\x0a\x032.0");
+        assert_eq!(d[5], 0x12);
+        assert_eq!(&d[d.len() - 2..], &[0x42, 0x00]);
+    }
 
     #[test]
     fn version_priority() {

@@ -10,6 +10,7 @@ pub mod bootstrap;
 pub mod clusterip;
 pub mod discovery;
 pub mod patch;
+pub mod proto;
 pub mod resources;
 pub mod rest;
 pub mod selectors;
@@ -246,6 +247,12 @@ async fn dispatch(st: &Arc<State>, req: rest::Req, path: &str) -> Response<Body>
         ["version"] => json(200, &version_doc()),
         ["api"] => json(200, &discovery::api_versions(&st.server_address)),
         ["apis"] => json(200, &discovery::api_group_list(&st.registry)),
+        ["openapi", "v2"] if req.accept.contains("protobuf") => respond(
+            200,
+            "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+            discovery::openapi_v2_protobuf(),
+        ),
+        ["openapi", "v2"] => json(200, &discovery::openapi_v2_json()),
         ["openapi", "v3"] => json(200, &discovery::openapi_index(&st.registry)),
         ["openapi", "v3", "api", v] => {
             discovery::openapi_gv(&st.registry, "", v).map_or_else(not_found, |d| json(200, &d))

@@ -100,7 +100,20 @@ fn reply(r: Result<(u16, Value), ApiError>) -> Response<Body> {
     }
 }
 
-fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
+/// A request body as JSON, decoding protobuf bodies of typed clients.
+fn parse_body(req: &Req) -> Result<Value, ApiError> {
+    if req
+        .content_type
+        .starts_with("application/vnd.kubernetes.protobuf")
+    {
+        return super::proto::decode_object(&req.body).map_err(|e| match e {
+            super::proto::ProtoError::Unsupported(_) => {
+                ApiError::new(415, "UnsupportedMediaType", e.to_string())
+            }
+            _ => ApiError::bad_request(e.to_string()),
+        });
+    }
+    let body = &req.body;
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
     if !v.is_object() {
@@ -371,7 +384,7 @@ async fn create(
     ns: Option<&str>,
     req: &Req,
 ) -> Result<(u16, Value), ApiError> {
-    let mut obj = parse_body(&req.body)?;
+    let mut obj = parse_body(req)?;
     create_object(st, res, ns, &mut obj, req.dry_run()).await
 }
 
@@ -466,7 +479,7 @@ async fn update(
     sub: Option<&str>,
     req: &Req,
 ) -> Result<(u16, Value), ApiError> {
-    let body = parse_body(&req.body)?;
+    let body = parse_body(req)?;
     check_type(res, &body)?;
     let wanted = resource_version(&body);
     let now = now();
@@ -592,7 +605,11 @@ async fn delete(
     name: &str,
     req: &Req,
 ) -> Result<(u16, Value), ApiError> {
-    let opts: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+    let opts: Value = if req.body.is_empty() {
+        Value::Null
+    } else {
+        parse_body(req).unwrap_or(Value::Null)
+    };
     if req.dry_run()
         || opts
             .get("dryRun")
@@ -723,7 +740,7 @@ async fn bind(
     name: &str,
     req: &Req,
 ) -> Result<(u16, Value), ApiError> {
-    let binding = parse_body(&req.body)?;
+    let binding = parse_body(req)?;
     let node = binding
         .pointer("/target/name")
         .and_then(Value::as_str)

@@ -26,6 +26,20 @@ pub fn have(tool: &str) -> bool {
     ok
 }
 
+/// The kubectl to run: $EZ_KUBECTL, else the v1.32 binary when kubectl is
+/// a version dispatcher with one beside it (so runs are deterministic),
+/// else `kubectl` from PATH.
+pub fn kubectl_bin() -> PathBuf {
+    if let Ok(k) = std::env::var("EZ_KUBECTL") {
+        return PathBuf::from(k);
+    }
+    let pinned = Path::new("/usr/lib/google-cloud-sdk/bin/kubectl.1.32");
+    if pinned.exists() {
+        return pinned.to_path_buf();
+    }
+    PathBuf::from("kubectl")
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -351,7 +365,7 @@ impl Cluster {
     }
 
     pub fn kubectl_as(&self, kubeconfig: &Path, args: &[&str]) -> Output {
-        Command::new("kubectl")
+        Command::new(kubectl_bin())
             .arg(format!("--kubeconfig={}", kubeconfig.display()))
             .arg(format!(
                 "--cache-dir={}",
