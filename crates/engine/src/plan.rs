@@ -161,6 +161,16 @@ impl Plan {
         }
 
         for (play, nodes) in &plays {
+            // The units a play needs are the same for each of its hosts.
+            let needed: Vec<NodeIndex> =
+                play.needs
+                    .iter()
+                    .flat_map(|need| {
+                        targets.select(&need.on).into_iter().filter_map(|h| {
+                            index.get(&(need.role.clone(), h.name.clone())).copied()
+                        })
+                    })
+                    .collect();
             for &n in nodes {
                 let host = graph[n].host.clone();
                 for a in &play.after {
@@ -168,12 +178,8 @@ impl Plan {
                         graph.update_edge(d, n, EdgeKind::After);
                     }
                 }
-                for need in &play.needs {
-                    for h in targets.select(&need.on) {
-                        if let Some(&d) = index.get(&(need.role.clone(), h.name.clone())) {
-                            graph.update_edge(d, n, EdgeKind::Needs);
-                        }
-                    }
+                for &d in &needed {
+                    graph.update_edge(d, n, EdgeKind::Needs);
                 }
             }
             if let Some(s) = play.serial {
