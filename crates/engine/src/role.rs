@@ -119,6 +119,12 @@ impl Role {
             if handlers && !seen.insert(t.name.as_str()) {
                 return Err(invalid(format!("two handlers are named `{}`", t.name)));
             }
+            if handlers && !t.notify.is_empty() {
+                return Err(invalid(format!(
+                    "handler `{}`: handlers cannot notify",
+                    t.name
+                )));
+            }
             for n in &t.notify {
                 if !self.handlers.iter().any(|h| &h.name == n) {
                     return Err(invalid(format!(

@@ -373,3 +373,130 @@ async fn file_states_loops_and_registered_loop_results() {
     assert!(!r2.root().join("never").exists());
     assert_eq!(task_status(&events, "never"), [Status::Skipped]);
 }
+
+/// Kills the process when the test ends, even on panic.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn have(tool: &str) -> bool {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn wait_https_with_client_certificate() {
+    if !have("openssl") || !have("curl") {
+        eprintln!("skipping: needs openssl and curl");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let pki = d.path().join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    let script = r#"set -e
+ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+openssl req -x509 $ec -keyout ca-key.pem -out ca.pem -subj /CN=test-ca -days 1
+printf 'subjectAltName=IP:127.0.0.1\n' > san.ext
+openssl req $ec -keyout server-key.pem -out server.csr -subj /CN=127.0.0.1
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out server.pem -days 1 -extfile san.ext
+openssl req $ec -keyout admin-key.pem -out admin.csr -subj /CN=admin
+openssl x509 -req -in admin.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out admin.pem -days 1
+"#;
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(&pki)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _server = KillOnDrop(
+        std::process::Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-Verify", "1"])
+            .args(["-accept", &format!("127.0.0.1:{port}")])
+            .args([
+                "-cert",
+                "server.pem",
+                "-key",
+                "server-key.pem",
+                "-CAfile",
+                "ca.pem",
+            ])
+            .current_dir(&pki)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let p = pki.display();
+    let r = OneRole::new(
+        &format!(
+            r#"- name: healthy
+  wait:
+    https: "https://127.0.0.1:{port}/"
+    ca: "{p}/ca.pem"
+    cert: "{p}/admin.pem"
+    key: "{p}/admin-key.pem"
+    retries: 50
+    delay: 100ms
+    timeout: 3s
+"#
+        ),
+        None,
+    );
+    let (recap, _) = r.run(RunOptions::default()).await;
+    assert!(recap.ok(), "{recap}");
+
+    // Without the client certificate the server refuses: the wait gives up.
+    let r = OneRole::new(
+        &format!(
+            "- name: no cert\n  wait: {{ https: \"https://127.0.0.1:{port}/\", ca: \"{p}/ca.pem\", retries: 2, delay: 50ms, timeout: 3s }}\n"
+        ),
+        None,
+    );
+    let (recap, _) = r.run(RunOptions::default()).await;
+    let err = &recap.failures[0].error;
+    assert!(
+        err.contains("not ready after 2 attempts") && err.contains("HTTP status"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn dropping_the_run_kills_its_commands() {
+    let r = OneRole::new(
+        "- name: long\n  command: \"sleep 1; touch {{ root }}/late\"\n",
+        None,
+    );
+    std::fs::create_dir_all(r.root()).unwrap();
+    let run = r.run(RunOptions::default());
+    // Cancel the run, as the CLI does on Ctrl-C.
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), run)
+            .await
+            .is_err()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(
+        !r.root().join("late").exists(),
+        "the command outlived the run"
+    );
+}
