@@ -425,3 +425,157 @@ pub fn out(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// A fake container runtime: a unix socket that accepts connections.
+pub struct Runtime {
+    pub path: PathBuf,
+    listener: Option<std::os::unix::net::UnixListener>,
+}
+
+impl Runtime {
+    pub fn start(path: PathBuf) -> Runtime {
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        Runtime {
+            path,
+            listener: Some(listener),
+        }
+    }
+
+    /// Closes the socket: connections are refused from now on.
+    pub fn stop(&mut self) {
+        self.listener = None;
+        let _ = std::fs::remove_file(&self.path);
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("unix://{}", self.path.display())
+    }
+}
+
+/// Plain-HTTP GET on loopback; (status, body).
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// HTTPS GET without verifying the server (self-signed health ports).
+pub fn https_status(url: &str) -> Option<u16> {
+    let o = Command::new("curl")
+        .args([
+            "-sk",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            url,
+        ])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&o.stdout).trim().parse().ok()
+}
+
+/// A kubelet and what it needs.
+pub struct Kubelet {
+    pub proc: Proc,
+    pub runtime: Runtime,
+    pub healthz: String,
+    pub port: u16,
+}
+
+impl Cluster {
+    /// Writes a kubeconfig for a component: the cluster CA, a client cert
+    /// with `cn`/`orgs`, the given server URL.
+    pub fn component_kubeconfig(
+        &self,
+        name: &str,
+        cn: &str,
+        orgs: &[&str],
+        server: &str,
+    ) -> PathBuf {
+        let pair = self.ca.issue(self.path(), name, cn, orgs, &[], false, true);
+        let p = self.path().join(format!("{name}.kubeconfig"));
+        kubeconfig(&p, server, &self.ca.pem, &pair);
+        p
+    }
+
+    /// Starts a kubelet stand-in for node `name` against `server`.
+    pub fn start_kubelet(&self, name: &str, server: &str) -> Kubelet {
+        let d = self.path().join(format!("node-{name}"));
+        std::fs::create_dir_all(&d).unwrap();
+        let runtime = Runtime::start(d.join("containerd.sock"));
+        let _serving = self.ca.issue(
+            &d,
+            "kubelet",
+            &format!("system:node:{name}"),
+            &["system:nodes"],
+            &["127.0.0.1", name],
+            true,
+            true,
+        );
+        let kc = self.component_kubeconfig(
+            &format!("kubelet-{name}"),
+            &format!("system:node:{name}"),
+            &["system:nodes"],
+            server,
+        );
+        let (port, hport) = (free_port(), free_port());
+        std::fs::write(d.join("ca.pem"), &self.ca.pem).unwrap();
+        let cfg = d.join("config.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\naddress: 127.0.0.1\nport: {port}\n\
+                 healthzBindAddress: 127.0.0.1\nhealthzPort: {hport}\ntlsCertFile: kubelet.pem\ntlsPrivateKeyFile: kubelet-key.pem\n\
+                 authentication:\n  anonymous: {{enabled: false}}\n  x509: {{clientCAFile: ca.pem}}\nauthorization: {{mode: Webhook}}\n\
+                 clusterDNS: [10.68.0.2]\nclusterDomain: cluster.local\nmaxPods: 42\ncgroupDriver: systemd\nnodeStatusUpdateFrequency: 1s\n"
+            ),
+        )
+        .unwrap();
+        let proc = Proc::spawn(
+            "kubelet",
+            Command::new(bin("kubelet")).args([
+                &format!("--config={}", cfg.display()),
+                &format!("--kubeconfig={}", kc.display()),
+                &format!("--hostname-override={name}"),
+                "--node-ip=127.0.0.1",
+                &format!("--root-dir={}", d.join("root").display()),
+                &format!("--container-runtime-endpoint={}", runtime.endpoint()),
+                "--v=2",
+            ]),
+            d.join("kubelet.log"),
+        );
+        Kubelet {
+            proc,
+            runtime,
+            healthz: format!("127.0.0.1:{hport}"),
+            port,
+        }
+    }
+
+    /// The STATUS column of `kubectl get node NAME`.
+    pub fn node_status(&self, name: &str) -> String {
+        let o = self.kubectl(&["get", "node", name, "--no-headers"]);
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+            .to_string()
+    }
+}
