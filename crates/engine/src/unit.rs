@@ -61,15 +61,16 @@ impl UnitJob {
         }
     }
 
-    pub(crate) async fn run(self) -> UnitOutcome {
+    pub(crate) async fn run(mut self) -> UnitOutcome {
         let started = Instant::now();
+        let vars = std::mem::take(&mut self.vars);
         self.events.send(Event::UnitStart {
             t_ms: self.events.t_ms(),
             host: self.host.name.clone(),
             role: self.role.name.clone(),
             tasks: self.tasks.len(),
         });
-        let (status, failure) = match self.run_inner().await {
+        let (status, failure) = match self.run_inner(vars).await {
             Ok(changed) => (if changed { Status::Changed } else { Status::Ok }, None),
             Err((cause, unreachable)) => (Status::Failed, Some((cause, unreachable))),
         };
@@ -89,14 +90,14 @@ impl UnitJob {
     }
 
     /// `Ok(changed)`, or the failure and whether the host is gone.
-    async fn run_inner(&self) -> Result<bool, (Cause, bool)> {
+    async fn run_inner(&self, vars: Map<String, Value>) -> Result<bool, (Cause, bool)> {
         let transport = self
             .conn
             .get_or_init(|| self.connector.connect(&self.host))
             .await
             .clone()
             .map_err(|e| (self.cause(None, e.to_string()), e.is_unreachable()))?;
-        let mut vars = unit_context(self.vars.clone(), &self.role.defaults)
+        let mut vars = unit_context(vars, &self.role.defaults)
             .map_err(|e| (self.cause(None, format!("role defaults: {e}")), false))?;
         let stats = StatCache::default();
         self.prefetch(&*transport, &mut vars, &stats)
@@ -200,7 +201,13 @@ impl UnitJob {
             Ok(m) => stats.fill(m),
             Err(e) if e.is_unreachable() => return Err(e),
             // Not fatal: each task stats its own target instead.
-            Err(_) => {}
+            Err(e) => self.events.send(Event::Warning {
+                t_ms: self.events.t_ms(),
+                message: format!(
+                    "{} {}: batched stat failed, checking files one by one: {e}",
+                    self.host.name, self.role.name
+                ),
+            }),
         }
         Ok(())
     }
