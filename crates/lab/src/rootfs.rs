@@ -40,6 +40,14 @@ pub const PACKAGES: &[&str] = &[
     "zlib1g",
     "curl",
     "less",
+    // Shared libraries a stock server has or gets with its base system; the
+    // bundle's keepalived (ex-lb) links against them.
+    "libglib2.0-0",
+    "libmnl0",
+    "libnftnl11",
+    "libnl-3-200",
+    "libnl-genl-3-200",
+    "libsnmp40",
 ];
 
 /// Bumped whenever [`prepare`] changes what it writes, so old caches are not
