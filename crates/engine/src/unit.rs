@@ -373,10 +373,13 @@ impl UnitJob {
         }
         let args = render_args(task, vars)?;
         let module = args.module();
-        let transport = if task.delegate_controller {
-            &*self.controller
+        // A delegated task sees the controller's files: it must not share the
+        // host's stat cache, where the same path means another machine.
+        let controller_stats = StatCache::default();
+        let (transport, stats) = if task.delegate_controller {
+            (&*self.controller, &controller_stats)
         } else {
-            transport
+            (transport, stats)
         };
         let cx = Cx {
             transport,

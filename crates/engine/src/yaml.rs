@@ -114,6 +114,12 @@ mod tests {
     }
 
     #[test]
+    fn anchors_and_aliases_are_resolved() {
+        let v = parse_str("a: &x [1, 2]\nb: *x\n").unwrap();
+        assert_eq!(v["b"], v["a"]);
+    }
+
+    #[test]
     fn reports_syntax_errors_with_position() {
         let err = parse_str("a: [1, 2\n").unwrap_err();
         assert!(err.contains("line"), "{err}");
@@ -132,3 +138,4 @@ mod tests {
         assert_eq!(keys, ["z", "a", "m"]);
     }
 }
+
