@@ -169,10 +169,9 @@ fn kubelet_refuses_apiserver_cert_without_its_ip() {
         "kubernetes",
         &[],
         &["kubernetes", "10.0.0.1"],
-        true,
-        false,
+        Eku::Server,
     );
-    let sa = c.ca.issue(d, "sa2", "sa", &[], &[], false, false);
+    let sa = c.ca.issue(d, "sa2", "sa", &[], &[], Eku::None);
     let port = free_port();
     let _api2 = Proc::spawn(
         "kube-apiserver-2",
@@ -253,7 +252,7 @@ fn proxy_controller_manager_and_scheduler() {
         &c.server(),
     );
     let cm_port = free_port();
-    let sa = c.ca.issue(&d, "sa-cm", "sa", &[], &[], false, false);
+    let sa = c.ca.issue(&d, "sa-cm", "sa", &[], &[], Eku::None);
     let cakey = d.join("ca-key-stub.pem");
     write_secret(&cakey, &sa.key_pem);
     let cm = Proc::spawn(

@@ -236,8 +236,7 @@ fn create_clusterrolebinding_and_foreign_ca_refused() {
         "admin",
         &["system:masters"],
         &[],
-        false,
-        true,
+        Eku::Client,
     );
     let kc = c.path().join("mallory.kubeconfig");
     kubeconfig(&kc, &c.server(), &c.ca.pem, &mallory);
@@ -261,8 +260,7 @@ fn create_clusterrolebinding_and_foreign_ca_refused() {
         "admin",
         &["system:masters"],
         &[],
-        false,
-        true,
+        Eku::Client,
     );
     kubeconfig(&wrong_ca, &c.server(), &other.pem, &admin);
     let o = c.kubectl_as(&wrong_ca, &["get", "ns"]);

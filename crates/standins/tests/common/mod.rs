@@ -49,6 +49,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Extended key usages of an issued certificate.
+#[derive(Clone, Copy)]
+pub enum Eku {
+    None,
+    Server,
+    Client,
+    Both,
+}
+
 /// A CA that signs leaf certificates.
 pub struct Ca {
     pub pem: String,
@@ -96,8 +105,7 @@ impl Ca {
         cn: &str,
         orgs: &[&str],
         sans: &[&str],
-        server: bool,
-        client: bool,
+        eku: Eku,
     ) -> Pair {
         let key = KeyPair::generate().unwrap();
         let mut p =
@@ -106,11 +114,11 @@ impl Ca {
         for o in orgs {
             p.distinguished_name.push(DnType::OrganizationName, *o);
         }
-        if server {
+        if matches!(eku, Eku::Server | Eku::Both) {
             p.extended_key_usages
                 .push(ExtendedKeyUsagePurpose::ServerAuth);
         }
-        if client {
+        if matches!(eku, Eku::Client | Eku::Both) {
             p.extended_key_usages
                 .push(ExtendedKeyUsagePurpose::ClientAuth);
         }
@@ -246,21 +254,19 @@ impl Cluster {
             "etcd",
             &[],
             &["127.0.0.1", "localhost"],
-            true,
-            true,
+            Eku::Both,
         );
-        let etcd_client = etcd_ca.issue(d, "apiserver-etcd", "kubernetes", &[], &[], false, true);
+        let etcd_client = etcd_ca.issue(d, "apiserver-etcd", "kubernetes", &[], &[], Eku::Client);
         let api = ca.issue(
             d,
             "apiserver",
             "kubernetes",
             &[],
             &["127.0.0.1", "localhost", "kubernetes", "10.68.0.1"],
-            true,
-            false,
+            Eku::Server,
         );
-        let admin = ca.issue(d, "admin", "admin", &["system:masters"], &[], false, true);
-        let sa_key = ca.issue(d, "sa", "service-accounts", &[], &[], false, false);
+        let admin = ca.issue(d, "admin", "admin", &["system:masters"], &[], Eku::Client);
+        let sa_key = ca.issue(d, "sa", "service-accounts", &[], &[], Eku::None);
 
         let etcd_port = free_port();
         let peer_port = free_port();
@@ -393,7 +399,7 @@ impl Cluster {
 
     /// A client cert signed by the cluster CA, as a kubeconfig.
     pub fn user_kubeconfig(&self, name: &str, cn: &str, orgs: &[&str]) -> PathBuf {
-        let pair = self.ca.issue(self.path(), name, cn, orgs, &[], false, true);
+        let pair = self.ca.issue(self.path(), name, cn, orgs, &[], Eku::Client);
         let p = self.path().join(format!("{name}.kubeconfig"));
         kubeconfig(&p, &self.server(), &self.ca.pem, &pair);
         p
@@ -509,7 +515,7 @@ impl Cluster {
         orgs: &[&str],
         server: &str,
     ) -> PathBuf {
-        let pair = self.ca.issue(self.path(), name, cn, orgs, &[], false, true);
+        let pair = self.ca.issue(self.path(), name, cn, orgs, &[], Eku::Client);
         let p = self.path().join(format!("{name}.kubeconfig"));
         kubeconfig(&p, server, &self.ca.pem, &pair);
         p
@@ -526,8 +532,7 @@ impl Cluster {
             &format!("system:node:{name}"),
             &["system:nodes"],
             &["127.0.0.1", name],
-            true,
-            true,
+            Eku::Both,
         );
         let kc = self.component_kubeconfig(
             &format!("kubelet-{name}"),
