@@ -625,6 +625,40 @@ fn resolve(
         }
     }
 
+    // Two services on one host may not listen on the same port.
+    for (h, _, _) in &hosts {
+        let mut used: Vec<(i64, &str)> = Vec::new();
+        let mut listen = |port: i64, key: &'static str, crep: &mut Reporter<'_>| {
+            if let Some((_, other)) = used.iter().find(|(p, _)| *p == port) {
+                crep.error_help(
+                    cfg_pos(key),
+                    key,
+                    format!("port {port} on {} is already taken by {other}", h.ip),
+                    format!("give {key} and {other} different ports"),
+                );
+            } else {
+                used.push((port, key));
+            }
+        };
+        if h.is(Group::KubeMaster) {
+            listen(settings.int("SECURE_PORT"), "SECURE_PORT", &mut crep);
+        }
+        if h.is(Group::ExLb) {
+            listen(
+                settings.int("EX_APISERVER_PORT"),
+                "EX_APISERVER_PORT",
+                &mut crep,
+            );
+        }
+        if h.is(Group::Harbor) {
+            listen(
+                settings.int("HARBOR_TLS_PORT"),
+                "HARBOR_TLS_PORT",
+                &mut crep,
+            );
+        }
+    }
+
     if diags.len() > before {
         return None;
     }

@@ -125,6 +125,10 @@ pub fn config_yml(state: &LabState) -> String {
     let mut y = String::from(
         "# Written by `ezlab up`: only settings that must differ from the defaults on lab machines.\n",
     );
+    let has_registry = state
+        .machines
+        .iter()
+        .any(|m| m.roles.contains(&Role::Harbor));
     if has_lb {
         let _ = writeln!(
             y,
@@ -132,7 +136,12 @@ pub fn config_yml(state: &LabState) -> String {
             net::cidr(state.subnet),
             net::vip(state.subnet)
         );
-    } else {
+    }
+    if has_lb && has_registry {
+        // The registry shares a machine with an ex-lb; both default to 8443.
+        y.push_str("HARBOR_TLS_PORT: 5443\n");
+    }
+    if !has_lb {
         y.push_str("{}\n");
     }
     y
