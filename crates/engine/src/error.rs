@@ -38,14 +38,6 @@ pub enum PlanError {
         role: String,
         roles_dir: String,
     },
-    #[error("{playbook}: role `{role}` is planned twice for host {host} (plays #{first} and #{second}); give each play distinct hosts")]
-    DuplicateUnit {
-        playbook: String,
-        role: String,
-        host: String,
-        first: usize,
-        second: usize,
-    },
     #[error("dependency cycle: {}", path.join(" -> "))]
     Cycle { path: Vec<String> },
 }

@@ -90,7 +90,6 @@ impl Plan {
         let mut roles: HashMap<String, Arc<Role>> = HashMap::new();
         let mut graph: DiGraph<Unit, EdgeKind> = DiGraph::new();
         let mut index: HashMap<(String, String), NodeIndex> = HashMap::new();
-        let mut claimed: HashMap<(String, String), usize> = HashMap::new();
         let mut plays = Vec::new();
 
         for pb in playbooks {
@@ -133,17 +132,20 @@ impl Plan {
                     if limit.as_ref().is_some_and(|l| !l.contains(&h.name)) {
                         continue;
                     }
-                    let key = (play.role.clone(), h.name.clone());
-                    if let Some(first) = claimed.insert(key.clone(), pi + 1) {
-                        return Err(PlanError::DuplicateUnit {
-                            playbook: pb.name.clone(),
-                            role: play.role.clone(),
-                            host: h.name.clone(),
-                            first,
-                            second: pi + 1,
-                        });
-                    }
                     if tasks.is_empty() {
+                        continue;
+                    }
+                    let key = (play.role.clone(), h.name.clone());
+                    // Listed again (e.g. kube-lb in step 04 for masters and in
+                    // 05 for nodes, both imported by 90-all): one unit, with
+                    // the dependencies of every play that lists it.
+                    if let Some(&n) = index.get(&key) {
+                        let unit = &mut graph[n];
+                        let merged: BTreeSet<usize> =
+                            unit.tasks.iter().chain(&tasks).copied().collect();
+                        unit.tasks = merged.into_iter().collect();
+                        unit.run_once_here |= nodes.is_empty();
+                        nodes.push(n);
                         continue;
                     }
                     let n = graph.add_node(Unit {

@@ -138,4 +138,3 @@ mod tests {
         assert_eq!(keys, ["z", "a", "m"]);
     }
 }
-

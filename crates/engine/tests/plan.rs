@@ -190,19 +190,35 @@ fn unknown_roles_are_errors_but_absent_ones_are_satisfied() {
 }
 
 #[test]
-fn same_role_twice_on_a_host_is_an_error() {
+fn a_role_listed_by_two_plays_is_one_unit_with_both_plays_edges() {
     let d = tempfile::tempdir().unwrap();
-    simple_roles(d.path(), &["prepare"]);
+    simple_roles(d.path(), &["prepare", "etcd", "lb"]);
+    // As 90-all importing step 04 (lb on masters) and 05 (lb on nodes): m1 is
+    // an etcd host too, so lb@m1 comes from both plays.
+    let mut on_masters = play("lb", "kube_master");
+    on_masters.after = vec!["prepare".into()];
+    let mut on_etcd = play("lb", "etcd");
+    on_etcd.needs = vec![Need {
+        role: "etcd".into(),
+        on: "m2".into(),
+    }];
     let pb = Playbook::from_plays(
-        "x",
-        vec![play("prepare", "kube_master"), play("prepare", "etcd")],
+        "90-all",
+        vec![
+            play("prepare", "all"),
+            play("etcd", "etcd"),
+            on_masters,
+            on_etcd,
+        ],
     );
-    let err = Plan::build(d.path(), &[pb], targets(), &PlanFilter::default())
-        .err()
-        .unwrap();
-    assert!(
-        matches!(err, PlanError::DuplicateUnit { ref host, .. } if host == "m1"),
-        "{err}"
+    let plan = Plan::build(d.path(), &[pb], targets(), &PlanFilter::default()).unwrap();
+    assert_eq!(plan.units().filter(|u| u.role.name == "lb").count(), 2);
+    assert_eq!(
+        plan.deps("lb", "m1"),
+        vec![
+            ("etcd".to_string(), "m2".to_string(), EdgeKind::Needs),
+            ("prepare".to_string(), "m1".to_string(), EdgeKind::After),
+        ]
     );
 }
 
