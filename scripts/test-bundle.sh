@@ -45,8 +45,9 @@ put /usr/bin/kubectl kubectl
 
 # Kubernetes server stand-ins, stamped with the requested version.
 if [ "$profile" = release ]; then flag=--release; else flag=; fi
-cargo build -q $flag -p ez-standins
-bins="$target_dir/$profile"
+# NO_BUILD=1: the stand-ins are already built (e.g. by `cargo test`).
+[ "${NO_BUILD:-0}" = 1 ] || cargo build -q $flag -p ez-standins
+bins="${BINS_DIR:-$target_dir/$profile}"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
