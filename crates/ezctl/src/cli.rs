@@ -130,6 +130,17 @@ pub enum Command {
         #[command(flatten)]
         run: RunOpts,
     },
+    /// Run any playbook file against a cluster (roles from --roles, default the home's roles/)
+    Play {
+        cluster: String,
+        /// Playbook file (a list of plays, like playbooks/*.yml)
+        playbook: PathBuf,
+        /// Roles directory (default: HOME/roles)
+        #[arg(long)]
+        roles: Option<PathBuf>,
+        #[command(flatten)]
+        run: RunOpts,
+    },
     /// Start and enable every cluster service
     Start(ClusterArg),
     /// Stop and disable every cluster service

@@ -95,6 +95,22 @@ fn run(cli: Cli, style: Style) -> anyhow::Result<()> {
                 style,
             },
         ),
+        Command::Play {
+            cluster,
+            playbook,
+            roles,
+            run,
+        } => commands::setup::play(
+            &home,
+            &cluster,
+            &playbook,
+            roles.as_deref(),
+            &run,
+            &commands::setup::Output {
+                json: cli.json,
+                style,
+            },
+        ),
         Command::Start(_) => Err(Failure::not_implemented("start").into()),
         Command::Stop(_) => Err(Failure::not_implemented("stop").into()),
         Command::Upgrade { .. } => Err(Failure::not_implemented("upgrade").into()),

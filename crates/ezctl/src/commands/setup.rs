@@ -28,7 +28,7 @@ pub struct Output {
 pub fn run(home: &Home, name: &str, step: &str, opts: &RunOpts, out: &Output) -> Result<()> {
     let cluster = home.load(name)?;
     let playbooks = steps::playbooks(&home.dir.join("playbooks"), step)?;
-    let plan = build_plan(home, &cluster, &playbooks, opts)?;
+    let plan = build_plan(home, &cluster, &home.dir.join("roles"), &playbooks, opts)?;
     let command = format!("setup {name} {step}");
     let recap = execute(&cluster, &plan, opts, out, &command)?;
     finish(&recap, out)
@@ -62,7 +62,7 @@ pub fn build_plan(
         limit,
         ..PlanFilter::default()
     };
-    Plan::build(&home.dir.join("roles"), playbooks, targets, &filter).map_err(|e| {
+    Plan::build(roles_dir, playbooks, targets, &filter).map_err(|e| {
         Failure::new(
             ExitCode::Input,
             format!("{e}\nnothing was done on any host"),
