@@ -113,7 +113,14 @@ impl Runner {
             t_ms: inner.t_ms(),
             at: now_rfc3339(),
             units: g.node_count(),
-            hosts: plan.targets.hosts.iter().map(|h| h.name.clone()).collect(),
+            // Hosts with work in this plan (a --limit leaves the others out).
+            hosts: plan
+                .targets
+                .hosts
+                .iter()
+                .filter(|h| g.node_weights().any(|u| u.host == h.name))
+                .map(|h| h.name.clone())
+                .collect(),
             dry_run: self.options.dry_run,
         });
 
