@@ -19,6 +19,7 @@ pub mod kube_proxy;
 pub mod kubeconfig;
 pub mod kubelet;
 pub mod leader;
+pub mod protowire;
 pub mod scheduler;
 pub mod serving;
 pub mod tls;

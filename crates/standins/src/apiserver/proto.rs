@@ -6,6 +6,7 @@
 //! field numbers of the Kubernetes .proto files, into the JSON form.
 //! Other kinds get 415 Unsupported Media Type.
 
+use crate::protowire::{Reader, Wire, WireError};
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
@@ -225,64 +226,10 @@ fn message_for(api_version: &str, kind: &str) -> Option<&'static str> {
     })
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn varint(&mut self) -> Result<u64, ProtoError> {
-        let mut v: u64 = 0;
-        for shift in (0..64).step_by(7) {
-            let b = *self.buf.get(self.pos).ok_or(ProtoError::Malformed)?;
-            self.pos += 1;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(ProtoError::Malformed)
+impl From<WireError> for ProtoError {
+    fn from(_: WireError) -> Self {
+        ProtoError::Malformed
     }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], ProtoError> {
-        let end = self.pos.checked_add(n).ok_or(ProtoError::Malformed)?;
-        let s = self.buf.get(self.pos..end).ok_or(ProtoError::Malformed)?;
-        self.pos = end;
-        Ok(s)
-    }
-
-    fn done(&self) -> bool {
-        self.pos >= self.buf.len()
-    }
-
-    /// Next (field number, wire type, payload); varints come back as bytes
-    /// of their value in little-endian u64 form.
-    fn field(&mut self) -> Result<(u64, Wire<'a>), ProtoError> {
-        let key = self.varint()?;
-        let wire = match key & 7 {
-            0 => Wire::Varint(self.varint()?),
-            1 => {
-                self.take(8)?;
-                Wire::Skip
-            }
-            2 => {
-                let n = usize::try_from(self.varint()?).map_err(|_| ProtoError::Malformed)?;
-                Wire::Bytes(self.take(n)?)
-            }
-            5 => {
-                self.take(4)?;
-                Wire::Skip
-            }
-            _ => return Err(ProtoError::Malformed),
-        };
-        Ok((key >> 3, wire))
-    }
-}
-
-enum Wire<'a> {
-    Varint(u64),
-    Bytes(&'a [u8]),
-    Skip,
 }
 
 fn utf8(b: &[u8]) -> Result<String, ProtoError> {
@@ -290,7 +237,7 @@ fn utf8(b: &[u8]) -> Result<String, ProtoError> {
 }
 
 fn map_entry(b: &[u8], bytes_value: bool) -> Result<(String, Value), ProtoError> {
-    let mut r = Reader { buf: b, pos: 0 };
+    let mut r = Reader::new(b);
     let (mut k, mut v) = (String::new(), Value::String(String::new()));
     while !r.done() {
         match r.field()? {
@@ -306,7 +253,7 @@ fn map_entry(b: &[u8], bytes_value: bool) -> Result<(String, Value), ProtoError>
 }
 
 fn time(b: &[u8]) -> Result<Value, ProtoError> {
-    let mut r = Reader { buf: b, pos: 0 };
+    let mut r = Reader::new(b);
     let mut secs: i64 = 0;
     while !r.done() {
         if let (1, Wire::Varint(v)) = r.field()? {
@@ -325,7 +272,7 @@ fn time(b: &[u8]) -> Result<Value, ProtoError> {
 fn decode_message(msg: &str, buf: &[u8]) -> Result<Value, ProtoError> {
     let fields = schema(msg).ok_or_else(|| ProtoError::Unsupported(msg.to_string()))?;
     let mut out = Map::new();
-    let mut r = Reader { buf, pos: 0 };
+    let mut r = Reader::new(buf);
     while !r.done() {
         let (num, wire) = r.field()?;
         let Some(fd) = fields.iter().find(|x| x.num == num) else {
@@ -360,12 +307,12 @@ fn decode_message(msg: &str, buf: &[u8]) -> Result<Value, ProtoError> {
 /// Decodes a whole body: magic, `runtime.Unknown` envelope, object.
 pub fn decode_object(body: &[u8]) -> Result<Value, ProtoError> {
     let rest = body.strip_prefix(MAGIC).ok_or(ProtoError::NoMagic)?;
-    let mut r = Reader { buf: rest, pos: 0 };
+    let mut r = Reader::new(rest);
     let (mut api_version, mut kind, mut raw) = (String::new(), String::new(), &[][..]);
     while !r.done() {
         match r.field()? {
             (1, Wire::Bytes(tm)) => {
-                let mut t = Reader { buf: tm, pos: 0 };
+                let mut t = Reader::new(tm);
                 while !t.done() {
                     match t.field()? {
                         (1, Wire::Bytes(b)) => api_version = utf8(b)?,

@@ -246,15 +246,15 @@ impl Cluster {
         let ca_file = ca.write(d, "ca.pem");
         let etcd_ca = Ca::new("etcd-ca");
         let etcd_ca_file = etcd_ca.write(d, "etcd-ca.pem");
-        // etcd's gateway dials its own gRPC port with its serving cert, so
-        // that cert needs clientAuth too (as kubeasz issues it).
+        // serverAuth only: the apiserver stand-in speaks gRPC to etcd, so
+        // (unlike etcd's JSON gateway) it needs no clientAuth on this cert.
         let etcd_srv = etcd_ca.issue(
             d,
             "etcd",
             "etcd",
             &[],
             &["127.0.0.1", "localhost"],
-            Eku::Both,
+            Eku::Server,
         );
         let etcd_client = etcd_ca.issue(d, "apiserver-etcd", "kubernetes", &[], &[], Eku::Client);
         let api = ca.issue(
