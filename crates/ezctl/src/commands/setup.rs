@@ -34,10 +34,32 @@ pub fn run(home: &Home, name: &str, step: &str, opts: &RunOpts, out: &Output) ->
     finish(&recap, out)
 }
 
+/// `ezctl play <cluster> <playbook> [--roles DIR]`: any playbook, same engine.
+pub fn play(
+    home: &Home,
+    name: &str,
+    playbook: &std::path::Path,
+    roles: Option<&std::path::Path>,
+    opts: &RunOpts,
+    out: &Output,
+) -> Result<()> {
+    let cluster = home.load(name)?;
+    let pb = ez_engine::Playbook::load(playbook)
+        .map_err(|e| Failure::new(ExitCode::Input, e.to_string()))?;
+    let roles_dir = roles
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| home.dir.join("roles"));
+    let plan = build_plan(home, &cluster, &roles_dir, &[pb], opts)?;
+    let command = format!("play {name} {}", playbook.display());
+    let recap = execute(&cluster, &plan, opts, out, &command)?;
+    finish(&recap, out)
+}
+
 /// Validate everything that can be checked before touching a host.
 pub fn build_plan(
     home: &Home,
     cluster: &Cluster,
+    roles_dir: &std::path::Path,
     playbooks: &[ez_engine::Playbook],
     opts: &RunOpts,
 ) -> Result<Plan> {
