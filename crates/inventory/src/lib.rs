@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod diag;
+pub mod edit;
 pub mod hosts;
 pub mod kubeasz;
 pub mod render;

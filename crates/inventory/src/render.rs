@@ -46,6 +46,11 @@ pub fn yaml_scalar(s: &str) -> String {
     }
 }
 
+/// One `  - ...` list item for a host, without the newline.
+pub fn render_host_item(h: &HostLine) -> String {
+    render_host(h).trim_end().to_string()
+}
+
 fn render_host(h: &HostLine) -> String {
     let mut parts = vec![format!("ip: {}", h.ip)];
     if let Some(n) = &h.name {
