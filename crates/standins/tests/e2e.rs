@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use std::process::Command;
 
 #[test]
 fn kubectl_version_readyz_and_etcd_layout() {
@@ -289,6 +290,116 @@ fn readyz_fails_when_etcd_stops() {
     assert!(out(&o).contains("[-]etcd failed"), "{}", out(&o));
     // liveness does not depend on etcd
     assert!(c.kubectl(&["get", "--raw", "/livez"]).status.success());
+}
+
+#[test]
+fn etcd_failover_and_wrong_etcd_client_cert() {
+    let Some(c) = Cluster::start() else { return };
+    // A dead endpoint listed first: the apiserver fails over to the live one.
+    let dead = free_port();
+    let servers = format!("https://127.0.0.1:{dead},https://127.0.0.1:{}", c.etcd_port);
+    let (api2, port2) = c.extra_apiserver("apiserver-failover", &servers, &c.etcd_client);
+    let admin2 = c.admin_for(port2);
+    let ok = wait_until(30, || {
+        c.kubectl_as(&admin2, &["get", "--raw", "/readyz"])
+            .status
+            .success()
+    });
+    assert!(ok, "{}", api2.log_text());
+    // Both apiservers see the same store.
+    c.ok(&["create", "namespace", "shared"]);
+    let o = c.kubectl_as(&admin2, &["get", "ns", "shared", "-o", "name"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "namespace/shared"
+    );
+    // Both joined the kubernetes Endpoints.
+    let eps = c.ok(&[
+        "get",
+        "endpoints",
+        "kubernetes",
+        "-o",
+        "jsonpath={.subsets[0].ports[0].port}",
+    ]);
+    assert!(!eps.is_empty());
+
+    // An etcd client certificate from another CA: etcd refuses it, so the
+    // apiserver never becomes ready.
+    let rogue_ca = Ca::new("rogue-etcd-ca");
+    let rogue = rogue_ca.issue(
+        c.path(),
+        "rogue-etcd-client",
+        "kubernetes",
+        &[],
+        &[],
+        Eku::Client,
+    );
+    let (api3, port3) = c.extra_apiserver(
+        "apiserver-badetcd",
+        &format!("https://127.0.0.1:{}", c.etcd_port),
+        &rogue,
+    );
+    let admin3 = c.admin_for(port3);
+    assert!(
+        wait_until(15, || c
+            .kubectl_as(&admin3, &["get", "--raw", "/livez"])
+            .status
+            .success()),
+        "{}",
+        api3.log_text()
+    );
+    let o = c.kubectl_as(&admin3, &["get", "--raw", "/readyz?verbose"]);
+    assert!(!o.status.success());
+    assert!(out(&o).contains("[-]etcd failed"), "{}", out(&o));
+}
+
+#[test]
+fn watch_streams_changes() {
+    use std::io::BufRead;
+    use std::sync::{Arc, Mutex};
+    let Some(c) = Cluster::start() else { return };
+    let mut w = Command::new(kubectl_bin())
+        .arg(format!("--kubeconfig={}", c.admin_kubeconfig.display()))
+        .arg(format!(
+            "--cache-dir={}",
+            c.path().join("kubectl-cache").display()
+        ))
+        .args(["get", "namespaces", "--watch", "--output-watch-events"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(String::new()));
+    let stdout = w.stdout.take().unwrap();
+    let sink = seen.clone();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let has = |kind: &str, name: &str| {
+        seen.lock()
+            .unwrap()
+            .lines()
+            .any(|l| l.starts_with(kind) && l.split_whitespace().nth(1) == Some(name))
+    };
+    assert!(
+        wait_until(20, || has("ADDED", "kube-system")),
+        "{}",
+        seen.lock().unwrap()
+    );
+    c.ok(&["create", "namespace", "watched"]);
+    let added = wait_until(20, || has("ADDED", "watched"));
+    c.ok(&["delete", "namespace", "watched"]);
+    let deleted = wait_until(20, || has("DELETED", "watched"));
+    let _ = w.kill();
+    let _ = w.wait();
+    let _ = reader.join();
+    let text = seen.lock().unwrap().clone();
+    assert!(added && deleted, "{text}");
 }
 
 /// Keeps a cluster up for poking at by hand:

@@ -237,7 +237,7 @@ impl Cluster {
     /// Starts etcd and kube-apiserver, or None (with a SKIP line) when
     /// etcd or kubectl is missing.
     pub fn start() -> Option<Cluster> {
-        if !have("etcd") || !have("kubectl") || !have("etcdctl") {
+        if !have("etcd") || !have("kubectl") || !have("etcdctl") || !have("curl") {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -403,6 +403,58 @@ impl Cluster {
         let p = self.path().join(format!("{name}.kubeconfig"));
         kubeconfig(&p, &self.server(), &self.ca.pem, &pair);
         p
+    }
+
+    /// Starts another kube-apiserver on the same PKI with other etcd
+    /// settings; returns it and its port.
+    pub fn extra_apiserver(
+        &self,
+        name: &str,
+        etcd_servers: &str,
+        etcd_client: &Pair,
+    ) -> (Proc, u16) {
+        let d = self.path();
+        let api = self.ca.issue(
+            d,
+            &format!("{name}-serving"),
+            "kubernetes",
+            &[],
+            &["127.0.0.1"],
+            Eku::Server,
+        );
+        let sa = self
+            .ca
+            .issue(d, &format!("{name}-sa"), "sa", &[], &[], Eku::None);
+        let port = free_port();
+        let p = Proc::spawn(
+            name,
+            Command::new(bin("kube-apiserver")).args([
+                "--bind-address=127.0.0.1",
+                &format!("--secure-port={port}"),
+                &format!("--etcd-servers={etcd_servers}"),
+                &format!("--etcd-cafile={}", self.etcd_ca_file.display()),
+                &format!("--etcd-certfile={}", etcd_client.cert.display()),
+                &format!("--etcd-keyfile={}", etcd_client.key.display()),
+                &format!("--tls-cert-file={}", api.cert.display()),
+                &format!("--tls-private-key-file={}", api.key.display()),
+                &format!("--client-ca-file={}", self.ca_file.display()),
+                "--service-cluster-ip-range=10.68.0.0/16",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                &format!("--service-account-signing-key-file={}", sa.key.display()),
+            ]),
+            d.join(format!("{name}.log")),
+        );
+        (p, port)
+    }
+
+    /// An admin kubeconfig for another server URL.
+    pub fn admin_for(&self, port: u16) -> PathBuf {
+        self.component_kubeconfig(
+            &format!("admin-{port}"),
+            "admin",
+            &["system:masters"],
+            &format!("https://127.0.0.1:{port}"),
+        )
     }
 
     /// `etcdctl get --prefix` over TLS as the apiserver's etcd client.
