@@ -450,7 +450,19 @@ fn hostname() -> String {
     read_trim("/proc/sys/kernel/hostname").to_lowercase()
 }
 
-fn default_ip() -> String {
+/// The node IP when --node-ip is not given, found like the real kubelet:
+/// the node name's address (e.g. from /etc/hosts), else the address of the
+/// interface holding the default route.
+fn default_ip(name: &str) -> String {
+    use std::net::ToSocketAddrs;
+    if let Ok(addrs) = (name, 0u16).to_socket_addrs() {
+        if let Some(a) = addrs
+            .map(|a| a.ip())
+            .find(|ip| !ip.is_loopback() && ip.is_ipv4())
+        {
+            return a.to_string();
+        }
+    }
     std::net::UdpSocket::bind("0.0.0.0:0")
         .and_then(|s| s.connect("192.0.2.1:9").map(|_| s))
         .and_then(|s| s.local_addr())
@@ -586,7 +598,7 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
         ip: flags
             .get("node-ip")
             .map(str::to_string)
-            .unwrap_or_else(default_ip),
+            .unwrap_or_else(|| default_ip(&name)),
         name,
         max_pods: cfg.max_pods,
         port: cfg.port,
