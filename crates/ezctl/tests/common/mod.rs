@@ -11,7 +11,10 @@ use std::sync::OnceLock;
 pub use ez_lab::Lab;
 
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
 }
 
 /// The lab of this test binary plus the home and cluster name ezctl uses.
@@ -29,9 +32,17 @@ pub fn env(machines: usize) -> Option<&'static Env> {
     ENV.get_or_init(|| {
         let lab = ez_lab::testing::shared_lab(machines)?;
         let cluster_dir = lab.cluster_dir().expect("the lab wrote a cluster");
-        let home = cluster_dir.parent().and_then(Path::parent).expect("home").to_path_buf();
+        let home = cluster_dir
+            .parent()
+            .and_then(Path::parent)
+            .expect("home")
+            .to_path_buf();
         prepare_home(&home);
-        Some(Env { lab, home, cluster: lab.name() })
+        Some(Env {
+            lab,
+            home,
+            cluster: lab.name(),
+        })
     })
     .as_ref()
 }
@@ -48,7 +59,8 @@ fn prepare_home(home: &Path) {
     let example = home.join("clusters/example");
     std::fs::create_dir_all(&example).expect("mkdir");
     for f in ["hosts.yml", "config.yml"] {
-        std::fs::copy(repo.join("clusters/example").join(f), example.join(f)).expect("copy example");
+        std::fs::copy(repo.join("clusters/example").join(f), example.join(f))
+            .expect("copy example");
     }
     build_bundle(&home.join("bin"), "v1.30.1");
 }
@@ -58,7 +70,10 @@ pub fn build_bundle(dest: &Path, version: &str) {
     std::fs::create_dir_all(dest).expect("mkdir bin");
     std::fs::copy(repo().join("bin/versions.toml"), dest.join("versions.toml")).expect("versions");
     // The stand-ins sit next to this test's ezctl binary (cargo built them).
-    let bins = Path::new(env!("CARGO_BIN_EXE_ezctl")).parent().expect("target dir").to_path_buf();
+    let bins = Path::new(env!("CARGO_BIN_EXE_ezctl"))
+        .parent()
+        .expect("target dir")
+        .to_path_buf();
     let out = Command::new(repo().join("scripts/test-bundle.sh"))
         .arg(dest)
         .arg(version)
@@ -66,7 +81,11 @@ pub fn build_bundle(dest: &Path, version: &str) {
         .env("BINS_DIR", &bins)
         .output()
         .expect("run test-bundle.sh");
-    assert!(out.status.success(), "test-bundle.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "test-bundle.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Env {
@@ -75,7 +94,11 @@ impl Env {
     }
 
     pub fn ssl(&self, file: &str) -> String {
-        self.cluster_dir().join("ssl").join(file).display().to_string()
+        self.cluster_dir()
+            .join("ssl")
+            .join(file)
+            .display()
+            .to_string()
     }
 
     /// Run ezctl with this home; the cluster name is not added.
@@ -122,7 +145,10 @@ impl Env {
             .arg(format!("--endpoints={endpoints}"))
             .arg(format!("--cacert={}", self.ssl("ca.pem")))
             .arg(format!("--cert={}", self.ssl("apiserver-etcd-client.pem")))
-            .arg(format!("--key={}", self.ssl("apiserver-etcd-client-key.pem")))
+            .arg(format!(
+                "--key={}",
+                self.ssl("apiserver-etcd-client-key.pem")
+            ))
             .args(args)
             .output()
             .expect("run etcdctl")
@@ -131,17 +157,32 @@ impl Env {
     /// A command on lab machine `ip` as root; (exit code, stdout+stderr).
     pub fn on(&self, ip: &str, cmd: &str) -> (i32, String) {
         let host = self.lab.find(ip).expect("lab host");
-        match self.lab.ssh_run(host.index, cmd, std::time::Duration::from_secs(60)) {
-            Ok(o) => (o.status.code().unwrap_or(-1), format!("{}{}", o.stdout, o.stderr)),
+        match self
+            .lab
+            .ssh_run(host.index, cmd, std::time::Duration::from_secs(60))
+        {
+            Ok(o) => (
+                o.status.code().unwrap_or(-1),
+                format!("{}{}", o.stdout, o.stderr),
+            ),
             Err(e) => (-1, e.to_string()),
         }
     }
 
     pub fn group(&self, role: ez_lab::Role) -> Vec<String> {
-        self.lab.hosts().into_iter().filter(|h| h.roles.contains(&role)).map(|h| h.ip.to_string()).collect()
+        self.lab
+            .hosts()
+            .into_iter()
+            .filter(|h| h.roles.contains(&role))
+            .map(|h| h.ip.to_string())
+            .collect()
     }
 }
 
 pub fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
