@@ -72,9 +72,18 @@ fn assert_nothing_changed(events: &[Value], what: &str) {
     let changed: Vec<String> = events
         .iter()
         .filter(|e| e["event"] == "task_end" && e["status"] == "changed")
-        .map(|e| format!("{} {} / {}: {}", e["host"], e["role"], e["task"], e["changes"]))
+        .map(|e| {
+            format!(
+                "{} {} / {}: {}",
+                e["host"], e["role"], e["task"], e["changes"]
+            )
+        })
         .collect();
-    assert!(changed.is_empty(), "{what}: a second run changed:\n{}", changed.join("\n"));
+    assert!(
+        changed.is_empty(),
+        "{what}: a second run changed:\n{}",
+        changed.join("\n")
+    );
     let recap = recap(events);
     for (host, r) in recap["hosts"].as_object().expect("hosts") {
         assert_eq!(

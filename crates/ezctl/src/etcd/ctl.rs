@@ -1,0 +1,251 @@
+//! etcdctl as it runs ON an etcd member: the member's own binary and certs
+//! (so the controller needs neither etcdctl nor network access to port 2379),
+//! and the JSON it prints (`-w json`), parsed into small types.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ez_inventory::cluster::socket;
+use ez_inventory::Cluster;
+use ez_ssh::shell_quote;
+use serde::Deserialize;
+
+/// Client URL of a member, as the etcd unit advertises it.
+pub fn client_url(ip: IpAddr) -> String {
+    format!("https://{}", socket(ip, 2379))
+}
+
+/// Peer URL of a member, as the etcd unit advertises it.
+pub fn peer_url(ip: IpAddr) -> String {
+    format!("https://{}", socket(ip, 2380))
+}
+
+/// How to call etcdctl on a member: paths from the cluster settings
+/// (`bin_dir`, `ca_dir`), the etcd cert pair the etcd role installs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ctl {
+    bin: String,
+    ca: String,
+    cert: String,
+    key: String,
+}
+
+impl Ctl {
+    pub fn for_cluster(cluster: &Cluster) -> Ctl {
+        let bin_dir = cluster.settings.text("bin_dir");
+        let ca_dir = cluster.settings.text("ca_dir");
+        Ctl {
+            bin: format!("{bin_dir}/etcdctl"),
+            ca: format!("{ca_dir}/ca.pem"),
+            cert: format!("{ca_dir}/etcd.pem"),
+            key: format!("{ca_dir}/etcd-key.pem"),
+        }
+    }
+
+    /// A shell line running `etcdctl <args>` against `endpoints`; each
+    /// request gives up after `timeout`. `args` are quoted here.
+    pub fn online(&self, endpoints: &[String], timeout: Duration, args: &[&str]) -> String {
+        let mut line = format!(
+            "ETCDCTL_API=3 {} --endpoints={} --cacert={} --cert={} --key={} --dial-timeout=3s --command-timeout={}s",
+            shell_quote(&self.bin),
+            shell_quote(&endpoints.join(",")),
+            shell_quote(&self.ca),
+            shell_quote(&self.cert),
+            shell_quote(&self.key),
+            timeout.as_secs().max(1)
+        );
+        for a in args {
+            line.push(' ');
+            line.push_str(&shell_quote(a));
+        }
+        line
+    }
+
+    /// A shell line running an etcdctl command that needs no server
+    /// (`snapshot status`, `snapshot restore`).
+    pub fn offline(&self, args: &[&str]) -> String {
+        let mut line = format!("ETCDCTL_API=3 {}", shell_quote(&self.bin));
+        for a in args {
+            line.push(' ');
+            line.push_str(&shell_quote(a));
+        }
+        line
+    }
+}
+
+/// etcdctl printed something that is not the JSON we asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub what: &'static str,
+    pub detail: String,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unexpected `{}` output: {}", self.what, self.detail)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+fn parse<T: for<'de> Deserialize<'de>>(what: &'static str, text: &str) -> Result<T, ParseError> {
+    // etcdctl may log warnings to stdout before the JSON document in some
+    // versions: the document is the first line that starts with `{` or `[`.
+    let doc = text
+        .lines()
+        .find(|l| l.starts_with('{') || l.starts_with('['))
+        .unwrap_or(text);
+    serde_json::from_str(doc).map_err(|e| ParseError {
+        what,
+        detail: format!("{e} in {:?}", doc.chars().take(200).collect::<String>()),
+    })
+}
+
+/// One entry of `member list`. A member added but not started yet has no
+/// name and no client URLs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Member {
+    /// 64-bit, beyond what a JSON double holds: read as an integer.
+    #[serde(rename = "ID")]
+    pub id: u64,
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "peerURLs", default)]
+    pub peer_urls: Vec<String>,
+    #[serde(rename = "clientURLs", default)]
+    pub client_urls: Vec<String>,
+}
+
+impl Member {
+    /// `member remove` wants the ID in hex.
+    pub fn hex_id(&self) -> String {
+        format!("{:x}", self.id)
+    }
+
+    pub fn started(&self) -> bool {
+        !self.name.is_empty()
+    }
+
+    /// True when this is the member of `ip` (by its peer URL, which exists
+    /// from `member add` on, unlike the name).
+    pub fn is_at(&self, ip: IpAddr) -> bool {
+        self.peer_urls.iter().any(|u| *u == peer_url(ip))
+    }
+
+    /// What to call it in messages.
+    pub fn label(&self) -> String {
+        if self.started() {
+            self.name.clone()
+        } else {
+            format!(
+                "{} (not started)",
+                self.peer_urls.first().map_or("?", String::as_str)
+            )
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct MemberListDoc {
+    #[serde(default)]
+    members: Vec<Member>,
+}
+
+/// `member list -w json` (and `member add -w json`, which lists too).
+pub fn parse_member_list(text: &str) -> Result<Vec<Member>, ParseError> {
+    let doc: MemberListDoc = parse("member list", text)?;
+    Ok(doc.members)
+}
+
+/// One entry of `endpoint health -w json`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Health {
+    pub endpoint: String,
+    pub health: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// `endpoint health -w json`: printed for every endpoint even when some
+/// are unhealthy (etcdctl then exits 1), so callers parse regardless of
+/// the exit code.
+pub fn parse_health(text: &str) -> Result<Vec<Health>, ParseError> {
+    parse("endpoint health", text)
+}
+
+/// `snapshot status -w json`: what the snapshot file itself says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct SnapshotStatus {
+    /// crc32 of the bolt database, checked by etcd on restore.
+    pub hash: u32,
+    pub revision: i64,
+    #[serde(rename = "totalKey")]
+    pub total_keys: u64,
+    #[serde(rename = "totalSize")]
+    pub total_size: u64,
+}
+
+pub fn parse_snapshot_status(text: &str) -> Result<SnapshotStatus, ParseError> {
+    parse("snapshot status", text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_quote_everything() {
+        let ctl = Ctl {
+            bin: "/opt/kube/bin/etcdctl".into(),
+            ca: "/etc/kubernetes/ssl/ca.pem".into(),
+            cert: "/etc/kubernetes/ssl/etcd.pem".into(),
+            key: "/etc/kubernetes/ssl/etcd-key.pem".into(),
+        };
+        let line = ctl.online(
+            &["https://10.0.0.1:2379".into(), "https://10.0.0.2:2379".into()],
+            Duration::from_secs(7),
+            &["member", "add", "etcd-10.0.0.9", "--peer-urls=https://10.0.0.9:2380"],
+        );
+        assert!(line.starts_with("ETCDCTL_API=3 '/opt/kube/bin/etcdctl' --endpoints='https://10.0.0.1:2379,https://10.0.0.2:2379' "), "{line}");
+        assert!(line.contains("--cert='/etc/kubernetes/ssl/etcd.pem' --key='/etc/kubernetes/ssl/etcd-key.pem'"), "{line}");
+        assert!(line.ends_with("--command-timeout=7s 'member' 'add' 'etcd-10.0.0.9' '--peer-urls=https://10.0.0.9:2380'"), "{line}");
+        assert_eq!(
+            ctl.offline(&["snapshot", "status", "/tmp/a b.db"]),
+            "ETCDCTL_API=3 '/opt/kube/bin/etcdctl' 'snapshot' 'status' '/tmp/a b.db'"
+        );
+    }
+
+    #[test]
+    fn urls_bracket_ipv6() {
+        assert_eq!(client_url("10.0.0.1".parse().unwrap()), "https://10.0.0.1:2379");
+        assert_eq!(peer_url("fd00::1".parse().unwrap()), "https://[fd00::1]:2380");
+    }
+
+    #[test]
+    fn members_keep_their_64_bit_ids() {
+        // As etcd 3.4 prints it after `member add` of a member not yet started.
+        let text = r#"{"header":{"cluster_id":324952591200643719,"member_id":3319814642761637952,"raft_term":2},"members":[{"ID":2764227101692753617,"peerURLs":["https://10.0.0.9:2380"]},{"ID":18446744073709551615,"name":"etcd-10.0.0.1","peerURLs":["https://10.0.0.1:2380"],"clientURLs":["https://10.0.0.1:2379"]}]}"#;
+        let members = parse_member_list(text).unwrap();
+        assert_eq!(members.len(), 2);
+        assert!(!members[0].started());
+        assert!(members[0].is_at("10.0.0.9".parse().unwrap()));
+        assert_eq!(members[0].label(), "https://10.0.0.9:2380 (not started)");
+        assert_eq!(members[1].hex_id(), "ffffffffffffffff");
+        assert_eq!(members[1].label(), "etcd-10.0.0.1");
+    }
+
+    #[test]
+    fn health_and_status_parse_and_garbage_is_named() {
+        let h = parse_health(r#"[{"endpoint":"https://10.0.0.1:2379","health":true,"took":"1.9ms"},{"endpoint":"https://10.0.0.2:2379","health":false,"took":"2s","error":"context deadline exceeded"}]"#).unwrap();
+        assert!(h[0].health && !h[1].health);
+        assert_eq!(h[1].error.as_deref(), Some("context deadline exceeded"));
+        let s = parse_snapshot_status(
+            r#"{"hash":742368141,"revision":2,"totalKey":5,"totalSize":20480}"#,
+        )
+        .unwrap();
+        assert_eq!((s.hash, s.revision, s.total_keys, s.total_size), (742368141, 2, 5, 20480));
+        let e = parse_snapshot_status("Error: snapshot file has wrong hash").unwrap_err();
+        assert_eq!(e.what, "snapshot status");
+        assert!(e.to_string().contains("wrong hash"), "{e}");
+    }
+}

@@ -1,0 +1,59 @@
+//! etcd day-2 operations shared by `backup`, `restore`, `add-etcd` and
+//! `del-etcd`.
+//!
+//! * [`ctl`]: etcdctl command lines run ON a member (its binary, its certs)
+//!   and the JSON they print;
+//! * [`quorum`]: when adding or removing a member is safe;
+//! * [`snapshots`]: snapshot files on the controller (names, latest copy,
+//!   retention);
+//! * [`members`]: etcdctl over SSH, with errors that name the host and step;
+//! * [`inventory`]: `hosts.yml` with an edit applied, loaded and checked
+//!   before it is written;
+//! * [`plans`]: engine runs inside a command that already holds the lock;
+//! * [`stamp`]: UTC time stamps for file names.
+
+pub mod ctl;
+pub mod inventory;
+pub mod members;
+pub mod plans;
+pub mod quorum;
+pub mod snapshots;
+pub mod stamp;
+
+use anyhow::Result;
+use ez_engine::Lock;
+use ez_inventory::Cluster;
+
+use crate::exit::{ExitCode, Failure};
+
+/// The cluster lock for the whole command: every etcd command runs several
+/// steps (etcdctl calls, plans) that no other ezctl run may interleave with.
+pub fn lock(cluster: &Cluster, command: &str) -> Result<Lock> {
+    let lock = Lock::acquire(&cluster.dir, command)
+        .map_err(|e| Failure::new(ExitCode::Locked, e.to_string()))?;
+    if let Some(prev) = lock.taken_over() {
+        eprintln!(
+            "warning: took over a stale lock of pid {} ({} since {})",
+            prev.pid, prev.command, prev.since
+        );
+    }
+    Ok(lock)
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// A progress line on stderr (stdout is for results and JSON).
+pub fn say(out: &crate::commands::setup::Output, text: impl std::fmt::Display) {
+    if !out.json {
+        eprintln!("{} {text}", out.style.bold("==>"));
+    }
+}
+
+/// A warning on stderr, also in JSON mode (it is not a result).
+pub fn warn(out: &crate::commands::setup::Output, text: impl std::fmt::Display) {
+    eprintln!("{} {text}", out.style.red("warning:"));
+}
