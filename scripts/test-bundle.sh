@@ -40,8 +40,13 @@ put /usr/lib/nginx/modules/ngx_stream_module.so ngx_stream_module.so
 put /usr/sbin/keepalived keepalived
 # registry for the harbor step (an existing registry, integrated)
 put /usr/bin/docker-registry registry
-# kubectl (client)
-put /usr/bin/kubectl kubectl
+# kubectl (client). Some machines ship a version dispatcher as /usr/bin/kubectl
+# with the real clients beside it: take the one matching the cluster's minor.
+kubectl=/usr/bin/kubectl
+minor=$(echo "$kube_version" | sed -E 's/^v?([0-9]+\.[0-9]+).*/\1/')
+real_dir=$(dirname "$(readlink -f /usr/bin/kubectl)")
+[ -x "$real_dir/kubectl.$minor" ] && kubectl="$real_dir/kubectl.$minor"
+put "$kubectl" kubectl
 
 # Kubernetes server stand-ins, stamped with the requested version.
 if [ "$profile" = release ]; then flag=--release; else flag=; fi

@@ -131,7 +131,7 @@ fn setup_all_then_ex_lb_and_registry_on_seven_machines() {
     assert_eq!((etcd.len(), masters.len(), nodes.len()), (3, 2, 2));
 
     // 1. The whole cluster, in one plan.
-    let events = setup(&env, "all");
+    let events = setup(env, "all");
     eprintln!("timeline of `setup all`:\n{}", timeline(&events));
 
     // 2. etcd: every member healthy with our certs.
@@ -156,7 +156,7 @@ fn setup_all_then_ex_lb_and_registry_on_seven_machines() {
     }
 
     // 4. Real kubectl: 4 nodes Ready, masters cordoned, the applied objects.
-    let listed = ready_nodes(&env, &masters[0]);
+    let listed = ready_nodes(env, &masters[0]);
     assert_eq!(listed.len(), 4, "{listed:?}");
     assert!(
         listed.iter().all(|(_, ready, _)| ready == "True"),
@@ -210,11 +210,11 @@ fn setup_all_then_ex_lb_and_registry_on_seven_machines() {
     assert_eq!(text(&out), "172.20.0.0/16");
 
     // 5. A second run changes nothing anywhere.
-    let again = setup(&env, "all");
+    let again = setup(env, "all");
     assert_nothing_changed(&again, "setup all");
 
     // 6. ex-lb: the VIP answers the API with the admin cert.
-    setup(&env, "10");
+    setup(env, "10");
     let cluster = ez_inventory::Cluster::load(&env.cluster_dir()).expect("cluster");
     let vip = format!(
         "https://{}:{}",
@@ -241,20 +241,20 @@ fn setup_all_then_ex_lb_and_registry_on_seven_machines() {
         "VIP {vip}: {}",
         text(&out)
     );
-    assert_nothing_changed(&setup(&env, "10"), "setup 10");
+    assert_nothing_changed(&setup(env, "10"), "setup 10");
 
     // 7. Registry: push an image from the controller, pull it on every node
     //    through the trust ezctl configured (cluster CA in containerd's certs.d).
-    setup(&env, "11");
-    registry_round_trip(&env, &masters, &nodes);
-    assert_nothing_changed(&setup(&env, "11"), "setup 11");
+    setup(env, "11");
+    registry_round_trip(env, &masters, &nodes);
+    assert_nothing_changed(&setup(env, "11"), "setup 11");
 
     // 8. One master's apiserver stops: kubelets keep reporting through kube-lb.
-    let stopped_at = chrono_now(&env, &masters[1]);
+    let stopped_at = chrono_now(env, &masters[1]);
     let (code, out) = env.on(&masters[0], "systemctl stop kube-apiserver");
     assert_eq!(code, 0, "{out}");
     std::thread::sleep(Duration::from_secs(12));
-    let after = ready_nodes(&env, &masters[1]);
+    let after = ready_nodes(env, &masters[1]);
     for (name, ready, heartbeat) in &after {
         assert_eq!(
             ready, "True",
