@@ -117,7 +117,10 @@ pub(crate) fn render_str(s: &str, ctx: &Context) -> Result<String, TaskError> {
 
 /// Evaluate a tera expression to a JSON value.
 pub(crate) fn eval_expr(expr: &str, ctx: &Context) -> Result<Value, TaskError> {
-    let tpl = format!("{{{{ ({expr}) | json_encode() | safe }}}}");
+    // `set` takes any expression, comparisons and `and`/`or` included, which
+    // a filter applied to a parenthesised comparison does not.
+    let tpl =
+        format!("{{% set ezctl_value = {expr} %}}{{{{ ezctl_value | json_encode() | safe }}}}");
     let out = Tera::one_off(&tpl, ctx, false).map_err(|e| TaskError::Render {
         what: format!("`{expr}`"),
         detail: chain(&e),
@@ -185,6 +188,22 @@ mod tests {
         assert!(eval_condition("{{ a > 1 }}", &ctx()).unwrap());
         assert!(!eval_condition("name == 'y'", &ctx()).unwrap());
         assert!(eval_condition("nosuch == 1", &ctx()).is_err());
+    }
+
+    #[test]
+    fn sole_expressions_may_compare_and_combine() {
+        assert_eq!(
+            render_value(&json!("{{ a != 0 }}"), &ctx()).unwrap(),
+            json!("true")
+        );
+        assert_eq!(
+            render_value(&json!("{{ a > 5 or name == 'x' }}"), &ctx()).unwrap(),
+            json!("true")
+        );
+        assert_eq!(
+            render_value(&json!("{{ list | length }}"), &ctx()).unwrap(),
+            json!("2")
+        );
     }
 
     #[test]
