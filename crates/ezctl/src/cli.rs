@@ -166,11 +166,14 @@ pub enum Command {
         #[arg(long)]
         keep: Option<usize>,
     },
-    /// Restore etcd from a snapshot (default: backup/snapshot.db)
+    /// Restore etcd from a snapshot (default: backup/snapshot.db); a safety snapshot is taken first
     Restore {
         cluster: String,
         #[arg(long)]
         snapshot: Option<PathBuf>,
+        /// Go on when no safety snapshot of the current data can be taken (etcd down)
+        #[arg(long)]
+        force: bool,
     },
     /// Add etcd member(s)
     AddEtcd(HostsArgs),
@@ -179,7 +182,7 @@ pub enum Command {
     /// Add worker node(s)
     AddNode(HostsArgs),
     /// Remove an etcd member
-    DelEtcd(HostArg),
+    DelEtcd(DelEtcdArgs),
     /// Remove a master
     DelMaster(HostArg),
     /// Remove a worker node
@@ -234,4 +237,14 @@ pub struct HostArg {
     pub cluster: String,
     /// IP address of the host to remove
     pub ip: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DelEtcdArgs {
+    pub cluster: String,
+    /// IP address of the member to remove
+    pub ip: String,
+    /// Also remove when an even member count remains (e.g. a dead member of 3)
+    #[arg(long)]
+    pub force: bool,
 }

@@ -5,6 +5,7 @@
 
 mod cli;
 mod commands;
+mod etcd;
 mod exit;
 mod home;
 mod progress;
@@ -115,12 +116,58 @@ fn run(cli: Cli, style: Style) -> anyhow::Result<()> {
         Command::Stop(_) => Err(Failure::not_implemented("stop").into()),
         Command::Upgrade { .. } => Err(Failure::not_implemented("upgrade").into()),
         Command::Destroy { .. } => Err(Failure::not_implemented("destroy").into()),
-        Command::Backup { .. } => Err(Failure::not_implemented("backup").into()),
-        Command::Restore { .. } => Err(Failure::not_implemented("restore").into()),
-        Command::AddEtcd(_) => Err(Failure::not_implemented("add-etcd").into()),
+        Command::Backup { cluster, keep } => commands::backup::run(
+            &home,
+            &cluster,
+            keep,
+            &commands::setup::Output {
+                json: cli.json,
+                style,
+            },
+        ),
+        Command::Restore {
+            cluster,
+            snapshot,
+            force,
+        } => commands::restore::run(
+            &home,
+            &commands::restore::RestoreArgs {
+                cluster: &cluster,
+                snapshot: snapshot.as_deref(),
+                force,
+            },
+            &commands::setup::Output {
+                json: cli.json,
+                style,
+            },
+        ),
+        Command::AddEtcd(a) => commands::etcd_members::add(
+            &home,
+            &commands::etcd_members::AddArgs {
+                cluster: &a.cluster,
+                ips: &a.ips,
+                name: a.name.as_deref(),
+                accept_new: a.accept_new,
+            },
+            &commands::setup::Output {
+                json: cli.json,
+                style,
+            },
+        ),
         Command::AddMaster(_) => Err(Failure::not_implemented("add-master").into()),
         Command::AddNode(_) => Err(Failure::not_implemented("add-node").into()),
-        Command::DelEtcd(_) => Err(Failure::not_implemented("del-etcd").into()),
+        Command::DelEtcd(a) => commands::etcd_members::del(
+            &home,
+            &commands::etcd_members::DelArgs {
+                cluster: &a.cluster,
+                ip: &a.ip,
+                force: a.force,
+            },
+            &commands::setup::Output {
+                json: cli.json,
+                style,
+            },
+        ),
         Command::DelMaster(_) => Err(Failure::not_implemented("del-master").into()),
         Command::DelNode(_) => Err(Failure::not_implemented("del-node").into()),
         Command::KcaRenew(_) => Err(Failure::not_implemented("kca-renew").into()),

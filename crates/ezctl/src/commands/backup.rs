@@ -41,12 +41,14 @@ pub async fn save_snapshot(
     let members: Vec<IpAddr> = cluster.group(Group::Etcd).map(|h| h.ip).collect();
     let mut skipped = Vec::new();
     if let Err(e) = snapshots::ensure_dir(&dir) {
-        let first = members.first().copied().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let first = members
+            .first()
+            .copied()
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
         return Err(vec![StepError {
             host: first,
             step: "controller backup folder".into(),
             detail: format!("{}: {e}", dir.display()),
-            unreachable: false,
         }]);
     }
     let incoming = dir.join(format!(".incoming-{stamp}.db"));
@@ -61,7 +63,6 @@ pub async fn save_snapshot(
                         host: ip,
                         step: "save on the controller".into(),
                         detail: format!("{}: {e}", path.display()),
-                        unreachable: false,
                     });
                     return Err(skipped);
                 }
@@ -100,7 +101,9 @@ pub fn run(home: &Home, name: &str, keep: Option<usize>, out: &Output) -> Result
             "--keep 0 would delete the snapshot just taken; keep at least 1"
         )),
         Some(n) => n,
-        None => usize::try_from(cluster.settings.int("BACKUP_KEEP")).unwrap_or(1).max(1),
+        None => usize::try_from(cluster.settings.int("BACKUP_KEEP"))
+            .unwrap_or(1)
+            .max(1),
     };
     let started = Instant::now();
     let _lock = etcd::lock(&cluster, &format!("backup {name}"))?;

@@ -202,12 +202,25 @@ mod tests {
             key: "/etc/kubernetes/ssl/etcd-key.pem".into(),
         };
         let line = ctl.online(
-            &["https://10.0.0.1:2379".into(), "https://10.0.0.2:2379".into()],
+            &[
+                "https://10.0.0.1:2379".into(),
+                "https://10.0.0.2:2379".into(),
+            ],
             Duration::from_secs(7),
-            &["member", "add", "etcd-10.0.0.9", "--peer-urls=https://10.0.0.9:2380"],
+            &[
+                "member",
+                "add",
+                "etcd-10.0.0.9",
+                "--peer-urls=https://10.0.0.9:2380",
+            ],
         );
         assert!(line.starts_with("ETCDCTL_API=3 '/opt/kube/bin/etcdctl' --endpoints='https://10.0.0.1:2379,https://10.0.0.2:2379' "), "{line}");
-        assert!(line.contains("--cert='/etc/kubernetes/ssl/etcd.pem' --key='/etc/kubernetes/ssl/etcd-key.pem'"), "{line}");
+        assert!(
+            line.contains(
+                "--cert='/etc/kubernetes/ssl/etcd.pem' --key='/etc/kubernetes/ssl/etcd-key.pem'"
+            ),
+            "{line}"
+        );
         assert!(line.ends_with("--command-timeout=7s 'member' 'add' 'etcd-10.0.0.9' '--peer-urls=https://10.0.0.9:2380'"), "{line}");
         assert_eq!(
             ctl.offline(&["snapshot", "status", "/tmp/a b.db"]),
@@ -217,8 +230,14 @@ mod tests {
 
     #[test]
     fn urls_bracket_ipv6() {
-        assert_eq!(client_url("10.0.0.1".parse().unwrap()), "https://10.0.0.1:2379");
-        assert_eq!(peer_url("fd00::1".parse().unwrap()), "https://[fd00::1]:2380");
+        assert_eq!(
+            client_url("10.0.0.1".parse().unwrap()),
+            "https://10.0.0.1:2379"
+        );
+        assert_eq!(
+            peer_url("fd00::1".parse().unwrap()),
+            "https://[fd00::1]:2380"
+        );
     }
 
     #[test]
@@ -243,7 +262,10 @@ mod tests {
             r#"{"hash":742368141,"revision":2,"totalKey":5,"totalSize":20480}"#,
         )
         .unwrap();
-        assert_eq!((s.hash, s.revision, s.total_keys, s.total_size), (742368141, 2, 5, 20480));
+        assert_eq!(
+            (s.hash, s.revision, s.total_keys, s.total_size),
+            (742368141, 2, 5, 20480)
+        );
         let e = parse_snapshot_status("Error: snapshot file has wrong hash").unwrap_err();
         assert_eq!(e.what, "snapshot status");
         assert!(e.to_string().contains("wrong hash"), "{e}");

@@ -47,10 +47,7 @@ pub fn load_with_hosts(cluster: &Cluster, hosts_text: &str) -> Result<Cluster, E
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let root = std::env::temp_dir().join(format!(
-        "ezctl-inventory-{}-{nanos}",
-        std::process::id()
-    ));
+    let root = std::env::temp_dir().join(format!("ezctl-inventory-{}-{nanos}", std::process::id()));
     std::fs::create_dir(&root).map_err(EditedError::Io)?;
     let scratch = Scratch(root);
     let dir = scratch.0.join(&cluster.name);
@@ -118,12 +115,22 @@ mod tests {
         assert_eq!(edited.name, "prod-1");
         assert_eq!(edited.dir, c.dir);
         assert_eq!(edited.group(Group::Etcd).count(), 4);
-        assert!(edited.derived.etcd_initial_cluster.ends_with(",etcd-10.9.0.16=https://10.9.0.16:2380"));
-        assert_eq!(edited.settings.text("ETCD_DATA_DIR"), "/data/etcd", "config.yml came along");
+        assert!(edited
+            .derived
+            .etcd_initial_cluster
+            .ends_with(",etcd-10.9.0.16=https://10.9.0.16:2380"));
+        assert_eq!(
+            edited.settings.text("ETCD_DATA_DIR"),
+            "/data/etcd",
+            "config.yml came along"
+        );
         let key = edited.host("10.9.0.16").unwrap().ssh.key.clone().unwrap();
         assert_eq!(key, c.dir.join("ssh/id_ed25519"));
         // The real file was not touched.
-        assert_eq!(std::fs::read_to_string(c.dir.join(HOSTS_FILE)).unwrap(), HOSTS);
+        assert_eq!(
+            std::fs::read_to_string(c.dir.join(HOSTS_FILE)).unwrap(),
+            HOSTS
+        );
     }
 
     #[test]
@@ -131,8 +138,14 @@ mod tests {
         let (_tmp, c) = cluster();
         let text = remove_host(HOSTS, Group::Etcd, "10.9.0.11").unwrap();
         let edited = load_with_hosts(&c, &text).unwrap();
-        assert_eq!(edited.derived.etcd_endpoints, "https://10.9.0.12:2379,https://10.9.0.13:2379");
-        assert!(edited.host("10.9.0.11").is_none(), "an etcd-only host leaves the inventory");
+        assert_eq!(
+            edited.derived.etcd_endpoints,
+            "https://10.9.0.12:2379,https://10.9.0.13:2379"
+        );
+        assert!(
+            edited.host("10.9.0.11").is_none(),
+            "an etcd-only host leaves the inventory"
+        );
     }
 
     #[test]
@@ -142,7 +155,10 @@ mod tests {
         match load_with_hosts(&c, &bad) {
             Err(EditedError::Invalid(d)) => {
                 let text = d.to_string();
-                assert!(text.contains(&c.dir.join(HOSTS_FILE).display().to_string()), "{text}");
+                assert!(
+                    text.contains(&c.dir.join(HOSTS_FILE).display().to_string()),
+                    "{text}"
+                );
                 assert!(!text.contains("ezctl-inventory-"), "{text}");
             }
             other => panic!("expected diagnostics, got {other:?}"),

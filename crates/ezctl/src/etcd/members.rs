@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,9 +32,6 @@ pub struct StepError {
     pub host: IpAddr,
     pub step: String,
     pub detail: String,
-    /// The host could not be reached at all (SSH), as opposed to a command
-    /// failing on it.
-    pub unreachable: bool,
 }
 
 impl std::fmt::Display for StepError {
@@ -131,20 +128,9 @@ pub struct Snapshot {
     pub status: SnapshotStatus,
     pub sha256: String,
     pub size: u64,
-    pub local: PathBuf,
 }
 
 fn ssh_step(ip: IpAddr, step: &str, e: SshError) -> StepError {
-    let unreachable = matches!(
-        e,
-        SshError::Unreachable { .. }
-            | SshError::Timeout { .. }
-            | SshError::Disconnected { .. }
-            | SshError::AuthFailed { .. }
-            | SshError::HostKeyChanged { .. }
-            | SshError::HostKeyUnknown { .. }
-            | SshError::HostKeyRevoked { .. }
-    );
     let text = e.to_string();
     let detail = text
         .strip_prefix(&format!("{ip}: "))
@@ -154,7 +140,6 @@ fn ssh_step(ip: IpAddr, step: &str, e: SshError) -> StepError {
         host: ip,
         step: step.to_string(),
         detail,
-        unreachable,
     }
 }
 
@@ -175,10 +160,6 @@ impl EtcdHosts {
                 .map(|h| ctl::client_url(h.ip))
                 .collect(),
         }
-    }
-
-    pub fn ctl(&self) -> &Ctl {
-        &self.ctl
     }
 
     async fn session(&self, ip: IpAddr, step: &str) -> Result<Session, StepError> {
@@ -243,7 +224,6 @@ impl EtcdHosts {
             host: ip,
             step: step.to_string(),
             detail: format!("exit {}: {}", out.code, last_lines(said, 3)),
-            unreachable: false,
         })
     }
 
@@ -268,12 +248,15 @@ impl EtcdHosts {
             host: via,
             step: "member list".into(),
             detail: e.to_string(),
-            unreachable: false,
         })
     }
 
     /// `endpoint health` of each of `endpoints`, from `via`.
-    pub async fn health(&self, via: IpAddr, endpoints: &[String]) -> Result<Vec<Health>, StepError> {
+    pub async fn health(
+        &self,
+        via: IpAddr,
+        endpoints: &[String],
+    ) -> Result<Vec<Health>, StepError> {
         let cmd = self
             .ctl
             .online(endpoints, QUICK, &["endpoint", "health", "-w", "json"]);
@@ -283,7 +266,6 @@ impl EtcdHosts {
             host: via,
             step: "endpoint health".into(),
             detail: format!("{e}; stderr: {}", last_lines(&out.stderr, 3)),
-            unreachable: false,
         })
     }
 
@@ -331,15 +313,16 @@ impl EtcdHosts {
     ) -> Result<Vec<Member>, StepError> {
         let name = ez_inventory::cluster::etcd_member_name(ip);
         let peer = format!("--peer-urls={}", ctl::peer_url(ip));
-        let cmd = self
-            .ctl
-            .online(endpoints, QUICK, &["member", "add", &name, &peer, "-w", "json"]);
+        let cmd = self.ctl.online(
+            endpoints,
+            QUICK,
+            &["member", "add", &name, &peer, "-w", "json"],
+        );
         let out = self.run_ok(via, "member add", &cmd, QUICK * 3).await?;
         ctl::parse_member_list(&out).map_err(|e| StepError {
             host: via,
             step: "member add".into(),
             detail: e.to_string(),
-            unreachable: false,
         })
     }
 
@@ -361,10 +344,19 @@ impl EtcdHosts {
     /// `snapshot save` on member `ip` from its own endpoint, checked with
     /// `snapshot status`, downloaded to `dest` and compared by sha256 with
     /// the file on the member. The member's copy is removed either way.
-    pub async fn snapshot(&self, ip: IpAddr, stamp: &str, dest: &Path) -> Result<Snapshot, StepError> {
+    pub async fn snapshot(
+        &self,
+        ip: IpAddr,
+        stamp: &str,
+        dest: &Path,
+    ) -> Result<Snapshot, StepError> {
         let remote = format!("{REMOTE_SNAPSHOT_DIR}/snapshot-{stamp}.db");
         let result = self.snapshot_inner(ip, &remote, dest).await;
-        let rm = format!("rm -f {} {}.part", ez_ssh::shell_quote(&remote), ez_ssh::shell_quote(&remote));
+        let rm = format!(
+            "rm -f {} {}.part",
+            ez_ssh::shell_quote(&remote),
+            ez_ssh::shell_quote(&remote)
+        );
         let _ = self.run(ip, "remove the member's copy", &rm, QUICK).await;
         if result.is_err() {
             let _ = std::fs::remove_file(dest);
@@ -372,7 +364,12 @@ impl EtcdHosts {
         result
     }
 
-    async fn snapshot_inner(&self, ip: IpAddr, remote: &str, dest: &Path) -> Result<Snapshot, StepError> {
+    async fn snapshot_inner(
+        &self,
+        ip: IpAddr,
+        remote: &str,
+        dest: &Path,
+    ) -> Result<Snapshot, StepError> {
         let save = format!(
             "umask 077 && mkdir -p {dir} && {cmd}",
             dir = ez_ssh::shell_quote(REMOTE_SNAPSHOT_DIR),
@@ -394,7 +391,6 @@ impl EtcdHosts {
             host: ip,
             step: "snapshot status".into(),
             detail: e.to_string(),
-            unreachable: false,
         })?;
         let session = self.session(ip, "download").await?;
         let sums = session
@@ -406,7 +402,6 @@ impl EtcdHosts {
                 host: ip,
                 step: "sha256 on the member".into(),
                 detail: format!("{remote} is missing after `snapshot save`"),
-                unreachable: false,
             });
         };
         let size = session
@@ -417,7 +412,6 @@ impl EtcdHosts {
             host: ip,
             step: "verify the download".into(),
             detail: format!("reading {}: {e}", dest.display()),
-            unreachable: false,
         })?;
         if local_sum != remote_sum {
             return Err(StepError {
@@ -426,7 +420,6 @@ impl EtcdHosts {
                 detail: format!(
                     "sha256 differs: {local_sum} on the controller, {remote_sum} on the member"
                 ),
-                unreachable: false,
             });
         }
         Ok(Snapshot {
@@ -434,7 +427,6 @@ impl EtcdHosts {
             status,
             sha256: local_sum,
             size,
-            local: dest.to_path_buf(),
         })
     }
 }

@@ -68,7 +68,11 @@ pub fn build(
         ..PlanFilter::default()
     };
     Plan::build(&home.dir.join("roles"), playbooks, targets, &filter).map_err(|e| {
-        Failure::new(ExitCode::Input, format!("{e}\nnothing was done on any host")).into()
+        Failure::new(
+            ExitCode::Input,
+            format!("{e}\nnothing was done on any host"),
+        )
+        .into()
     })
 }
 

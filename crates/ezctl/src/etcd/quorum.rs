@@ -144,7 +144,11 @@ mod tests {
     #[test]
     fn add_needs_the_larger_quorum_from_the_members_up_now() {
         assert_eq!(check_add(3, 3), Ok(()));
-        assert_eq!(check_add(1, 1), Ok(()), "1 -> 2 needs both, the old one is up");
+        assert_eq!(
+            check_add(1, 1),
+            Ok(()),
+            "1 -> 2 needs both, the old one is up"
+        );
         // 3 members, one down: 4 need 3, only 2 answer until the new one runs.
         assert_eq!(
             check_add(3, 2),
@@ -166,7 +170,11 @@ mod tests {
             check_remove(3, 2, false),
             Err(Refusal::EvenCount { from: 3, to: 2 })
         );
-        assert_eq!(check_remove(3, 2, true), Ok(()), "forced 3 -> 2 with both up");
+        assert_eq!(
+            check_remove(3, 2, true),
+            Ok(()),
+            "forced 3 -> 2 with both up"
+        );
         // 3 members, removing a healthy one while another is down: 1 of 2 left.
         assert_eq!(
             check_remove(3, 1, true),

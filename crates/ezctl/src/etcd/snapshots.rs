@@ -132,7 +132,12 @@ mod tests {
     fn prune_keeps_the_newest_and_leaves_other_files() {
         let tmp = tempfile::tempdir().unwrap();
         let d = tmp.path();
-        for s in ["20250103000000", "20250101000000", "20250102000000", "20241231235959"] {
+        for s in [
+            "20250103000000",
+            "20250101000000",
+            "20250102000000",
+            "20241231235959",
+        ] {
             touch(d, &regular_name(s));
         }
         touch(d, LATEST);
