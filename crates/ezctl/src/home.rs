@@ -69,7 +69,13 @@ impl Home {
                     format!("{d}\n\n{n} problem{} in the inventory of `{name}`; nothing was done on any host", if n == 1 { "" } else { "s" })
                 ))
             }
-            Err(e) => Err(e).with_context(|| format!("loading cluster `{name}`")),
+            Err(LoadError::Io { path, source }) => bail!(Failure::new(
+                ExitCode::Input,
+                format!(
+                    "cannot read {}: {source}\nnothing was done on any host",
+                    path.display()
+                )
+            )),
         }
     }
 

@@ -269,3 +269,43 @@ fn download_verifies_checksums() {
         stderr(&out)
     );
 }
+
+#[test]
+fn unreadable_inventories_are_input_errors() {
+    let h = home();
+    // A symlink loop in clusters/.
+    let dir = h.path().join("clusters/loop");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::os::unix::fs::symlink("hosts.yml", dir.join("hosts.yml")).expect("symlink");
+    let out = ezctl(h.path(), &["check", "loop"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("loop/hosts.yml"), "{}", stderr(&out));
+
+    // A huge hosts.yml is refused before it is parsed.
+    let dir = h.path().join("clusters/huge");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let mut big = String::from("etcd:\n");
+    while big.len() < 5 * 1024 * 1024 {
+        big.push_str("  - 10.0.0.1\n");
+    }
+    std::fs::write(dir.join("hosts.yml"), big).expect("write");
+    let out = ezctl(h.path(), &["check", "huge"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("huge/hosts.yml:1:1:"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("larger than"), "{}", stderr(&out));
+
+    // hosts.yml that is a directory.
+    let dir = h.path().join("clusters/dir");
+    std::fs::create_dir_all(dir.join("hosts.yml")).expect("mkdir");
+    let out = ezctl(h.path(), &["check", "dir"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+}

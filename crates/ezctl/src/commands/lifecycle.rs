@@ -1,0 +1,322 @@
+//! `start`, `stop` and `destroy`.
+//!
+//! start/stop go stage by stage across the cluster (etcd first on start and
+//! last on stop; within a stage every host at once), each start stage gated
+//! on health before the next. destroy removes everything setup installed,
+//! with the same `clean` role del-node uses, and keeps the controller's
+//! cluster folder.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use ez_inventory::{Cluster, Group, Host};
+
+use crate::commands::setup::Output;
+use crate::exit::{ExitCode, Failure};
+use crate::home::Home;
+use crate::ops::clean::CleanScope;
+use crate::ops::context::Ops;
+use crate::ops::fleet::Fleet;
+use crate::ops::{mark, set_vars};
+
+/// One stage: the services of hosts in some groups, in order.
+struct Stage {
+    name: &'static str,
+    groups: &'static [Group],
+    services: &'static [&'static str],
+    /// Shell that succeeds once the stage is healthy on a host (start only).
+    health: Option<fn(&Cluster, &Host) -> String>,
+}
+
+const MASTERS: &[Group] = &[Group::KubeMaster];
+const K8S: &[Group] = &[Group::KubeMaster, Group::KubeNode];
+
+/// Start order. etcd members are started together (each waits for a
+/// quorum of peers to report ready), masters' kube-lb before the
+/// controller-manager and scheduler that reach the API through it.
+const START: &[Stage] = &[
+    Stage {
+        name: "etcd",
+        groups: &[Group::Etcd],
+        services: &["etcd"],
+        health: Some(etcd_health),
+    },
+    Stage {
+        name: "control plane",
+        groups: MASTERS,
+        services: &["kube-lb", "kube-apiserver", "kube-controller-manager", "kube-scheduler"],
+        health: Some(apiserver_ready),
+    },
+    Stage {
+        name: "node services",
+        groups: K8S,
+        services: &["containerd", "kube-lb", "kubelet", "kube-proxy"],
+        health: Some(kubelet_healthy),
+    },
+    Stage {
+        name: "ex-lb",
+        groups: &[Group::ExLb],
+        services: &["ex-lb", "keepalived"],
+        health: None,
+    },
+    Stage {
+        name: "registry",
+        groups: &[Group::Harbor],
+        services: &["registry"],
+        health: None,
+    },
+];
+
+/// Stop order: the reverse, workloads before the control plane, etcd last.
+const STOP: &[Stage] = &[
+    Stage {
+        name: "registry",
+        groups: &[Group::Harbor],
+        services: &["registry"],
+        health: None,
+    },
+    Stage {
+        name: "ex-lb",
+        groups: &[Group::ExLb],
+        services: &["keepalived", "ex-lb"],
+        health: None,
+    },
+    Stage {
+        name: "node services",
+        groups: K8S,
+        services: &["kube-proxy", "kubelet"],
+        health: None,
+    },
+    Stage {
+        name: "control plane",
+        groups: MASTERS,
+        services: &["kube-scheduler", "kube-controller-manager", "kube-apiserver"],
+        health: None,
+    },
+    Stage {
+        name: "kube-lb and container runtime",
+        groups: K8S,
+        services: &["kube-lb", "containerd"],
+        health: None,
+    },
+    Stage {
+        name: "etcd",
+        groups: &[Group::Etcd],
+        services: &["etcd"],
+        health: None,
+    },
+];
+
+fn etcd_health(c: &Cluster, h: &Host) -> String {
+    let bin = c.settings.text("bin_dir");
+    let ca = c.settings.text("ca_dir");
+    format!(
+        "{bin}/etcdctl --endpoints=https://{} --cacert={ca}/ca.pem --cert={ca}/etcd.pem --key={ca}/etcd-key.pem endpoint health",
+        ez_inventory::cluster::socket(h.ip, 2379)
+    )
+}
+
+fn apiserver_ready(c: &Cluster, h: &Host) -> String {
+    let ca = c.settings.text("ca_dir");
+    format!(
+        "curl -sf --max-time 3 --cacert {ca}/ca.pem --cert {ca}/apiserver-kubelet-client.pem --key {ca}/apiserver-kubelet-client-key.pem https://{}/readyz",
+        ez_inventory::cluster::socket(h.ip, c.settings.int("SECURE_PORT") as u16)
+    )
+}
+
+fn kubelet_healthy(_: &Cluster, _: &Host) -> String {
+    "curl -sf --max-time 3 http://127.0.0.1:10248/healthz".to_string()
+}
+
+/// How long a stage may take to turn healthy.
+const HEALTH_WAIT: u32 = 90;
+
+pub fn start(home: &Home, name: &str, accept_new: bool, out: &Output) -> Result<()> {
+    switch(home, name, accept_new, out, true)
+}
+
+pub fn stop(home: &Home, name: &str, accept_new: bool, out: &Output) -> Result<()> {
+    switch(home, name, accept_new, out, false)
+}
+
+fn switch(home: &Home, name: &str, accept_new: bool, out: &Output, on: bool) -> Result<()> {
+    let started = Instant::now();
+    let cluster = home.load(name)?;
+    let ops = Ops::new(home, out, accept_new)?;
+    let verb = if on { "start" } else { "stop" };
+    let _lock = ops.lock(&cluster, &format!("{verb} {name}"))?;
+    let fleet = Fleet::new(&cluster, accept_new);
+    let stages = if on { START } else { STOP };
+    let mut failures = Vec::new();
+    for stage in stages {
+        let hosts: Vec<&Host> = cluster
+            .hosts
+            .iter()
+            .filter(|h| stage.groups.iter().any(|g| h.is(*g)))
+            .collect();
+        if hosts.is_empty() {
+            continue;
+        }
+        let t = Instant::now();
+        let ips: Vec<String> = hosts.iter().map(|h| h.ip.to_string()).collect();
+        let by_ip: std::collections::BTreeMap<String, &Host> =
+            hosts.iter().map(|h| (h.ip.to_string(), *h)).collect();
+        let outs = ops.block_on(fleet.run(&ips, Duration::from_secs(180), |ip| {
+            let health = stage
+                .health
+                .zip(by_ip.get(ip))
+                .map(|(f, h)| f(&cluster, h));
+            if on {
+                start_script(stage.services, health.as_deref())
+            } else {
+                stop_script(stage.services)
+            }
+        }));
+        let bad: Vec<String> = outs
+            .iter()
+            .filter(|o| !o.ok())
+            .map(|o| format!("  {} {}: {}", stage.name, o.host, o.problem()))
+            .collect();
+        ops.say(format!(
+            "{}: {} on {} host(s){} ({:.1}s)",
+            stage.name,
+            if on { "started" } else { "stopped" },
+            outs.len() - bad.len(),
+            if bad.is_empty() {
+                String::new()
+            } else {
+                format!(", failed on {}", bad.len())
+            },
+            t.elapsed().as_secs_f64()
+        ));
+        if !bad.is_empty() {
+            failures.extend(bad);
+            if on {
+                // Later stages depend on this one; stopping goes on so as
+                // much as possible is down.
+                break;
+            }
+        }
+    }
+    ops.block_on(fleet.close());
+    if !failures.is_empty() {
+        bail!(Failure::new(
+            ExitCode::Failed,
+            format!("{verb} {name} failed:\n{}\nfix the cause and run `ezctl {verb} {name}` again", failures.join("\n"))
+        ));
+    }
+    ops.say(format!("{verb} {name} done in {:.1}s", started.elapsed().as_secs_f64()));
+    Ok(())
+}
+
+/// Enable and start the services (all must be installed), then wait for
+/// `health` to pass. `--no-block`: an etcd member only reports started
+/// once its peers are up, so members must not wait for each other.
+fn start_script(services: &[&str], health: Option<&str>) -> String {
+    let list = services.join(" ");
+    let mut s = format!(
+        "for s in {list}; do test -e /etc/systemd/system/$s.service || {{ echo \"$s is not installed here (run ezctl setup first)\" >&2; exit 3; }}; done\n\
+         systemctl enable -q {list} && systemctl start --no-block {list} || exit 1\n"
+    );
+    if let Some(h) = health {
+        s.push_str(&format!(
+            "i=0; until {h} >/dev/null 2>&1; do i=$((i+1)); if [ $i -ge {HEALTH_WAIT} ]; then echo 'not healthy after {HEALTH_WAIT}s' >&2; for s in {list}; do systemctl is-active -q $s || journalctl -u $s -n 5 --no-pager >&2; done; exit 1; fi; sleep 1; done\n"
+        ));
+    }
+    s
+}
+
+/// Disable and stop the installed ones among the services.
+fn stop_script(services: &[&str]) -> String {
+    format!(
+        "rc=0; for s in {}; do if test -e /etc/systemd/system/$s.service; then systemctl disable -q --now $s || rc=1; fi; done; exit $rc",
+        services.join(" ")
+    )
+}
+
+pub fn destroy(home: &Home, name: &str, yes: bool, accept_new: bool, out: &Output) -> Result<()> {
+    let started = Instant::now();
+    let cluster = home.load(name)?;
+    if !yes {
+        confirm(&cluster)?;
+    }
+    let ops = Ops::new(home, out, accept_new)?;
+    let _lock = ops.lock(&cluster, &format!("destroy {name}"))?;
+    let ips: Vec<String> = cluster.hosts.iter().map(|h| h.ip.to_string()).collect();
+    let mut targets = ops.targets(&cluster);
+    mark(&mut targets, "removing", &ips);
+    for ip in &ips {
+        set_vars(&mut targets, ip, &CleanScope::all().vars());
+    }
+    ops.run_playbook(&cluster, targets, "42-destroy", &format!("destroy {name}"))
+        .map_err(|e| e.context(format!("destroy {name} did not finish; run it again to finish (finished hosts change nothing)")))?;
+    ops.say(format!(
+        "cluster {name} removed from {} host(s) in {:.1}s; {} is kept (`ezctl setup {name} all` builds the cluster again)",
+        ips.len(),
+        started.elapsed().as_secs_f64(),
+        cluster.dir.display()
+    ));
+    Ok(())
+}
+
+/// Ask on a terminal; refuse without one.
+fn confirm(cluster: &Cluster) -> Result<()> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!(Failure::usage(format!(
+            "destroy removes cluster `{}` from every host (services, etcd data, certificates); stdin is not a terminal, so confirm with --yes",
+            cluster.name
+        )));
+    }
+    eprint!(
+        "This removes cluster `{}` from {} host(s): services, units, etcd data, certificates, CNI files.\nType the cluster name to confirm: ",
+        cluster.name,
+        cluster.hosts.len()
+    );
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    if line.trim() != cluster.name {
+        bail!(Failure::new(ExitCode::Failed, "not confirmed; nothing was done"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etcd_starts_first_and_stops_last() {
+        assert_eq!(START[0].services, ["etcd"]);
+        assert_eq!(STOP.last().map(|s| s.services), Some(&["etcd"][..]));
+        // Every service started is also stopped.
+        let started: std::collections::BTreeSet<&str> = START.iter().flat_map(|s| s.services.iter().copied()).collect();
+        let stopped: std::collections::BTreeSet<&str> = STOP.iter().flat_map(|s| s.services.iter().copied()).collect();
+        assert_eq!(started, stopped);
+    }
+
+    #[test]
+    fn scripts_run_in_a_shell() {
+        for script in [
+            start_script(&["etcd"], Some("true")),
+            start_script(&["a", "b"], None),
+            stop_script(&["a", "b"]),
+        ] {
+            let out = std::process::Command::new("sh").arg("-n").arg("-c").arg(&script).output().unwrap();
+            assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        // A service that is not installed is named, not started.
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(start_script(&["ezctl-test-no-such-unit"], None))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("ezctl-test-no-such-unit is not installed"));
+        // Stopping something absent is fine.
+        let out = std::process::Command::new("sh").arg("-c").arg(stop_script(&["ezctl-test-no-such-unit"])).output().unwrap();
+        assert!(out.status.success());
+    }
+}

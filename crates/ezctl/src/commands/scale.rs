@@ -1,0 +1,392 @@
+//! `add-node`, `add-master`, `del-node`, `del-master`.
+//!
+//! Each one: compute and validate the new inventory (nothing touched yet),
+//! take the cluster lock, do the work on the hosts with the new inventory,
+//! and only then write `hosts.yml`. A failure leaves the file as it was; the
+//! same command run again continues (every step is idempotent).
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use ez_inventory::render::HostLine;
+use ez_inventory::{Cluster, Group, Host};
+
+use crate::commands::setup::Output;
+use crate::exit::{ExitCode, Failure};
+use crate::home::Home;
+use crate::ops::clean::CleanScope;
+use crate::ops::context::Ops;
+use crate::ops::fleet::Fleet;
+use crate::ops::kube::{self, Kube};
+use crate::ops::pending::{Edit, Staged};
+use crate::ops::{add_host, mark, set_vars};
+
+pub struct AddArgs<'a> {
+    pub cluster: &'a str,
+    pub ips: &'a [String],
+    pub name: Option<&'a str>,
+    pub accept_new: bool,
+}
+
+pub struct DelArgs<'a> {
+    pub cluster: &'a str,
+    pub ip: &'a str,
+    pub drain_timeout: Duration,
+    pub accept_new: bool,
+}
+
+pub fn add_node(home: &Home, args: &AddArgs<'_>, out: &Output) -> Result<()> {
+    add(home, args, out, Group::KubeNode)
+}
+
+pub fn add_master(home: &Home, args: &AddArgs<'_>, out: &Output) -> Result<()> {
+    add(home, args, out, Group::KubeMaster)
+}
+
+pub fn del_node(home: &Home, args: &DelArgs<'_>, out: &Output) -> Result<()> {
+    del(home, args, out, Group::KubeNode)
+}
+
+pub fn del_master(home: &Home, args: &DelArgs<'_>, out: &Output) -> Result<()> {
+    del(home, args, out, Group::KubeMaster)
+}
+
+fn verb(group: Group, adding: bool) -> &'static str {
+    match (group, adding) {
+        (Group::KubeMaster, true) => "add-master",
+        (Group::KubeMaster, false) => "del-master",
+        (_, true) => "add-node",
+        (_, false) => "del-node",
+    }
+}
+
+fn parse_ip(text: &str) -> Result<IpAddr> {
+    text.trim().parse().map_err(|_| {
+        Failure::usage(format!("`{text}` is not an IP address (hosts are given by IP)")).into()
+    })
+}
+
+fn add(home: &Home, args: &AddArgs<'_>, out: &Output, group: Group) -> Result<()> {
+    let started = Instant::now();
+    let verb = verb(group, true);
+    let old = home.load(args.cluster)?;
+    if args.name.is_some() && args.ips.len() > 1 {
+        bail!(Failure::usage("--name names one host; give one IP with it"));
+    }
+    let mut ips = Vec::new();
+    for text in args.ips {
+        let ip = parse_ip(text)?;
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    let mut edits = Vec::new();
+    let mut listed = Vec::new();
+    for ip in &ips {
+        if old.group(group).any(|h| h.ip == *ip) {
+            listed.push(ip.to_string());
+        } else {
+            edits.push(Edit::Add(
+                group,
+                HostLine {
+                    ip: ip.to_string(),
+                    name: args.name.map(str::to_string),
+                    ..HostLine::default()
+                },
+            ));
+        }
+    }
+    let names: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
+    let what = format!("adding {} to {}", names.join(", "), group.key());
+    let staged = Staged::new(&old.dir, &edits, &what)?;
+    let cluster = &staged.cluster;
+    let ops = Ops::new(home, out, args.accept_new)?;
+    let _lock = ops.lock(cluster, &format!("{verb} {} {}", cluster.name, names.join(" ")))?;
+    if !listed.is_empty() {
+        ops.say(format!(
+            "{} already in {}: running the work again (finished steps change nothing)",
+            listed.join(", "),
+            group.key()
+        ));
+    }
+    let unchanged = || {
+        if staged.changes_anything() {
+            format!("{verb} did not finish: hosts.yml is unchanged ({} not added); fix the cause and run the same command again", names.join(", "))
+        } else {
+            format!("{verb} did not finish; fix the cause and run the same command again")
+        }
+    };
+    reachable(&ops, cluster, &names).map_err(|e| e.context(unchanged()))?;
+    ops.ensure_pki(cluster)?;
+    let mut targets = ops.targets(cluster);
+    mark(&mut targets, "adding", &names);
+    if cluster.group(Group::Harbor).next().is_some() {
+        mark(&mut targets, "registry_client", &names);
+    }
+    if group == Group::KubeMaster {
+        let ex_lb: Vec<String> = cluster
+            .group(Group::ExLb)
+            .map(|h| h.ip.to_string())
+            .collect();
+        let installed = ops.hosts_with(cluster, &ex_lb, "/etc/ex-lb/conf/ex-lb.conf");
+        mark(&mut targets, "ex_lb_installed", &installed);
+    }
+    let playbook = if group == Group::KubeMaster {
+        "31-add-master"
+    } else {
+        "30-add-node"
+    };
+    ops.run_playbook(cluster, targets, playbook, &format!("{verb} {}", names.join(" ")))
+        .map_err(|e| e.context(unchanged()))?;
+    staged.commit()?;
+    if staged.changes_anything() {
+        ops.say(format!("hosts.yml: {} added to {}", names.join(", "), group.key()));
+    }
+    ops.say(format!(
+        "{verb} {} done in {:.1}s",
+        names.join(" "),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// Every new host answers over SSH before anything is done anywhere.
+fn reachable(ops: &Ops<'_>, cluster: &Cluster, hosts: &[String]) -> Result<()> {
+    let fleet = Fleet::new(cluster, ops.accept_new);
+    let outs = ops.block_on(async {
+        let o = fleet.run(hosts, Duration::from_secs(30), |_| "true".to_string()).await;
+        fleet.close().await;
+        o
+    });
+    let bad: Vec<String> = outs
+        .iter()
+        .filter(|o| !o.ok())
+        .map(|o| format!("  {}: {}", o.host, o.problem()))
+        .collect();
+    if !bad.is_empty() {
+        bail!(Failure::new(
+            ExitCode::Failed,
+            format!("cannot reach the new host(s); nothing was done on any host:\n{}", bad.join("\n"))
+        ));
+    }
+    Ok(())
+}
+
+fn del(home: &Home, args: &DelArgs<'_>, out: &Output, group: Group) -> Result<()> {
+    let started = Instant::now();
+    let verb = verb(group, false);
+    let old = home.load(args.cluster)?;
+    let ip = parse_ip(args.ip)?;
+    let host = removable(&old, ip, group)?.clone();
+    let mut edits = vec![];
+    // A master leaves the node group too: it stops being a Kubernetes node.
+    for g in [Group::KubeMaster, Group::KubeNode] {
+        if host.is(g) && (g == group || group == Group::KubeMaster) {
+            edits.push(Edit::Remove(g, ip.to_string()));
+        }
+    }
+    let staged = Staged::new(&old.dir, &edits, &format!("removing {ip} from {}", group.key()))?;
+    let new = &staged.cluster;
+    let ops = Ops::new(home, out, args.accept_new)?;
+    let _lock = ops.lock(&old, &format!("{verb} {} {ip}", old.name))?;
+    let unchanged = format!("{verb} did not finish: hosts.yml is unchanged ({ip} still listed); fix the cause and run the same command again");
+
+    let kube = Kube::pick(home, &old, &[ip], ops.handle())?;
+    drain(&ops, &kube, &host.name, args.drain_timeout).map_err(|e| e.context(unchanged.clone()))?;
+
+    let after: BTreeSet<Group> = new.host(&ip.to_string()).map(|h| h.groups.clone()).unwrap_or_default();
+    let scope = CleanScope::between(&host.groups, &after);
+    let ip_s = ip.to_string();
+    let mut targets = ops.targets(new);
+    let mut vars = old.host_vars(&host);
+    vars.extend(scope.vars());
+    let group_names: Vec<String> = after.iter().map(|g| g.key().to_string()).collect();
+    vars.insert("group_names".into(), serde_json::json!(group_names));
+    add_host(&mut targets, &ip_s, &["removing"], vars.clone());
+    mark(&mut targets, "removing", std::slice::from_ref(&ip_s));
+    set_vars(&mut targets, &ip_s, &scope.vars());
+    let playbook = if group == Group::KubeMaster {
+        let ex_lb: Vec<String> = new.group(Group::ExLb).map(|h| h.ip.to_string()).collect();
+        let installed = ops.hosts_with(new, &ex_lb, "/etc/ex-lb/conf/ex-lb.conf");
+        mark(&mut targets, "ex_lb_installed", &installed);
+        "34-del-master"
+    } else {
+        "33-del-node"
+    };
+    ops.say(format!("cleaning {ip}: {}", describe(&scope)));
+    ops.run_playbook(&old, targets, playbook, &format!("{verb} {ip}"))
+        .map_err(|e| e.context(unchanged.clone()))?;
+    kube.delete_node(&host.name).map_err(|e| e.context(unchanged.clone()))?;
+    ops.say(format!("node {} deleted from the cluster", host.name));
+    staged.commit()?;
+    ops.say(format!("hosts.yml: {ip} removed from {}", edits_groups(&edits)));
+    if group == Group::KubeMaster {
+        // The admin kubeconfig may have pointed at the removed master.
+        ops.ensure_pki(new)?;
+    }
+    ops.say(format!("{verb} {ip} done in {:.1}s", started.elapsed().as_secs_f64()));
+    Ok(())
+}
+
+fn edits_groups(edits: &[Edit]) -> String {
+    edits
+        .iter()
+        .filter_map(|e| match e {
+            Edit::Remove(g, _) => Some(g.key()),
+            Edit::Add(..) => None,
+        })
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+fn describe(s: &CleanScope) -> String {
+    let mut parts = Vec::new();
+    for (on, what) in [
+        (s.node, "node services, container runtime, CNI"),
+        (s.master, "control plane"),
+        (s.etcd, "etcd"),
+        (s.ex_lb, "ex-lb"),
+        (s.harbor, "registry"),
+        (s.host, "cluster OS settings and binaries"),
+    ] {
+        if on {
+            parts.push(what);
+        }
+    }
+    if parts.is_empty() {
+        "nothing".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The host, if removing it from `group` is allowed.
+fn removable(cluster: &Cluster, ip: IpAddr, group: Group) -> Result<&Host> {
+    let input = |m: String| -> anyhow::Error { Failure::new(ExitCode::Input, m).into() };
+    let Some(host) = cluster.hosts.iter().find(|h| h.ip == ip) else {
+        return Err(input(format!("{ip} is not in cluster `{}`", cluster.name)));
+    };
+    if !host.is(group) {
+        return Err(input(format!("{ip} is not listed in {}", group.key())));
+    }
+    match group {
+        Group::KubeNode if host.is(Group::KubeMaster) => Err(input(format!(
+            "{ip} is a master; remove it with `ezctl del-master {} {ip}`",
+            cluster.name
+        ))),
+        Group::KubeMaster if cluster.masters().len() <= 1 => Err(input(format!(
+            "{ip} is the last master of `{}`; refusing to remove it (the cluster would have no control plane)",
+            cluster.name
+        ))),
+        _ => Ok(host),
+    }
+}
+
+/// Cordon and drain a node before its host is cleaned. A drain that does
+/// not finish uncordons it again (unless it was cordoned before) and says
+/// which pods are in the way.
+fn drain(ops: &Ops<'_>, kube: &Kube, node: &str, timeout: Duration) -> Result<()> {
+    let Some(obj) = kube.node(node)? else {
+        ops.say(format!("node {node} is not registered: nothing to drain"));
+        return Ok(());
+    };
+    let was_cordoned = kube::unschedulable(&obj);
+    if !was_cordoned {
+        kube.cordon(node)?;
+    }
+    ops.say(format!("draining node {node} (at most {}s)", timeout.as_secs()));
+    let t = Instant::now();
+    if let Err(e) = kube.drain(node, timeout) {
+        let undo = if was_cordoned {
+            String::new()
+        } else {
+            match kube.uncordon(node) {
+                Ok(()) => format!("; node {node} uncordoned again"),
+                Err(u) => format!("; uncordoning {node} failed too: {u}"),
+            }
+        };
+        return Err(Failure::new(ExitCode::Failed, format!("{e}\nnothing was removed{undo}")).into());
+    }
+    ops.say(format!("node {node} drained in {:.1}s", t.elapsed().as_secs_f64()));
+    Ok(())
+}
+
+/// `30s`, `5m`, `1h`, or plain seconds.
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (e.g. 90s, 5m, 1h)"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("`{text}`: unknown unit `{unit}` (s, m or h)")),
+    };
+    if secs == 0 {
+        return Err("a timeout of zero cannot succeed".into());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOSTS: &str = "ssh: { user: root }\netcd:\n  - 10.0.0.1\nkube_master:\n  - 10.0.0.1\nkube_node:\n  - 10.0.0.2\n  - 10.0.0.1\n";
+
+    fn cluster(hosts: &str) -> (tempfile::TempDir, Cluster) {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("c1");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("hosts.yml"), hosts).unwrap();
+        let c = Cluster::load(&dir).unwrap();
+        (t, c)
+    }
+
+    fn code(e: anyhow::Error) -> (ExitCode, String) {
+        let f = e.downcast_ref::<Failure>().expect("a Failure");
+        (f.code, f.message.clone())
+    }
+
+    #[test]
+    fn removal_guards() {
+        let (_t, c) = cluster(HOSTS);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(removable(&c, ip("10.0.0.2"), Group::KubeNode).is_ok());
+        let (k, m) = code(removable(&c, ip("10.0.0.1"), Group::KubeMaster).unwrap_err());
+        assert_eq!(k, ExitCode::Input);
+        assert!(m.contains("last master"), "{m}");
+        let (_, m) = code(removable(&c, ip("10.0.0.1"), Group::KubeNode).unwrap_err());
+        assert!(m.contains("is a master; remove it with `ezctl del-master c1 10.0.0.1`"), "{m}");
+        let (_, m) = code(removable(&c, ip("10.0.0.9"), Group::KubeNode).unwrap_err());
+        assert!(m.contains("not in cluster"), "{m}");
+        let (_, m) = code(removable(&c, ip("10.0.0.2"), Group::KubeMaster).unwrap_err());
+        assert!(m.contains("not listed in kube_master"), "{m}");
+        let (_t, two) = cluster("etcd: [10.0.0.1]\nkube_master: [10.0.0.1, 10.0.0.3]\nkube_node: [10.0.0.2]\n");
+        assert!(removable(&two, ip("10.0.0.3"), Group::KubeMaster).is_ok());
+    }
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(parse_timeout("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_timeout("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_timeout("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_timeout("5d").is_err());
+        assert!(parse_timeout("0s").is_err());
+        assert!(parse_timeout("soon").is_err());
+    }
+
+    #[test]
+    fn clean_descriptions() {
+        assert_eq!(describe(&CleanScope::default()), "nothing");
+        let s = CleanScope { node: true, host: true, ..CleanScope::default() };
+        assert_eq!(describe(&s), "node services, container runtime, CNI, cluster OS settings and binaries");
+    }
+}

@@ -1,0 +1,501 @@
+//! `ezctl upgrade <cluster> [--max-unavailable N]`: a rolling upgrade to
+//! the Kubernetes binaries in `bin/`.
+//!
+//! 1. The target is what `bin/kube-apiserver --version` prints; what runs is
+//!    read from every host (`--version` of its binaries) and from the API
+//!    (each apiserver's /version, each node's kubelet version). Downgrades
+//!    and minor-version skips are refused before anything changes.
+//! 2. Masters one at a time: the others must be ready first; binaries,
+//!    restart, /readyz and the new version gate the next one.
+//! 3. Nodes in batches of N: cordon, drain, binaries, restart, Ready with
+//!    the new version, uncordon.
+//!
+//! Progress is saved in `clusters/<c>/upgrade-state.json` after every host,
+//! so the same command after a failure skips finished hosts; the file is
+//! removed when every host runs the target.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use ez_inventory::{Cluster, Group, Host};
+use serde_json::json;
+
+use crate::commands::setup::Output;
+use crate::exit::{ExitCode, Failure};
+use crate::home::Home;
+use crate::ops::context::Ops;
+use crate::ops::fleet::Fleet;
+use crate::ops::kube::{self, Kube};
+use crate::ops::upgrade_state::UpgradeState;
+use crate::ops::version::{self, KubeVersion, Step};
+use crate::ops::{mark, set_vars};
+
+pub struct UpgradeArgs<'a> {
+    pub cluster: &'a str,
+    pub max_unavailable: usize,
+    pub drain_timeout: Duration,
+    pub accept_new: bool,
+}
+
+/// How long a restarted master or node may take to report the new version.
+const SETTLE: Duration = Duration::from_secs(120);
+
+/// One host and the versions found on it.
+#[derive(Debug, Clone)]
+struct Found {
+    host: Host,
+    /// (what, version): `kube-apiserver binary`, `kubelet (running)`, ...
+    versions: Vec<(String, Option<KubeVersion>)>,
+}
+
+impl Found {
+    fn at_target(&self, target: &KubeVersion) -> bool {
+        self.versions.iter().all(|(_, v)| v.as_ref() == Some(target))
+    }
+
+    fn summary(&self) -> String {
+        self.versions
+            .iter()
+            .map(|(w, v)| format!("{w} {}", v.as_ref().map_or("?".to_string(), |v| v.text.clone())))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+pub fn run(home: &Home, args: &UpgradeArgs<'_>, out: &Output) -> Result<()> {
+    let started = Instant::now();
+    if args.max_unavailable == 0 {
+        bail!(Failure::usage("--max-unavailable must be at least 1"));
+    }
+    let cluster = home.load(args.cluster)?;
+    let ops = Ops::new(home, out, args.accept_new)?;
+    let _lock = ops.lock(&cluster, &format!("upgrade {}", cluster.name))?;
+    let target = bundle_version(&home.dir.join("bin"))?;
+
+    let mut state = match UpgradeState::load(&cluster.dir)? {
+        Some(s) if s.target == target.text => {
+            if !s.done.is_empty() {
+                ops.say(format!(
+                    "resuming the upgrade to {target}: already done: {}",
+                    s.done.join(", ")
+                ));
+            }
+            s
+        }
+        Some(s) => {
+            ops.warn(format!(
+                "an unfinished upgrade to {} is replaced by the upgrade to {target}",
+                s.target
+            ));
+            UpgradeState {
+                cordoned: s.cordoned,
+                ..UpgradeState::new(&target.text)
+            }
+        }
+        None => UpgradeState::new(&target.text),
+    };
+
+    let kube = Kube::pick(home, &cluster, &[], ops.handle())?;
+    let found = survey(&ops, &cluster, &kube, &state)?;
+    check_rules(&found, &target, &state)?;
+    let todo: Vec<&Found> = found
+        .iter()
+        .filter(|f| !state.is_done(&f.host.ip.to_string()) && !f.at_target(&target))
+        .collect();
+    for f in &found {
+        let ip = f.host.ip.to_string();
+        let verdict = if state.is_done(&ip) {
+            "done earlier"
+        } else if f.at_target(&target) {
+            "already at target"
+        } else {
+            "to upgrade"
+        };
+        ops.say(format!("{:<15} {:<11} {}  [{verdict}]", ip, role_of(&f.host), f.summary()));
+    }
+    if todo.is_empty() {
+        UpgradeState::remove(&cluster.dir)?;
+        ops.say(format!("every host runs {target}: nothing to upgrade"));
+        return Ok(());
+    }
+    state.save(&cluster.dir)?;
+
+    let masters: Vec<&Host> = todo
+        .iter()
+        .filter(|f| f.host.is(Group::KubeMaster))
+        .map(|f| &f.host)
+        .collect();
+    let nodes: Vec<&Host> = todo
+        .iter()
+        .filter(|f| !f.host.is(Group::KubeMaster))
+        .map(|f| &f.host)
+        .collect();
+    let all_masters = cluster.masters();
+    for m in &masters {
+        let t = Instant::now();
+        let others: Vec<IpAddr> = all_masters.iter().copied().filter(|o| *o != m.ip).collect();
+        let down: Vec<String> = others
+            .iter()
+            .filter(|o| !kube.readyz(**o))
+            .map(IpAddr::to_string)
+            .collect();
+        if !down.is_empty() {
+            bail!(Failure::new(
+                ExitCode::Failed,
+                format!(
+                    "master(s) {} not ready: restarting {} now could leave no apiserver serving; fix them and run `ezctl upgrade {}` again",
+                    down.join(", "),
+                    m.ip,
+                    cluster.name
+                )
+            ));
+        }
+        let kube_m = Kube::pick(home, &cluster, &[m.ip], ops.handle())?;
+        let hosts = [*m];
+        step(&ops, &cluster, &kube_m, &hosts, &target, &mut state, args)?;
+        ops.say(format!(
+            "master {} runs {target} and is ready ({:.1}s)",
+            m.ip,
+            t.elapsed().as_secs_f64()
+        ));
+    }
+    for batch in nodes.chunks(args.max_unavailable) {
+        let t = Instant::now();
+        step(&ops, &cluster, &kube, batch, &target, &mut state, args)?;
+        let ips: Vec<String> = batch.iter().map(|h| h.ip.to_string()).collect();
+        ops.say(format!(
+            "node(s) {} run {target} ({:.1}s)",
+            ips.join(", "),
+            t.elapsed().as_secs_f64()
+        ));
+    }
+    UpgradeState::remove(&cluster.dir)?;
+    ops.say(format!(
+        "upgrade to {target} done in {:.1}s: {} master(s), {} node(s)",
+        started.elapsed().as_secs_f64(),
+        masters.len(),
+        nodes.len()
+    ));
+    Ok(())
+}
+
+fn role_of(h: &Host) -> &'static str {
+    if h.is(Group::KubeMaster) {
+        "master"
+    } else {
+        "node"
+    }
+}
+
+/// Upgrade `hosts` together (one master, or one batch of nodes).
+fn step(
+    ops: &Ops<'_>,
+    cluster: &Cluster,
+    kube: &Kube,
+    hosts: &[&Host],
+    target: &KubeVersion,
+    state: &mut UpgradeState,
+    args: &UpgradeArgs<'_>,
+) -> Result<()> {
+    let ips: Vec<String> = hosts.iter().map(|h| h.ip.to_string()).collect();
+    // Cordon and drain what takes workloads (a master that is not a node
+    // takes none, and stays cordoned as setup left it).
+    for h in hosts.iter().filter(|h| h.is(Group::KubeNode)) {
+        let ip = h.ip.to_string();
+        let Some(node) = kube.node(&h.name)? else {
+            continue;
+        };
+        if !kube::unschedulable(&node) {
+            kube.cordon(&h.name)?;
+            state.cordoned.insert(ip.clone());
+            state.save(&cluster.dir)?;
+        }
+        ops.say(format!("draining {} ({})", h.name, ip));
+        if let Err(e) = kube.drain(&h.name, args.drain_timeout) {
+            let mut msg = format!("{e}\n{ip} was not touched");
+            if state.cordoned.remove(&ip) {
+                state.save(&cluster.dir)?;
+                if kube.uncordon(&h.name).is_ok() {
+                    msg.push_str(&format!("; {} uncordoned again", h.name));
+                }
+            }
+            bail!(Failure::new(ExitCode::Failed, msg));
+        }
+    }
+    let mut targets = ops.targets(cluster);
+    mark(&mut targets, "upgrading", &ips);
+    let mut force = serde_json::Map::new();
+    force.insert("force_restart".into(), json!(true));
+    for ip in &ips {
+        set_vars(&mut targets, ip, &force);
+    }
+    ops.run_playbook(cluster, targets, "40-upgrade", &format!("upgrade {}", ips.join(" ")))
+        .with_context(|| {
+            format!(
+                "upgrading {} failed; progress is saved in {}: fix the cause and run `ezctl upgrade {}` again to continue",
+                ips.join(", "),
+                crate::ops::upgrade_state::path(&cluster.dir).display(),
+                cluster.name
+            )
+        })?;
+    settle(ops, kube, hosts, target)?;
+    for h in hosts {
+        let ip = h.ip.to_string();
+        if state.cordoned.remove(&ip) {
+            kube.uncordon(&h.name)?;
+        }
+        state.mark_done(&ip);
+    }
+    state.save(&cluster.dir)?;
+    Ok(())
+}
+
+/// Wait until each host serves the target: masters answer /readyz with the
+/// new /version, nodes are Ready with the new kubelet version.
+fn settle(ops: &Ops<'_>, kube: &Kube, hosts: &[&Host], target: &KubeVersion) -> Result<()> {
+    let deadline = Instant::now() + SETTLE;
+    let mut pending: Vec<&Host> = hosts.to_vec();
+    let mut last = BTreeMap::new();
+    while !pending.is_empty() {
+        pending.retain(|h| {
+            let mut why = Vec::new();
+            if h.is(Group::KubeMaster) {
+                match kube.server_version(h.ip) {
+                    Some(v) if &v == target => {}
+                    Some(v) => why.push(format!("apiserver still reports {v}")),
+                    None => why.push("apiserver does not answer".to_string()),
+                }
+                if why.is_empty() && !kube.readyz(h.ip) {
+                    why.push("apiserver not ready".to_string());
+                }
+            }
+            match kube.node(&h.name) {
+                Ok(Some(n)) => {
+                    if kube::kubelet_version(&n).as_ref() != Some(target) {
+                        why.push(format!(
+                            "kubelet reports {}",
+                            kube::kubelet_version(&n).map_or("nothing".into(), |v| v.text)
+                        ));
+                    } else if !kube::node_ready(&n) {
+                        why.push("node not Ready".to_string());
+                    }
+                }
+                Ok(None) => why.push("node not registered".to_string()),
+                Err(e) => why.push(e.to_string()),
+            }
+            let waiting = !why.is_empty();
+            last.insert(h.ip, why.join("; "));
+            waiting
+        });
+        if pending.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let list: Vec<String> = pending
+                .iter()
+                .map(|h| format!("  {}: {}", h.ip, last.get(&h.ip).cloned().unwrap_or_default()))
+                .collect();
+            bail!(Failure::new(
+                ExitCode::Failed,
+                format!(
+                    "after {}s these hosts do not serve {target} yet:\n{}\nfix the cause and run the upgrade again to continue",
+                    SETTLE.as_secs(),
+                    list.join("\n")
+                )
+            ));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let _ = ops;
+    Ok(())
+}
+
+/// `bin/kube-apiserver --version` (and kubelet's, which must agree).
+fn bundle_version(bin: &Path) -> Result<KubeVersion> {
+    let mut found: Vec<(String, KubeVersion)> = Vec::new();
+    for b in ["kube-apiserver", "kubelet"] {
+        let path = bin.join(b);
+        if !path.is_file() {
+            bail!(Failure::new(
+                ExitCode::Input,
+                format!("{} is missing: put the Kubernetes binaries to upgrade to in {}", path.display(), bin.display())
+            ));
+        }
+        let out = std::process::Command::new(&path)
+            .arg("--version")
+            .output()
+            .with_context(|| format!("running {} --version", path.display()))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v = KubeVersion::parse(&text).ok_or_else(|| {
+            Failure::new(
+                ExitCode::Input,
+                format!("{} --version printed no version: {}", path.display(), text.trim()),
+            )
+        })?;
+        found.push((b.to_string(), v));
+    }
+    if found[0].1 != found[1].1 {
+        bail!(Failure::new(
+            ExitCode::Input,
+            format!(
+                "the bundle is mixed: kube-apiserver is {} but kubelet is {}",
+                found[0].1, found[1].1
+            )
+        ));
+    }
+    Ok(found.swap_remove(0).1)
+}
+
+/// Versions on disk and running, for every master and node.
+fn survey(ops: &Ops<'_>, cluster: &Cluster, kube: &Kube, state: &UpgradeState) -> Result<Vec<Found>> {
+    let bin_dir = cluster.settings.text("bin_dir").to_string();
+    let hosts: Vec<Host> = cluster
+        .hosts
+        .iter()
+        .filter(|h| h.is(Group::KubeMaster) || h.is(Group::KubeNode))
+        .cloned()
+        .collect();
+    let ips: Vec<String> = hosts.iter().map(|h| h.ip.to_string()).collect();
+    let masters: Vec<String> = cluster.masters().iter().map(IpAddr::to_string).collect();
+    let fleet = Fleet::new(cluster, ops.accept_new);
+    let outs = ops.block_on(async {
+        let o = fleet
+            .run(&ips, Duration::from_secs(30), |ip| {
+                let mut cmd = format!("echo kubelet $({bin_dir}/kubelet --version 2>&1)");
+                if masters.iter().any(|m| m == ip) {
+                    cmd.push_str(&format!(
+                        "; echo kube-apiserver $({bin_dir}/kube-apiserver --version 2>&1)"
+                    ));
+                }
+                cmd
+            })
+            .await;
+        fleet.close().await;
+        o
+    });
+    let mut found = Vec::new();
+    let mut unreachable = Vec::new();
+    for (h, o) in hosts.iter().zip(outs) {
+        let ip = h.ip.to_string();
+        if o.result.is_err() && !state.is_done(&ip) {
+            unreachable.push(format!("  {ip}: {}", o.problem()));
+        }
+        let mut versions = Vec::new();
+        for line in o.stdout().lines() {
+            if let Some((what, rest)) = line.split_once(' ') {
+                versions.push((format!("{what} binary"), KubeVersion::parse(rest)));
+            }
+        }
+        if h.is(Group::KubeMaster) {
+            versions.push(("apiserver running".into(), kube.server_version(h.ip)));
+        }
+        let node = kube.node(&h.name).ok().flatten();
+        versions.push((
+            "kubelet running".into(),
+            node.as_ref().and_then(kube::kubelet_version),
+        ));
+        found.push(Found {
+            host: h.clone(),
+            versions,
+        });
+    }
+    if !unreachable.is_empty() {
+        bail!(Failure::new(
+            ExitCode::Failed,
+            format!("cannot read the versions on:\n{}\nnothing was changed", unreachable.join("\n"))
+        ));
+    }
+    Ok(found)
+}
+
+/// Refuse downgrades and minor-version skips, naming every offending host.
+fn check_rules(found: &[Found], target: &KubeVersion, state: &UpgradeState) -> Result<()> {
+    let mut problems = Vec::new();
+    for f in found {
+        if state.is_done(&f.host.ip.to_string()) {
+            continue;
+        }
+        for (what, v) in &f.versions {
+            let Some(v) = v else { continue };
+            match version::step(v, target) {
+                Step::Downgrade => problems.push(format!(
+                    "  {}: {what} is {v}, newer than the bundle's {target} (downgrades are refused)",
+                    f.host.ip
+                )),
+                Step::Skip => problems.push(format!(
+                    "  {}: {what} is {v}; {target} skips a minor version (upgrade one minor version at a time)",
+                    f.host.ip
+                )),
+                Step::Current | Step::Upgrade => {}
+            }
+        }
+    }
+    if !problems.is_empty() {
+        bail!(Failure::new(
+            ExitCode::Input,
+            format!("refusing to upgrade to {target}:\n{}\nnothing was changed", problems.join("\n"))
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(ip: &str, versions: &[&str]) -> Found {
+        let dir = tempfile::tempdir().unwrap();
+        let c = dir.path().join("c");
+        std::fs::create_dir_all(&c).unwrap();
+        std::fs::write(c.join("hosts.yml"), format!("etcd: [{ip}]\nkube_master: [{ip}]\n")).unwrap();
+        let cluster = Cluster::load(&c).unwrap();
+        Found {
+            host: cluster.hosts[0].clone(),
+            versions: versions
+                .iter()
+                .map(|v| ("kubelet binary".to_string(), KubeVersion::parse(v)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn rules_name_the_host_and_spare_finished_ones() {
+        let target = KubeVersion::parse("v1.32.0").unwrap();
+        let fs = vec![found("10.0.0.1", &["v1.30.1"]), found("10.0.0.2", &["v1.33.0"])];
+        let e = check_rules(&fs, &target, &UpgradeState::new("v1.32.0")).unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains("10.0.0.1: kubelet binary is v1.30.1; v1.32.0 skips a minor version"), "{m}");
+        assert!(m.contains("10.0.0.2: kubelet binary is v1.33.0, newer"), "{m}");
+        let mut st = UpgradeState::new("v1.32.0");
+        st.mark_done("10.0.0.1");
+        st.mark_done("10.0.0.2");
+        assert!(check_rules(&fs, &target, &st).is_ok());
+        let ok = vec![found("10.0.0.1", &["v1.31.4", "v1.32.0"])];
+        assert!(check_rules(&ok, &target, &UpgradeState::new("v1.32.0")).is_ok());
+        assert!(!ok[0].at_target(&target));
+        assert!(found("10.0.0.3", &["v1.32.0"]).at_target(&target));
+        assert!(!found("10.0.0.3", &[]).versions.iter().any(|_| true));
+    }
+
+    #[test]
+    fn the_bundle_version_comes_from_its_binaries() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = |name: &str, v: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, format!("#!/bin/sh\necho Kubernetes {v}\n")).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        let e = bundle_version(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("kube-apiserver is missing"), "{e}");
+        script("kube-apiserver", "v1.30.11");
+        script("kubelet", "v1.30.11");
+        assert_eq!(bundle_version(dir.path()).unwrap().text, "v1.30.11");
+        script("kubelet", "v1.30.1");
+        let e = bundle_version(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("mixed"), "{e}");
+    }
+}
