@@ -151,6 +151,11 @@ pub enum Command {
         /// Nodes upgraded at once
         #[arg(long, default_value_t = 1)]
         max_unavailable: usize,
+        /// How long draining one node may take (e.g. 90s, 5m)
+        #[arg(long, default_value = "5m", value_parser = parse_timeout)]
+        drain_timeout: std::time::Duration,
+        #[arg(long)]
+        accept_new: bool,
     },
     /// Remove the cluster from every host (asks for confirmation)
     Destroy {
@@ -175,18 +180,18 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Add etcd member(s)
+    /// Add etcd members (two at a time: etcd stays at an odd size)
     AddEtcd(HostsArgs),
     /// Add master(s)
     AddMaster(HostsArgs),
     /// Add worker node(s)
     AddNode(HostsArgs),
-    /// Remove an etcd member
+    /// Remove etcd members (two at a time: etcd stays at an odd size)
     DelEtcd(DelEtcdArgs),
-    /// Remove a master
-    DelMaster(HostArg),
-    /// Remove a worker node
-    DelNode(HostArg),
+    /// Remove a master (drained, cleaned, taken out of every kube-lb and ex-lb)
+    DelMaster(DelHostArgs),
+    /// Remove a worker node (drained, cleaned, deleted from the cluster)
+    DelNode(DelHostArgs),
     /// New CA and every certificate, pushed to the hosts (old set kept)
     KcaRenew(ClusterArg),
     /// Issue (-A), revoke (-D) or list (-L) user kubeconfigs
@@ -233,18 +238,25 @@ pub struct HostsArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct HostArg {
+pub struct DelHostArgs {
     pub cluster: String,
     /// IP address of the host to remove
     pub ip: String,
+    /// How long the drain may take before giving up (e.g. 90s, 5m)
+    #[arg(long, default_value = "5m", value_parser = parse_timeout)]
+    pub drain_timeout: std::time::Duration,
+    #[arg(long)]
+    pub accept_new: bool,
+}
+
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    crate::commands::scale::parse_timeout(text)
 }
 
 #[derive(Debug, Args)]
 pub struct DelEtcdArgs {
     pub cluster: String,
-    /// IP address of the member to remove
-    pub ip: String,
-    /// Also remove when an even member count remains (e.g. a dead member of 3)
-    #[arg(long)]
-    pub force: bool,
+    /// IP address(es) of the member(s) to remove (two at a time: etcd stays at an odd size)
+    #[arg(required = true)]
+    pub ips: Vec<String>,
 }

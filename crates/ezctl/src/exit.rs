@@ -32,10 +32,6 @@ impl Failure {
     pub fn usage(message: impl Into<String>) -> Failure {
         Failure::new(ExitCode::Usage, message)
     }
-
-    pub fn not_implemented(what: &str) -> Failure {
-        Failure::usage(format!("`ezctl {what}` is not implemented yet"))
-    }
 }
 
 impl fmt::Display for Failure {

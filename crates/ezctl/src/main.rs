@@ -8,6 +8,7 @@ mod commands;
 mod etcd;
 mod exit;
 mod home;
+mod ops;
 mod progress;
 mod remote;
 mod steps;
@@ -112,10 +113,52 @@ fn run(cli: Cli, style: Style) -> anyhow::Result<()> {
                 style,
             },
         ),
-        Command::Start(_) => Err(Failure::not_implemented("start").into()),
-        Command::Stop(_) => Err(Failure::not_implemented("stop").into()),
-        Command::Upgrade { .. } => Err(Failure::not_implemented("upgrade").into()),
-        Command::Destroy { .. } => Err(Failure::not_implemented("destroy").into()),
+        Command::Start(c) => commands::lifecycle::start(
+            &home,
+            &c.cluster,
+            false,
+            &commands::setup::Output {
+                json: cli.json,
+                style,
+            },
+        ),
+        Command::Stop(c) => commands::lifecycle::stop(
+            &home,
+            &c.cluster,
+            false,
+            &commands::setup::Output {
+                json: cli.json,
+                style,
+            },
+        ),
+        Command::Upgrade {
+            cluster,
+            max_unavailable,
+            drain_timeout,
+            accept_new,
+        } => commands::upgrade::run(
+            &home,
+            &commands::upgrade::UpgradeArgs {
+                cluster: &cluster,
+                max_unavailable,
+                drain_timeout,
+                accept_new,
+            },
+            &commands::setup::Output {
+                json: cli.json,
+                style,
+            },
+        ),
+        Command::Destroy { cluster, yes } => commands::lifecycle::destroy(
+            &home,
+            &cluster,
+            yes,
+            false,
+            &commands::setup::Output {
+                json: cli.json,
+                style,
+            },
+        ),
         Command::Backup { cluster, keep } => commands::backup::run(
             &home,
             &cluster,
@@ -154,24 +197,100 @@ fn run(cli: Cli, style: Style) -> anyhow::Result<()> {
                 style,
             },
         ),
-        Command::AddMaster(_) => Err(Failure::not_implemented("add-master").into()),
-        Command::AddNode(_) => Err(Failure::not_implemented("add-node").into()),
+        Command::AddMaster(a) => commands::scale::add_master(
+            &home,
+            &scale_add(&a),
+            &commands::setup::Output {
+                json: cli.json,
+                style,
+            },
+        ),
+        Command::AddNode(a) => commands::scale::add_node(
+            &home,
+            &scale_add(&a),
+            &commands::setup::Output {
+                json: cli.json,
+                style,
+            },
+        ),
         Command::DelEtcd(a) => commands::etcd_members::del(
             &home,
             &commands::etcd_members::DelArgs {
                 cluster: &a.cluster,
-                ip: &a.ip,
-                force: a.force,
+                ips: &a.ips,
             },
             &commands::setup::Output {
                 json: cli.json,
                 style,
             },
         ),
-        Command::DelMaster(_) => Err(Failure::not_implemented("del-master").into()),
-        Command::DelNode(_) => Err(Failure::not_implemented("del-node").into()),
-        Command::KcaRenew(_) => Err(Failure::not_implemented("kca-renew").into()),
-        Command::KcfgAdm { .. } => Err(Failure::not_implemented("kcfg-adm").into()),
+        Command::DelMaster(a) => commands::scale::del_master(
+            &home,
+            &scale_del(&a),
+            &commands::setup::Output {
+                json: cli.json,
+                style,
+            },
+        ),
+        Command::DelNode(a) => commands::scale::del_node(
+            &home,
+            &scale_del(&a),
+            &commands::setup::Output {
+                json: cli.json,
+                style,
+            },
+        ),
+        Command::KcaRenew(c) => commands::pki_cmds::kca_renew(
+            &home,
+            &c.cluster,
+            false,
+            &commands::setup::Output {
+                json: cli.json,
+                style,
+            },
+        ),
+        Command::KcfgAdm {
+            cluster,
+            add,
+            delete,
+            list,
+            user,
+            role,
+            expiry,
+        } => commands::pki_cmds::kcfg_adm(
+            &home,
+            &commands::pki_cmds::KcfgArgs {
+                cluster: &cluster,
+                add,
+                delete,
+                list,
+                user: user.as_deref(),
+                role: &role,
+                expiry: &expiry,
+            },
+            &commands::setup::Output {
+                json: cli.json,
+                style,
+            },
+        ),
         Command::Download => commands::download::run(&home),
+    }
+}
+
+fn scale_add(a: &cli::HostsArgs) -> commands::scale::AddArgs<'_> {
+    commands::scale::AddArgs {
+        cluster: &a.cluster,
+        ips: &a.ips,
+        name: a.name.as_deref(),
+        accept_new: a.accept_new,
+    }
+}
+
+fn scale_del(a: &cli::DelHostArgs) -> commands::scale::DelArgs<'_> {
+    commands::scale::DelArgs {
+        cluster: &a.cluster,
+        ip: &a.ip,
+        drain_timeout: a.drain_timeout,
+        accept_new: a.accept_new,
     }
 }

@@ -45,7 +45,12 @@ const START: &[Stage] = &[
     Stage {
         name: "control plane",
         groups: MASTERS,
-        services: &["kube-lb", "kube-apiserver", "kube-controller-manager", "kube-scheduler"],
+        services: &[
+            "kube-lb",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+        ],
         health: Some(apiserver_ready),
     },
     Stage {
@@ -91,7 +96,11 @@ const STOP: &[Stage] = &[
     Stage {
         name: "control plane",
         groups: MASTERS,
-        services: &["kube-scheduler", "kube-controller-manager", "kube-apiserver"],
+        services: &[
+            "kube-scheduler",
+            "kube-controller-manager",
+            "kube-apiserver",
+        ],
         health: None,
     },
     Stage {
@@ -163,10 +172,7 @@ fn switch(home: &Home, name: &str, accept_new: bool, out: &Output, on: bool) -> 
         let by_ip: std::collections::BTreeMap<String, &Host> =
             hosts.iter().map(|h| (h.ip.to_string(), *h)).collect();
         let outs = ops.block_on(fleet.run(&ips, Duration::from_secs(180), |ip| {
-            let health = stage
-                .health
-                .zip(by_ip.get(ip))
-                .map(|(f, h)| f(&cluster, h));
+            let health = stage.health.zip(by_ip.get(ip)).map(|(f, h)| f(&cluster, h));
             if on {
                 start_script(stage.services, health.as_deref())
             } else {
@@ -203,10 +209,16 @@ fn switch(home: &Home, name: &str, accept_new: bool, out: &Output, on: bool) -> 
     if !failures.is_empty() {
         bail!(Failure::new(
             ExitCode::Failed,
-            format!("{verb} {name} failed:\n{}\nfix the cause and run `ezctl {verb} {name}` again", failures.join("\n"))
+            format!(
+                "{verb} {name} failed:\n{}\nfix the cause and run `ezctl {verb} {name}` again",
+                failures.join("\n")
+            )
         ));
     }
-    ops.say(format!("{verb} {name} done in {:.1}s", started.elapsed().as_secs_f64()));
+    ops.say(format!(
+        "{verb} {name} done in {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
     Ok(())
 }
 
@@ -278,7 +290,10 @@ fn confirm(cluster: &Cluster) -> Result<()> {
     let mut line = String::new();
     stdin.lock().read_line(&mut line)?;
     if line.trim() != cluster.name {
-        bail!(Failure::new(ExitCode::Failed, "not confirmed; nothing was done"));
+        bail!(Failure::new(
+            ExitCode::Failed,
+            "not confirmed; nothing was done"
+        ));
     }
     Ok(())
 }
@@ -292,8 +307,14 @@ mod tests {
         assert_eq!(START[0].services, ["etcd"]);
         assert_eq!(STOP.last().map(|s| s.services), Some(&["etcd"][..]));
         // Every service started is also stopped.
-        let started: std::collections::BTreeSet<&str> = START.iter().flat_map(|s| s.services.iter().copied()).collect();
-        let stopped: std::collections::BTreeSet<&str> = STOP.iter().flat_map(|s| s.services.iter().copied()).collect();
+        let started: std::collections::BTreeSet<&str> = START
+            .iter()
+            .flat_map(|s| s.services.iter().copied())
+            .collect();
+        let stopped: std::collections::BTreeSet<&str> = STOP
+            .iter()
+            .flat_map(|s| s.services.iter().copied())
+            .collect();
         assert_eq!(started, stopped);
     }
 
@@ -304,8 +325,17 @@ mod tests {
             start_script(&["a", "b"], None),
             stop_script(&["a", "b"]),
         ] {
-            let out = std::process::Command::new("sh").arg("-n").arg("-c").arg(&script).output().unwrap();
-            assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+            let out = std::process::Command::new("sh")
+                .arg("-n")
+                .arg("-c")
+                .arg(&script)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{script}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         // A service that is not installed is named, not started.
         let out = std::process::Command::new("sh")
@@ -314,9 +344,14 @@ mod tests {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(3));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("ezctl-test-no-such-unit is not installed"));
+        assert!(String::from_utf8_lossy(&out.stderr)
+            .contains("ezctl-test-no-such-unit is not installed"));
         // Stopping something absent is fine.
-        let out = std::process::Command::new("sh").arg("-c").arg(stop_script(&["ezctl-test-no-such-unit"])).output().unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(stop_script(&["ezctl-test-no-such-unit"]))
+            .output()
+            .unwrap();
         assert!(out.status.success());
     }
 }

@@ -34,7 +34,8 @@ pub fn kca_renew(home: &Home, name: &str, accept_new: bool, out: &Output) -> Res
             backup.trim()
         ));
     } else {
-        let renewal = ez_pki::renew_all(&view::pki_spec(&cluster), &ssl).context("renewing the PKI")?;
+        let renewal =
+            ez_pki::renew_all(&view::pki_spec(&cluster), &ssl).context("renewing the PKI")?;
         let backup = renewal
             .backup
             .as_ref()
@@ -49,7 +50,10 @@ pub fn kca_renew(home: &Home, name: &str, accept_new: bool, out: &Output) -> Res
         ));
     }
     let mut targets = ops.targets(&cluster);
-    let harbor: Vec<String> = cluster.group(Group::Harbor).map(|h| h.ip.to_string()).collect();
+    let harbor: Vec<String> = cluster
+        .group(Group::Harbor)
+        .map(|h| h.ip.to_string())
+        .collect();
     let registries = ops.hosts_with(&cluster, &harbor, "/etc/registry/config.yml");
     if !registries.is_empty() {
         mark(&mut targets, "harbor_installed", &registries);
@@ -120,7 +124,9 @@ pub fn kcfg_adm(home: &Home, args: &KcfgArgs<'_>, out: &Output) -> Result<()> {
         return list(&ssl, out);
     }
     if !args.add && !args.delete {
-        bail!(Failure::usage("say what to do: -A (add a user), -D (delete one) or -L (list them)"));
+        bail!(Failure::usage(
+            "say what to do: -A (add a user), -D (delete one) or -L (list them)"
+        ));
     }
     let Some(user) = args.user else {
         bail!(Failure::usage("-A and -D need a user name: -u NAME"));
@@ -135,20 +141,30 @@ pub fn kcfg_adm(home: &Home, args: &KcfgArgs<'_>, out: &Output) -> Result<()> {
             .map_err(|e: String| Failure::new(ExitCode::Input, format!("-t: {e}")))?;
         let expiry = ez_pki::parse_expiry(args.expiry)
             .map_err(|e| Failure::new(ExitCode::Input, format!("-e: {e}")))?;
-        let path = ez_pki::user_add(&view::pki_spec(&cluster), &ssl, user, role, expiry).map_err(pki_input)?;
+        let path = ez_pki::user_add(&view::pki_spec(&cluster), &ssl, user, role, expiry)
+            .map_err(pki_input)?;
         if let Err(e) = kube.apply(&binding_manifest(user, role)) {
             // No half-made user: without its binding the kubeconfig is useless.
             let _ = ez_pki::user_delete(&ssl, user);
-            return Err(e.context(format!("binding user {user} to {}; the user was not created", role.cluster_role())));
+            return Err(e.context(format!(
+                "binding user {user} to {}; the user was not created",
+                role.cluster_role()
+            )));
         }
         let info = ez_pki::user_list(&ssl)?
             .into_iter()
             .find(|u| u.name == user);
         let until = info.map(|u| u.not_after_utc()).unwrap_or_default();
         if out.json {
-            println!("{}", json!({"user": user, "role": role.to_string(), "expires": until, "kubeconfig": path}));
+            println!(
+                "{}",
+                json!({"user": user, "role": role.to_string(), "expires": until, "kubeconfig": path})
+            );
         } else {
-            eprintln!("user {user} ({role}, ClusterRole {}) valid until {until}", role.cluster_role());
+            eprintln!(
+                "user {user} ({role}, ClusterRole {}) valid until {until}",
+                role.cluster_role()
+            );
             println!("{}", path.display());
         }
         return Ok(());
@@ -156,10 +172,18 @@ pub fn kcfg_adm(home: &Home, args: &KcfgArgs<'_>, out: &Output) -> Result<()> {
     // Delete: the binding first, so the user's rights are gone even if the
     // kubeconfig file cannot be removed.
     let listed = ez_pki::user_list(&ssl)?.into_iter().any(|u| u.name == user);
-    let out_del = kube.ok(&["delete", "clusterrolebinding", &binding_name(user), "--ignore-not-found"])?;
+    let out_del = kube.ok(&[
+        "delete",
+        "clusterrolebinding",
+        &binding_name(user),
+        "--ignore-not-found",
+    ])?;
     let had_binding = out_del.contains("deleted");
     if !listed && !had_binding {
-        bail!(Failure::new(ExitCode::Input, format!("no user {user} in cluster `{}`", args.cluster)));
+        bail!(Failure::new(
+            ExitCode::Input,
+            format!("no user {user} in cluster `{}`", args.cluster)
+        ));
     }
     if listed {
         let path = ez_pki::user_delete(&ssl, user).map_err(pki_input)?;
@@ -189,7 +213,10 @@ fn list(ssl: &std::path::Path, out: &Output) -> Result<()> {
         return Ok(());
     }
     let now = std::time::SystemTime::now();
-    println!("{:<24} {:<6} {:<21} {}", "USER", "ROLE", "EXPIRES (UTC)", "KUBECONFIG");
+    println!(
+        "{:<24} {:<6} {:<21} {}",
+        "USER", "ROLE", "EXPIRES (UTC)", "KUBECONFIG"
+    );
     for u in users {
         let expired = if u.not_after <= now { " (expired)" } else { "" };
         println!(
@@ -209,18 +236,23 @@ mod tests {
 
     #[test]
     fn binding_is_per_user_and_names_the_role() {
-        let m: serde_json::Value = serde_json::from_str(&binding_manifest("ops_1", ez_pki::Role::View)).unwrap();
+        let m: serde_json::Value =
+            serde_json::from_str(&binding_manifest("ops_1", ez_pki::Role::View)).unwrap();
         assert_eq!(m["metadata"]["name"], "ezctl:user:ops_1");
         assert_eq!(m["roleRef"]["name"], "view");
         assert_eq!(m["subjects"][0]["kind"], "User");
         assert_eq!(m["subjects"][0]["name"], "ops_1");
-        let a: serde_json::Value = serde_json::from_str(&binding_manifest("bob", ez_pki::Role::Admin)).unwrap();
+        let a: serde_json::Value =
+            serde_json::from_str(&binding_manifest("bob", ez_pki::Role::Admin)).unwrap();
         assert_eq!(a["roleRef"]["name"], "cluster-admin");
     }
 
     #[test]
     fn user_errors_are_input_errors() {
         let e = pki_input(ez_pki::Error::NoSuchUser { name: "x".into() });
-        assert_eq!(e.downcast_ref::<Failure>().map(|f| f.code), Some(ExitCode::Input));
+        assert_eq!(
+            e.downcast_ref::<Failure>().map(|f| f.code),
+            Some(ExitCode::Input)
+        );
     }
 }

@@ -64,7 +64,10 @@ fn verb(group: Group, adding: bool) -> &'static str {
 
 fn parse_ip(text: &str) -> Result<IpAddr> {
     text.trim().parse().map_err(|_| {
-        Failure::usage(format!("`{text}` is not an IP address (hosts are given by IP)")).into()
+        Failure::usage(format!(
+            "`{text}` is not an IP address (hosts are given by IP)"
+        ))
+        .into()
     })
 }
 
@@ -103,7 +106,10 @@ fn add(home: &Home, args: &AddArgs<'_>, out: &Output, group: Group) -> Result<()
     let staged = Staged::new(&old.dir, &edits, &what)?;
     let cluster = &staged.cluster;
     let ops = Ops::new(home, out, args.accept_new)?;
-    let _lock = ops.lock(cluster, &format!("{verb} {} {}", cluster.name, names.join(" ")))?;
+    let _lock = ops.lock(
+        cluster,
+        &format!("{verb} {} {}", cluster.name, names.join(" ")),
+    )?;
     if !listed.is_empty() {
         ops.say(format!(
             "{} already in {}: running the work again (finished steps change nothing)",
@@ -138,11 +144,20 @@ fn add(home: &Home, args: &AddArgs<'_>, out: &Output, group: Group) -> Result<()
     } else {
         "30-add-node"
     };
-    ops.run_playbook(cluster, targets, playbook, &format!("{verb} {}", names.join(" ")))
-        .map_err(|e| e.context(unchanged()))?;
+    ops.run_playbook(
+        cluster,
+        targets,
+        playbook,
+        &format!("{verb} {}", names.join(" ")),
+    )
+    .map_err(|e| e.context(unchanged()))?;
     staged.commit()?;
     if staged.changes_anything() {
-        ops.say(format!("hosts.yml: {} added to {}", names.join(", "), group.key()));
+        ops.say(format!(
+            "hosts.yml: {} added to {}",
+            names.join(", "),
+            group.key()
+        ));
     }
     ops.say(format!(
         "{verb} {} done in {:.1}s",
@@ -156,7 +171,9 @@ fn add(home: &Home, args: &AddArgs<'_>, out: &Output, group: Group) -> Result<()
 fn reachable(ops: &Ops<'_>, cluster: &Cluster, hosts: &[String]) -> Result<()> {
     let fleet = Fleet::new(cluster, ops.accept_new);
     let outs = ops.block_on(async {
-        let o = fleet.run(hosts, Duration::from_secs(30), |_| "true".to_string()).await;
+        let o = fleet
+            .run(hosts, Duration::from_secs(30), |_| "true".to_string())
+            .await;
         fleet.close().await;
         o
     });
@@ -168,7 +185,10 @@ fn reachable(ops: &Ops<'_>, cluster: &Cluster, hosts: &[String]) -> Result<()> {
     if !bad.is_empty() {
         bail!(Failure::new(
             ExitCode::Failed,
-            format!("cannot reach the new host(s); nothing was done on any host:\n{}", bad.join("\n"))
+            format!(
+                "cannot reach the new host(s); nothing was done on any host:\n{}",
+                bad.join("\n")
+            )
         ));
     }
     Ok(())
@@ -187,7 +207,11 @@ fn del(home: &Home, args: &DelArgs<'_>, out: &Output, group: Group) -> Result<()
             edits.push(Edit::Remove(g, ip.to_string()));
         }
     }
-    let staged = Staged::new(&old.dir, &edits, &format!("removing {ip} from {}", group.key()))?;
+    let staged = Staged::new(
+        &old.dir,
+        &edits,
+        &format!("removing {ip} from {}", group.key()),
+    )?;
     let new = &staged.cluster;
     let ops = Ops::new(home, out, args.accept_new)?;
     let _lock = ops.lock(&old, &format!("{verb} {} {ip}", old.name))?;
@@ -196,7 +220,10 @@ fn del(home: &Home, args: &DelArgs<'_>, out: &Output, group: Group) -> Result<()
     let kube = Kube::pick(home, &old, &[ip], ops.handle())?;
     drain(&ops, &kube, &host.name, args.drain_timeout).map_err(|e| e.context(unchanged.clone()))?;
 
-    let after: BTreeSet<Group> = new.host(&ip.to_string()).map(|h| h.groups.clone()).unwrap_or_default();
+    let after: BTreeSet<Group> = new
+        .host(&ip.to_string())
+        .map(|h| h.groups.clone())
+        .unwrap_or_default();
     let scope = CleanScope::between(&host.groups, &after);
     let ip_s = ip.to_string();
     let mut targets = ops.targets(new);
@@ -218,15 +245,22 @@ fn del(home: &Home, args: &DelArgs<'_>, out: &Output, group: Group) -> Result<()
     ops.say(format!("cleaning {ip}: {}", describe(&scope)));
     ops.run_playbook(&old, targets, playbook, &format!("{verb} {ip}"))
         .map_err(|e| e.context(unchanged.clone()))?;
-    kube.delete_node(&host.name).map_err(|e| e.context(unchanged.clone()))?;
+    kube.delete_node(&host.name)
+        .map_err(|e| e.context(unchanged.clone()))?;
     ops.say(format!("node {} deleted from the cluster", host.name));
     staged.commit()?;
-    ops.say(format!("hosts.yml: {ip} removed from {}", edits_groups(&edits)));
+    ops.say(format!(
+        "hosts.yml: {ip} removed from {}",
+        edits_groups(&edits)
+    ));
     if group == Group::KubeMaster {
         // The admin kubeconfig may have pointed at the removed master.
         ops.ensure_pki(new)?;
     }
-    ops.say(format!("{verb} {ip} done in {:.1}s", started.elapsed().as_secs_f64()));
+    ops.say(format!(
+        "{verb} {ip} done in {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
     Ok(())
 }
 
@@ -296,7 +330,10 @@ fn drain(ops: &Ops<'_>, kube: &Kube, node: &str, timeout: Duration) -> Result<()
     if !was_cordoned {
         kube.cordon(node)?;
     }
-    ops.say(format!("draining node {node} (at most {}s)", timeout.as_secs()));
+    ops.say(format!(
+        "draining node {node} (at most {}s)",
+        timeout.as_secs()
+    ));
     let t = Instant::now();
     if let Err(e) = kube.drain(node, timeout) {
         let undo = if was_cordoned {
@@ -307,9 +344,14 @@ fn drain(ops: &Ops<'_>, kube: &Kube, node: &str, timeout: Duration) -> Result<()
                 Err(u) => format!("; uncordoning {node} failed too: {u}"),
             }
         };
-        return Err(Failure::new(ExitCode::Failed, format!("{e}\nnothing was removed{undo}")).into());
+        return Err(
+            Failure::new(ExitCode::Failed, format!("{e}\nnothing was removed{undo}")).into(),
+        );
     }
-    ops.say(format!("node {node} drained in {:.1}s", t.elapsed().as_secs_f64()));
+    ops.say(format!(
+        "node {node} drained in {:.1}s",
+        t.elapsed().as_secs_f64()
+    ));
     Ok(())
 }
 
@@ -364,12 +406,16 @@ mod tests {
         assert_eq!(k, ExitCode::Input);
         assert!(m.contains("last master"), "{m}");
         let (_, m) = code(removable(&c, ip("10.0.0.1"), Group::KubeNode).unwrap_err());
-        assert!(m.contains("is a master; remove it with `ezctl del-master c1 10.0.0.1`"), "{m}");
+        assert!(
+            m.contains("is a master; remove it with `ezctl del-master c1 10.0.0.1`"),
+            "{m}"
+        );
         let (_, m) = code(removable(&c, ip("10.0.0.9"), Group::KubeNode).unwrap_err());
         assert!(m.contains("not in cluster"), "{m}");
         let (_, m) = code(removable(&c, ip("10.0.0.2"), Group::KubeMaster).unwrap_err());
         assert!(m.contains("not listed in kube_master"), "{m}");
-        let (_t, two) = cluster("etcd: [10.0.0.1]\nkube_master: [10.0.0.1, 10.0.0.3]\nkube_node: [10.0.0.2]\n");
+        let (_t, two) =
+            cluster("etcd: [10.0.0.1]\nkube_master: [10.0.0.1, 10.0.0.3]\nkube_node: [10.0.0.2]\n");
         assert!(removable(&two, ip("10.0.0.3"), Group::KubeMaster).is_ok());
     }
 
@@ -386,7 +432,14 @@ mod tests {
     #[test]
     fn clean_descriptions() {
         assert_eq!(describe(&CleanScope::default()), "nothing");
-        let s = CleanScope { node: true, host: true, ..CleanScope::default() };
-        assert_eq!(describe(&s), "node services, container runtime, CNI, cluster OS settings and binaries");
+        let s = CleanScope {
+            node: true,
+            host: true,
+            ..CleanScope::default()
+        };
+        assert_eq!(
+            describe(&s),
+            "node services, container runtime, CNI, cluster OS settings and binaries"
+        );
     }
 }

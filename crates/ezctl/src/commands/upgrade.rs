@@ -53,13 +53,20 @@ struct Found {
 
 impl Found {
     fn at_target(&self, target: &KubeVersion) -> bool {
-        self.versions.iter().all(|(_, v)| v.as_ref() == Some(target))
+        self.versions
+            .iter()
+            .all(|(_, v)| v.as_ref() == Some(target))
     }
 
     fn summary(&self) -> String {
         self.versions
             .iter()
-            .map(|(w, v)| format!("{w} {}", v.as_ref().map_or("?".to_string(), |v| v.text.clone())))
+            .map(|(w, v)| {
+                format!(
+                    "{w} {}",
+                    v.as_ref().map_or("?".to_string(), |v| v.text.clone())
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -114,7 +121,12 @@ pub fn run(home: &Home, args: &UpgradeArgs<'_>, out: &Output) -> Result<()> {
         } else {
             "to upgrade"
         };
-        ops.say(format!("{:<15} {:<11} {}  [{verdict}]", ip, role_of(&f.host), f.summary()));
+        ops.say(format!(
+            "{:<15} {:<11} {}  [{verdict}]",
+            ip,
+            role_of(&f.host),
+            f.summary()
+        ));
     }
     if todo.is_empty() {
         UpgradeState::remove(&cluster.dir)?;
@@ -296,7 +308,13 @@ fn settle(ops: &Ops<'_>, kube: &Kube, hosts: &[&Host], target: &KubeVersion) -> 
         if Instant::now() > deadline {
             let list: Vec<String> = pending
                 .iter()
-                .map(|h| format!("  {}: {}", h.ip, last.get(&h.ip).cloned().unwrap_or_default()))
+                .map(|h| {
+                    format!(
+                        "  {}: {}",
+                        h.ip,
+                        last.get(&h.ip).cloned().unwrap_or_default()
+                    )
+                })
                 .collect();
             bail!(Failure::new(
                 ExitCode::Failed,
@@ -321,7 +339,11 @@ fn bundle_version(bin: &Path) -> Result<KubeVersion> {
         if !path.is_file() {
             bail!(Failure::new(
                 ExitCode::Input,
-                format!("{} is missing: put the Kubernetes binaries to upgrade to in {}", path.display(), bin.display())
+                format!(
+                    "{} is missing: put the Kubernetes binaries to upgrade to in {}",
+                    path.display(),
+                    bin.display()
+                )
             ));
         }
         let out = std::process::Command::new(&path)
@@ -332,7 +354,11 @@ fn bundle_version(bin: &Path) -> Result<KubeVersion> {
         let v = KubeVersion::parse(&text).ok_or_else(|| {
             Failure::new(
                 ExitCode::Input,
-                format!("{} --version printed no version: {}", path.display(), text.trim()),
+                format!(
+                    "{} --version printed no version: {}",
+                    path.display(),
+                    text.trim()
+                ),
             )
         })?;
         found.push((b.to_string(), v));
@@ -350,7 +376,12 @@ fn bundle_version(bin: &Path) -> Result<KubeVersion> {
 }
 
 /// Versions on disk and running, for every master and node.
-fn survey(ops: &Ops<'_>, cluster: &Cluster, kube: &Kube, state: &UpgradeState) -> Result<Vec<Found>> {
+fn survey(
+    ops: &Ops<'_>,
+    cluster: &Cluster,
+    kube: &Kube,
+    state: &UpgradeState,
+) -> Result<Vec<Found>> {
     let bin_dir = cluster.settings.text("bin_dir").to_string();
     let hosts: Vec<Host> = cluster
         .hosts
@@ -405,7 +436,10 @@ fn survey(ops: &Ops<'_>, cluster: &Cluster, kube: &Kube, state: &UpgradeState) -
     if !unreachable.is_empty() {
         bail!(Failure::new(
             ExitCode::Failed,
-            format!("cannot read the versions on:\n{}\nnothing was changed", unreachable.join("\n"))
+            format!(
+                "cannot read the versions on:\n{}\nnothing was changed",
+                unreachable.join("\n")
+            )
         ));
     }
     Ok(found)
@@ -436,7 +470,10 @@ fn check_rules(found: &[Found], target: &KubeVersion, state: &UpgradeState) -> R
     if !problems.is_empty() {
         bail!(Failure::new(
             ExitCode::Input,
-            format!("refusing to upgrade to {target}:\n{}\nnothing was changed", problems.join("\n"))
+            format!(
+                "refusing to upgrade to {target}:\n{}\nnothing was changed",
+                problems.join("\n")
+            )
         ));
     }
     Ok(())
@@ -450,7 +487,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = dir.path().join("c");
         std::fs::create_dir_all(&c).unwrap();
-        std::fs::write(c.join("hosts.yml"), format!("etcd: [{ip}]\nkube_master: [{ip}]\n")).unwrap();
+        std::fs::write(
+            c.join("hosts.yml"),
+            format!("etcd: [{ip}]\nkube_master: [{ip}]\n"),
+        )
+        .unwrap();
         let cluster = Cluster::load(&c).unwrap();
         Found {
             host: cluster.hosts[0].clone(),
@@ -464,11 +505,20 @@ mod tests {
     #[test]
     fn rules_name_the_host_and_spare_finished_ones() {
         let target = KubeVersion::parse("v1.32.0").unwrap();
-        let fs = vec![found("10.0.0.1", &["v1.30.1"]), found("10.0.0.2", &["v1.33.0"])];
+        let fs = vec![
+            found("10.0.0.1", &["v1.30.1"]),
+            found("10.0.0.2", &["v1.33.0"]),
+        ];
         let e = check_rules(&fs, &target, &UpgradeState::new("v1.32.0")).unwrap_err();
         let m = e.to_string();
-        assert!(m.contains("10.0.0.1: kubelet binary is v1.30.1; v1.32.0 skips a minor version"), "{m}");
-        assert!(m.contains("10.0.0.2: kubelet binary is v1.33.0, newer"), "{m}");
+        assert!(
+            m.contains("10.0.0.1: kubelet binary is v1.30.1; v1.32.0 skips a minor version"),
+            "{m}"
+        );
+        assert!(
+            m.contains("10.0.0.2: kubelet binary is v1.33.0, newer"),
+            "{m}"
+        );
         let mut st = UpgradeState::new("v1.32.0");
         st.mark_done("10.0.0.1");
         st.mark_done("10.0.0.2");

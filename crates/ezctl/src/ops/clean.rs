@@ -24,7 +24,8 @@ pub struct CleanScope {
 impl CleanScope {
     pub fn between(before: &BTreeSet<Group>, after: &BTreeSet<Group>) -> CleanScope {
         let left = |g: Group| before.contains(&g) && !after.contains(&g);
-        let k8s = |s: &BTreeSet<Group>| s.contains(&Group::KubeMaster) || s.contains(&Group::KubeNode);
+        let k8s =
+            |s: &BTreeSet<Group>| s.contains(&Group::KubeMaster) || s.contains(&Group::KubeNode);
         let runs = |s: &BTreeSet<Group>| s.iter().any(|g| *g != Group::Chrony);
         CleanScope {
             node: k8s(before) && !k8s(after),
@@ -46,10 +47,6 @@ impl CleanScope {
             harbor: true,
             host: true,
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        *self == CleanScope::default()
     }
 
     /// The `clean` role's variables.
@@ -97,7 +94,10 @@ mod tests {
 
     #[test]
     fn a_master_that_stays_a_node_keeps_the_node_services() {
-        let s = CleanScope::between(&set(&[Group::KubeMaster, Group::KubeNode]), &set(&[Group::KubeNode]));
+        let s = CleanScope::between(
+            &set(&[Group::KubeMaster, Group::KubeNode]),
+            &set(&[Group::KubeNode]),
+        );
         assert!(s.master && !s.node && !s.host);
         let s = CleanScope::between(&set(&[Group::KubeMaster]), &set(&[]));
         assert!(s.master && s.node && s.host);
@@ -106,7 +106,7 @@ mod tests {
     #[test]
     fn nothing_left_nothing_cleaned() {
         let g = set(&[Group::Etcd, Group::KubeMaster]);
-        assert!(CleanScope::between(&g, &g).is_empty());
+        assert_eq!(CleanScope::between(&g, &g), CleanScope::default());
         assert_eq!(CleanScope::all().vars().len(), 6);
         assert_eq!(CleanScope::all().vars()["clean_etcd"], json!(true));
     }

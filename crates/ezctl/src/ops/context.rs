@@ -155,13 +155,21 @@ impl<'a> Ops<'a> {
             targets,
             &PlanFilter::default(),
         )
-        .map_err(|e| Failure::new(ExitCode::Input, format!("{e}\nnothing was done on any host")))?;
+        .map_err(|e| {
+            Failure::new(
+                ExitCode::Input,
+                format!("{e}\nnothing was done on any host"),
+            )
+        })?;
         if plan.is_empty() {
             return Ok(Recap::default());
         }
         let recap = self.execute(conn, &plan, label)?;
         if self.out.json {
-            println!("{}", json!({ "event": "recap", "label": label, "recap": recap }));
+            println!(
+                "{}",
+                json!({ "event": "recap", "label": label, "recap": recap })
+            );
         } else {
             eprint!("{}", progress::recap(&recap, self.out.style));
         }
@@ -225,7 +233,13 @@ impl<'a> Ops<'a> {
 fn log_file_path(logs: &std::path::Path, label: &str) -> std::path::PathBuf {
     let slug: String = label
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     let base = format!("{}-{slug}", utc_stamp());
     let mut path = logs.join(format!("{base}.log"));

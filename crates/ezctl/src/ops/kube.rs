@@ -84,7 +84,10 @@ impl Kube {
         };
         Kube {
             bin,
-            kubeconfig: cluster.dir.join("ssl").join(ez_pki::names::KUBECTL_KUBECONFIG),
+            kubeconfig: cluster
+                .dir
+                .join("ssl")
+                .join(ez_pki::names::KUBECTL_KUBECONFIG),
             port: cluster.settings.int("SECURE_PORT") as u16,
             server,
             rt,
@@ -112,15 +115,8 @@ impl Kube {
         Ok(kube)
     }
 
-    pub fn server(&self) -> IpAddr {
-        self.server
-    }
-
     fn url(&self, ip: IpAddr) -> String {
-        format!(
-            "https://{}",
-            ez_inventory::cluster::socket(ip, self.port)
-        )
+        format!("https://{}", ez_inventory::cluster::socket(ip, self.port))
     }
 
     /// Run kubectl against `server`; an error only when it cannot run or
@@ -146,7 +142,9 @@ impl Kube {
             .kill_on_drop(true);
         let what = format!("kubectl {}", args.join(" "));
         self.rt.block_on(async {
-            let mut child = cmd.spawn().with_context(|| format!("starting {}", self.bin))?;
+            let mut child = cmd
+                .spawn()
+                .with_context(|| format!("starting {}", self.bin))?;
             if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
                 pipe.write_all(input.as_bytes()).await?;
                 drop(pipe);
@@ -253,7 +251,8 @@ impl Kube {
     }
 
     pub fn delete_node(&self, node: &str) -> Result<()> {
-        self.ok(&["delete", "node", node, "--ignore-not-found"]).map(|_| ())
+        self.ok(&["delete", "node", node, "--ignore-not-found"])
+            .map(|_| ())
     }
 
     /// Does this apiserver answer /readyz with ok right now?
@@ -352,7 +351,10 @@ mod tests {
             {"metadata": {"namespace": "default", "name": "job-done"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Succeeded"}},
             {"metadata": {"namespace": "default", "name": "elsewhere"}, "spec": {"nodeName": "n2"}}
         ]});
-        assert_eq!(drainable_pods(&list, "n1"), vec!["default/web-0".to_string()]);
+        assert_eq!(
+            drainable_pods(&list, "n1"),
+            vec!["default/web-0".to_string()]
+        );
     }
 
     #[test]
@@ -374,7 +376,10 @@ mod tests {
             detail: String::new(),
         };
         let s = e.to_string();
-        assert!(s.contains("within 20s") && s.contains("\n    default/web-0: Cannot evict pod"), "{s}");
+        assert!(
+            s.contains("within 20s") && s.contains("\n    default/web-0: Cannot evict pod"),
+            "{s}"
+        );
     }
 
     #[test]

@@ -40,7 +40,10 @@ pub fn add_host(targets: &mut Targets, name: &str, groups: &[&str], vars: Map<St
         return;
     }
     let mut t = TargetHost::new(name);
-    t.groups = groups.iter().map(|g| g.to_string()).collect::<BTreeSet<_>>();
+    t.groups = groups
+        .iter()
+        .map(|g| g.to_string())
+        .collect::<BTreeSet<_>>();
     t.vars = vars;
     targets.hosts.push(t);
 }
@@ -54,7 +57,10 @@ mod tests {
     fn pseudo_groups_and_extra_hosts() {
         let mut t = Targets {
             globals: Map::new(),
-            hosts: vec![TargetHost::new("10.0.0.1").group("kube_node"), TargetHost::new("10.0.0.2")],
+            hosts: vec![
+                TargetHost::new("10.0.0.1").group("kube_node"),
+                TargetHost::new("10.0.0.2"),
+            ],
         };
         mark(&mut t, "adding", &["10.0.0.2".to_string()]);
         assert_eq!(t.select("adding").len(), 1);

@@ -198,32 +198,64 @@ mod tests {
         assert_eq!(s.cluster.name, "c1");
         assert!(s.cluster.host("w3").is_some());
         for h in &s.cluster.hosts {
-            assert_eq!(h.ssh.key.as_deref(), Some(dir.join("ssh/id_ed25519").as_path()));
+            assert_eq!(
+                h.ssh.key.as_deref(),
+                Some(dir.join("ssh/id_ed25519").as_path())
+            );
         }
         // Not written until commit.
-        assert_eq!(std::fs::read_to_string(dir.join(HOSTS_FILE)).unwrap(), HOSTS);
+        assert_eq!(
+            std::fs::read_to_string(dir.join(HOSTS_FILE)).unwrap(),
+            HOSTS
+        );
         s.commit().unwrap();
         let now = std::fs::read_to_string(dir.join(HOSTS_FILE)).unwrap();
-        assert!(now.contains("10.0.0.2   # worker\n  - { ip: 10.0.0.3, name: w3 }\n"), "{now}");
+        assert!(
+            now.contains("10.0.0.2   # worker\n  - { ip: 10.0.0.3, name: w3 }\n"),
+            "{now}"
+        );
     }
 
     #[test]
     fn an_invalid_result_is_refused_and_the_file_kept() {
         let (_t, dir) = cluster_dir();
         // Node name clash: reported against the would-be file, exit 3.
-        let e = Staged::new(&dir, &[node("10.0.0.3", Some("k8s-10-0-0-2"))], "adding 10.0.0.3")
-            .err()
-            .unwrap();
+        let e = Staged::new(
+            &dir,
+            &[node("10.0.0.3", Some("k8s-10-0-0-2"))],
+            "adding 10.0.0.3",
+        )
+        .err()
+        .unwrap();
         let f = e.downcast_ref::<Failure>().unwrap();
         assert_eq!(f.code, ExitCode::Input);
-        assert!(f.message.contains("already used by 10.0.0.2"), "{}", f.message);
+        assert!(
+            f.message.contains("already used by 10.0.0.2"),
+            "{}",
+            f.message
+        );
         assert!(f.message.contains("(as it would be)"), "{}", f.message);
-        assert!(f.message.contains("hosts.yml is unchanged"), "{}", f.message);
-        assert!(!f.message.contains("ezctl-"), "temp path leaked: {}", f.message);
-        assert_eq!(std::fs::read_to_string(dir.join(HOSTS_FILE)).unwrap(), HOSTS);
-        let e = Staged::new(&dir, &[Edit::Remove(Group::KubeNode, "10.0.0.9".into())], "removing")
-            .err()
-            .unwrap();
+        assert!(
+            f.message.contains("hosts.yml is unchanged"),
+            "{}",
+            f.message
+        );
+        assert!(
+            !f.message.contains("ezctl-"),
+            "temp path leaked: {}",
+            f.message
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join(HOSTS_FILE)).unwrap(),
+            HOSTS
+        );
+        let e = Staged::new(
+            &dir,
+            &[Edit::Remove(Group::KubeNode, "10.0.0.9".into())],
+            "removing",
+        )
+        .err()
+        .unwrap();
         assert!(e.to_string().contains("not listed in kube_node"), "{e}");
     }
 
@@ -235,7 +267,10 @@ mod tests {
         std::fs::write(dir.join(HOSTS_FILE), &edited).unwrap();
         let e = s.commit().unwrap_err();
         assert!(e.to_string().contains("was edited while"), "{e}");
-        assert_eq!(std::fs::read_to_string(dir.join(HOSTS_FILE)).unwrap(), edited);
+        assert_eq!(
+            std::fs::read_to_string(dir.join(HOSTS_FILE)).unwrap(),
+            edited
+        );
         let aside = std::fs::read_to_string(dir.join("hosts.yml.ezctl-new")).unwrap();
         assert!(aside.contains("10.0.0.3"));
     }

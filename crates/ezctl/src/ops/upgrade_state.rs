@@ -125,6 +125,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(path(dir.path()), "{not json").unwrap();
         let e = UpgradeState::load(dir.path()).unwrap_err();
-        assert!(e.to_string().contains("delete it to start the upgrade over"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("delete it to start the upgrade over"),
+            "{e}"
+        );
     }
 }

@@ -19,9 +19,10 @@ impl KubeVersion {
     /// Parses `v1.30.11`, `1.30.11`, `Kubernetes v1.30.11` (the whole
     /// `--version` line) and `v1.30.11-rc.1`.
     pub fn parse(s: &str) -> Option<KubeVersion> {
-        let word = s
-            .split_whitespace()
-            .find(|w| w.trim_start_matches('v').starts_with(|c: char| c.is_ascii_digit()))?;
+        let word = s.split_whitespace().find(|w| {
+            w.trim_start_matches('v')
+                .starts_with(|c: char| c.is_ascii_digit())
+        })?;
         let text = if word.starts_with('v') {
             word.to_string()
         } else {
