@@ -1,22 +1,26 @@
-//! `ezctl add-etcd <cluster> <ip>` and `ezctl del-etcd <cluster> <ip>`.
+//! `ezctl add-etcd <cluster> IP...` and `ezctl del-etcd <cluster> IP...`.
 //!
 //! Both work from the inventory as it will be (the edited `hosts.yml`,
 //! loaded and validated first) and write `hosts.yml` only once the hosts
 //! are done, so a failure leaves it byte-identical and a re-run continues:
-//! the member list says what an earlier run already did.
+//! the member list says what an earlier run already did. The inventory
+//! keeps an odd member count, so members come and go in pairs (see
+//! [`quorum`]); on the hosts they still change one at a time.
 //!
-//! add: reach the host -> member list and health -> quorum rule -> etcd
-//! cert with the new IP -> `member add` -> prepare + etcd on the new host
-//! (`etcd_cluster_state: existing`; on failure the member is removed again)
-//! -> playbook 22-etcd-roll (members, then apiservers, one at a time).
+//! add: reach the new hosts -> etcd cert with the new IPs -> for each new
+//! host: member list and health, quorum rule, `member add`, prepare + etcd
+//! on it (`etcd_cluster_state: existing`, the initial cluster as etcd knows
+//! it at that moment; on failure the member is removed again) -> playbook
+//! 22-etcd-roll (every member, then every apiserver, one at a time).
 //!
-//! del: member list and health -> quorum rules -> `member remove` through
-//! the other members -> playbook 23-etcd-clean on the host (a dead host is
-//! a warning) -> etcd cert without the IP -> 22-etcd-roll.
+//! del: member list and health -> quorum rules for the end state -> for each
+//! leaving member (unhealthy ones first): quorum rule, `member remove`
+//! through the other members -> playbook 23-etcd-clean on the leaving hosts
+//! (a dead host is a warning) -> etcd cert without the IPs -> 22-etcd-roll.
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use ez_inventory::edit::{self, add_host, remove_host};
@@ -25,6 +29,7 @@ use ez_inventory::{Cluster, Group, HOSTS_FILE};
 use serde_json::json;
 
 use crate::commands::setup::Output;
+use crate::etcd::ctl::{self, Member};
 use crate::etcd::inventory::{load_with_hosts, EditedError};
 use crate::etcd::members::{list_errors, EtcdHosts, StepError, View};
 use crate::etcd::{self, plans, quorum};
@@ -42,14 +47,23 @@ pub struct AddArgs<'a> {
 
 pub struct DelArgs<'a> {
     pub cluster: &'a str,
-    pub ip: &'a str,
-    pub force: bool,
+    pub ips: &'a [String],
 }
 
-fn parse_ip(text: &str) -> Result<IpAddr> {
-    text.trim()
-        .parse()
-        .map_err(|_| Failure::usage(format!("`{text}` is not an IP address")).into())
+/// The IPs of the command line: valid, each once.
+fn parse_ips(texts: &[String]) -> Result<Vec<IpAddr>> {
+    let mut ips = Vec::new();
+    for text in texts {
+        let ip: IpAddr = text
+            .trim()
+            .parse()
+            .map_err(|_| Failure::usage(format!("`{text}` is not an IP address")))?;
+        if ips.contains(&ip) {
+            bail!(Failure::usage(format!("{ip} is given twice")));
+        }
+        ips.push(ip);
+    }
+    Ok(ips)
 }
 
 fn failed(message: String) -> anyhow::Error {
@@ -69,7 +83,9 @@ fn edited(cluster: &Cluster, text: &str, what: &str) -> Result<Cluster> {
     load_with_hosts(cluster, text).map_err(|e| match e {
         EditedError::Invalid(d) => Failure::new(
             ExitCode::Input,
-            format!("{d}\n\nhosts.yml with {what} would not be valid; it was left as it is and nothing was done on any host"),
+            format!(
+                "{d}\n\nhosts.yml with {what} would not be valid; it was left as it is and nothing was done on any host"
+            ),
         )
         .into(),
         EditedError::Io(e) => anyhow::Error::new(e).context("checking the edited inventory"),
@@ -97,38 +113,89 @@ fn observe_or_fail(result: Result<View, Vec<StepError>>, when: &str) -> Result<V
     })
 }
 
-pub fn add(home: &Home, args: &AddArgs<'_>, out: &Output) -> Result<()> {
-    if args.ips.len() > 1 && args.name.is_some() {
-        bail!(Failure::usage("--name is for a single new host"));
+fn show(view: &View, out: &Output) {
+    for e in &view.skipped {
+        etcd::warn(out, format!("asked another member: {e}"));
     }
-    // One member at a time: each add is a full transaction with its own
-    // quorum check, and the next one starts from the committed inventory.
-    for ip in args.ips {
-        add_one(home, args, parse_ip(ip)?, out)?;
-    }
-    Ok(())
+    etcd::say(out, format!("members: {}", view.describe()));
 }
 
-fn add_one(home: &Home, args: &AddArgs<'_>, ip: IpAddr, out: &Output) -> Result<()> {
+fn ip_list(ips: &[IpAddr]) -> String {
+    ips.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `--initial-cluster` for a member joining now: exactly the members etcd
+/// knows (a joiner's list must match the member list), the joiner named as
+/// the etcd unit names it.
+pub fn initial_cluster(members: &[Member], joiner: IpAddr) -> String {
+    members
+        .iter()
+        .filter_map(|m| {
+            let peer = m.peer_urls.first()?;
+            let name = if m.is_at(joiner) {
+                ez_inventory::cluster::etcd_member_name(joiner)
+            } else if m.name.is_empty() {
+                // Added but never started: named as the etcd unit would name it.
+                format!("etcd-{}", peer_host(peer))
+            } else {
+                m.name.clone()
+            };
+            Some(format!("{name}={peer}"))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `10.0.0.5` of `https://10.0.0.5:2380` (`fd00::1` of `https://[fd00::1]:2380`).
+fn peer_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+pub fn add(home: &Home, args: &AddArgs<'_>, out: &Output) -> Result<()> {
     let name = args.cluster;
+    let ips = parse_ips(args.ips)?;
+    if ips.len() > 1 && args.name.is_some() {
+        bail!(Failure::usage("--name is for a single new host"));
+    }
     let started = Instant::now();
     let cluster = home.load(name)?;
-    if cluster.group(Group::Etcd).any(|h| h.ip == ip) {
+    let old_members = etcd_ips(&cluster);
+    if let Some(ip) = ips.iter().find(|ip| old_members.contains(ip)) {
         bail!(Failure::new(
             ExitCode::Input,
-            format!("{ip} is already in the etcd group of hosts.yml; nothing to do")
+            format!("{ip} is already in the etcd group of hosts.yml; nothing was done")
         ));
     }
-    let line = HostLine {
-        ip: ip.to_string(),
-        name: args.name.map(str::to_string),
-        ..HostLine::default()
+    quorum::check_parity(old_members.len(), old_members.len() + ips.len()).map_err(|r| {
+        Failure::new(
+            ExitCode::Input,
+            format!("refusing to add {}: {r}; nothing was done", ip_list(&ips)),
+        )
+    })?;
+    let lines: Vec<HostLine> = ips
+        .iter()
+        .map(|ip| HostLine {
+            ip: ip.to_string(),
+            name: args.name.map(str::to_string),
+            ..HostLine::default()
+        })
+        .collect();
+    let add_all = |text: &str| -> Result<String, edit::EditError> {
+        let mut t = text.to_string();
+        for l in &lines {
+            t = add_host(&t, Group::Etcd, l)?;
+        }
+        Ok(t)
     };
-    let grown_text = add_host(&read_hosts(&cluster)?, Group::Etcd, &line)
+    let grown_text = add_all(&read_hosts(&cluster)?)
         .map_err(|e| Failure::new(ExitCode::Input, format!("hosts.yml: {e}")))?;
-    let grown = edited(&cluster, &grown_text, &format!("{ip} in etcd"))?;
-    let _lock = etcd::lock(&cluster, &format!("add-etcd {name} {ip}"))?;
-    let old_members = etcd_ips(&cluster);
+    let grown = edited(&cluster, &grown_text, &format!("{} in etcd", ip_list(&ips)))?;
+    let _lock = etcd::lock(&cluster, &format!("add-etcd {name} {}", ip_list(&ips)))?;
 
     let summary = etcd::runtime()?.block_on(async {
         let connector = Arc::new(SshConnector::new(&grown, args.accept_new));
@@ -139,23 +206,24 @@ fn add_one(home: &Home, args: &AddArgs<'_>, ip: IpAddr, out: &Output) -> Result<
             &hosts,
             connector.clone(),
             &old_members,
-            ip,
+            &ips,
             out,
         )
         .await;
         connector.pool().close_all().await;
         result
     })?;
-    commit(&cluster, |text| add_host(text, Group::Etcd, &line))?;
+    commit(&cluster, add_all)?;
     let took = started.elapsed();
     if out.json {
         println!(
             "{}",
-            json!({"event": "add-etcd", "ip": ip.to_string(), "members": summary, "duration_ms": took.as_millis() as u64})
+            json!({"event": "add-etcd", "ips": ips, "members": summary, "duration_ms": took.as_millis() as u64})
         );
     } else {
         println!(
-            "etcd member {ip} added to {name} in {:.1}s: {summary}",
+            "etcd member(s) {} added to {name} in {:.1}s: {summary}",
+            ip_list(&ips),
             took.as_secs_f64()
         );
         println!("  hosts.yml updated");
@@ -169,66 +237,59 @@ async fn add_steps(
     hosts: &EtcdHosts,
     connector: Arc<SshConnector>,
     old_members: &[IpAddr],
-    ip: IpAddr,
+    ips: &[IpAddr],
     out: &Output,
 ) -> Result<String> {
-    etcd::say(out, format!("checking that {ip} is reachable"));
-    hosts.reach(ip).await.map_err(|e| {
-        failed(format!(
-            "{e}\nhosts.yml unchanged; nothing was done on any host"
-        ))
-    })?;
-    let view = observe_or_fail(hosts.observe(old_members).await, "before the change")?;
-    for e in &view.skipped {
-        etcd::warn(out, format!("asked another member: {e}"));
-    }
-    etcd::say(out, format!("members: {}", view.describe()));
-    let joined_before = view.member_at(ip).cloned();
-    match &joined_before {
-        Some(m) => etcd::say(
-            out,
-            format!(
-                "{ip} is already in the member list ({}): an earlier run added it; continuing",
-                m.label()
-            ),
-        ),
-        None => {
-            quorum::check_add(view.members.len(), view.healthy_count())
-                .map_err(|r| failed(format!("refusing to add {ip}: {r}\nhosts.yml unchanged")))?;
-            if let Some(w) = quorum::add_warning(view.members.len()) {
-                etcd::warn(out, w);
-            }
+    let mut unreachable = Vec::new();
+    for &ip in ips {
+        etcd::say(out, format!("checking that {ip} is reachable"));
+        if let Err(e) = hosts.reach(ip).await {
+            unreachable.push(e);
         }
     }
-
-    // The etcd certificate (one for every member) gets the new IP.
-    let ssl = view::ssl_dir(&grown.dir);
-    ez_pki::ensure(&view::pki_spec(grown), &ssl).context("certificates")?;
-
-    if joined_before.is_none() {
-        etcd::say(out, format!("member add etcd-{ip}"));
-        hosts
-            .member_add(view.via, &view.healthy_endpoints(None), ip)
-            .await
-            .map_err(|e| failed(format!("{e}\nhosts.yml unchanged")))?;
+    if !unreachable.is_empty() {
+        bail!(failed(format!(
+            "new host(s) not reachable:\n{}\nhosts.yml unchanged; nothing was done on any host",
+            list_errors(&unreachable)
+        )));
+    }
+    // Nothing joins a cluster that cannot take it: checked for the first
+    // new member before any change (certificates included).
+    let view = observe_or_fail(hosts.observe(old_members).await, "before the change")?;
+    show(&view, out);
+    if view.member_at(ips[0]).is_none() {
+        quorum::check_add(view.members.len(), view.healthy_count()).map_err(|r| {
+            failed(format!(
+                "refusing to add {}: {r}\nhosts.yml unchanged; nothing was done",
+                ips[0]
+            ))
+        })?;
     }
 
-    // The new member, joining the existing cluster.
-    etcd::say(out, format!("starting etcd on {ip} (prepare, etcd)"));
-    let joining = [(ip, "etcd_cluster_state", json!("existing"))];
-    let targets = plans::targets(home, grown, &[], &joining);
-    let playbooks = [
-        plans::playbook(home, "01-prepare")?,
-        plans::playbook(home, "02-etcd")?,
-    ];
-    let plan = plans::build(home, &playbooks, targets, &[ip])?;
-    let recap = plans::run(grown, connector.clone(), &plan, out, "add-etcd-member").await?;
-    if !recap.ok() {
-        let undo = undo_join(hosts, grown, old_members, ip).await;
-        bail!(failed(format!(
-            "etcd on {ip} did not come up:\n{}\n{undo}\nhosts.yml unchanged; fix the cause and run the same command again",
-            plans::failures(&recap)
-        )));
+    // The etcd certificate (one for every member) gets the new IPs.
+    ez_pki::ensure(&view::pki_spec(grown), &view::ssl_dir(&grown.dir)).context("certificates")?;
+
+    // A new member keeps `existing` in its unit from now on.
+    let existing: Vec<(IpAddr, &str, serde_json::Value)> = ips
+        .iter()
+        .map(|ip| (*ip, "etcd_cluster_state", json!("existing")))
+        .collect();
+    let mut members_now: Vec<IpAddr> = old_members.to_vec();
+    for (i, &ip) in ips.iter().enumerate() {
+        join(home, grown, hosts, connector.clone(), &members_now, ip, &existing, out)
+            .await
+            .map_err(|e| {
+                let joined = &ips[..i];
+                if joined.is_empty() {
+                    e
+                } else {
+                    failed(format!(
+                        "{e}\n{} joined before and stay(s) running; the same command continues from here",
+                        ip_list(joined)
+                    ))
+                }
+            })?;
+        members_now.push(ip);
     }
 
     // Everyone else learns the new member list, one host at a time.
@@ -236,7 +297,7 @@ async fn add_steps(
         out,
         "rolling the member list to every member and apiserver, one at a time",
     );
-    let targets = plans::targets(home, grown, &[], &joining);
+    let targets = plans::targets(home, grown, &[], &existing);
     let plan = plans::build(
         home,
         &[plans::playbook(home, "22-etcd-roll")?],
@@ -246,23 +307,85 @@ async fn add_steps(
     let recap = plans::run(grown, connector, &plan, out, "add-etcd-roll").await?;
     if !recap.ok() {
         bail!(failed(format!(
-            "etcd member {ip} is running, but rolling the new member list out failed:\n{}\n\
-             hosts.yml unchanged (it does not list {ip} yet); run the same command again to continue \
-             (the member is found in the member list and the roll resumes)",
-            plans::failures(&recap)
+            "the new member(s) run, but rolling the new member list out failed:\n{}\n\
+             hosts.yml unchanged (it does not list {} yet); run the same command again to continue \
+             (members already added are found in the member list and the roll resumes)",
+            plans::failures(&recap),
+            ip_list(ips)
         )));
     }
 
     let members = etcd_ips(grown);
     let after = observe_or_fail(hosts.observe(&members).await, "after the change")?;
-    let healthy = after.member_at(ip).is_some_and(|m| after.is_healthy(m));
-    if !healthy || after.healthy_count() != members.len() {
+    let all_new_healthy = ips
+        .iter()
+        .all(|ip| after.member_at(*ip).is_some_and(|m| after.is_healthy(m)));
+    if !all_new_healthy || after.healthy_count() != members.len() {
         bail!(failed(format!(
-            "after adding {ip} not every member is healthy: {}\nhosts.yml unchanged; run the same command again once they are",
+            "after the change not every member is healthy: {}\nhosts.yml unchanged; run the same command again once they are",
             after.describe()
         )));
     }
     Ok(after.describe())
+}
+
+/// One new member: `member add` (unless an earlier run did), then prepare
+/// and etcd on its host with the initial cluster etcd expects right now.
+#[allow(clippy::too_many_arguments)]
+async fn join(
+    home: &Home,
+    grown: &Cluster,
+    hosts: &EtcdHosts,
+    connector: Arc<SshConnector>,
+    members_now: &[IpAddr],
+    ip: IpAddr,
+    existing: &[(IpAddr, &str, serde_json::Value)],
+    out: &Output,
+) -> Result<()> {
+    let view = observe_or_fail(hosts.observe(members_now).await, "before adding a member")?;
+    let members = match view.member_at(ip) {
+        Some(m) => {
+            etcd::say(
+                out,
+                format!(
+                    "{ip} is already in the member list ({}): an earlier run added it; continuing",
+                    m.label()
+                ),
+            );
+            view.members.clone()
+        }
+        None => {
+            quorum::check_add(view.members.len(), view.healthy_count())
+                .map_err(|r| failed(format!("refusing to add {ip}: {r}\nhosts.yml unchanged")))?;
+            etcd::say(out, format!("member add etcd-{ip}"));
+            hosts
+                .member_add(view.via, &view.healthy_endpoints(None), ip)
+                .await
+                .map_err(|e| failed(format!("{e}\nhosts.yml unchanged")))?
+        }
+    };
+    etcd::say(out, format!("starting etcd on {ip} (prepare, etcd)"));
+    let mut vars = existing.to_vec();
+    vars.push((
+        ip,
+        "etcd_initial_cluster",
+        json!(initial_cluster(&members, ip)),
+    ));
+    let targets = plans::targets(home, grown, &[], &vars);
+    let playbooks = [
+        plans::playbook(home, "01-prepare")?,
+        plans::playbook(home, "02-etcd")?,
+    ];
+    let plan = plans::build(home, &playbooks, targets, &[ip])?;
+    let recap = plans::run(grown, connector, &plan, out, &format!("add-etcd-{ip}")).await?;
+    if !recap.ok() {
+        let undo = undo_join(hosts, grown, members_now, ip).await;
+        bail!(failed(format!(
+            "etcd on {ip} did not come up:\n{}\n{undo}\nhosts.yml unchanged; fix the cause and run the same command again",
+            plans::failures(&recap)
+        )));
+    }
+    Ok(())
 }
 
 /// The new member did not start: take it out of the member list again
@@ -271,11 +394,11 @@ async fn add_steps(
 async fn undo_join(
     hosts: &EtcdHosts,
     grown: &Cluster,
-    old_members: &[IpAddr],
+    members_now: &[IpAddr],
     ip: IpAddr,
 ) -> String {
     let mut notes = Vec::new();
-    match hosts.observe(old_members).await {
+    match hosts.observe(members_now).await {
         Ok(view) => match view.member_at(ip) {
             Some(m) => match hosts
                 .member_remove(view.via, &view.healthy_endpoints(Some(ip)), m)
@@ -312,7 +435,7 @@ async fn undo_join(
             ip,
             "stop the half-joined etcd",
             &cmd,
-            std::time::Duration::from_secs(60),
+            Duration::from_secs(60),
         )
         .await
     {
@@ -324,36 +447,46 @@ async fn undo_join(
 
 pub fn del(home: &Home, args: &DelArgs<'_>, out: &Output) -> Result<()> {
     let name = args.cluster;
-    let ip = parse_ip(args.ip)?;
+    let ips = parse_ips(args.ips)?;
     let started = Instant::now();
     let cluster = home.load(name)?;
     let members = etcd_ips(&cluster);
-    if !members.contains(&ip) {
+    if let Some(ip) = ips.iter().find(|ip| !members.contains(ip)) {
         bail!(Failure::new(
             ExitCode::Input,
             format!(
-                "{ip} is not in the etcd group of hosts.yml (members: {})",
-                members
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "{ip} is not in the etcd group of hosts.yml (members: {}); nothing was done",
+                ip_list(&members)
             )
         ));
     }
-    if members.len() == 1 {
-        bail!(failed(format!(
-            "refusing to remove {ip}: {}",
-            quorum::Refusal::LastMember
-        )));
-    }
-    let shrunk_text = remove_host(&read_hosts(&cluster)?, Group::Etcd, &ip.to_string())
+    quorum::check_parity(members.len(), members.len() - ips.len()).map_err(|r| {
+        Failure::new(
+            ExitCode::Input,
+            format!(
+                "refusing to remove {}: {r}; nothing was done",
+                ip_list(&ips)
+            ),
+        )
+    })?;
+    let remove_all = |text: &str| -> Result<String, edit::EditError> {
+        let mut t = text.to_string();
+        for ip in &ips {
+            t = remove_host(&t, Group::Etcd, &ip.to_string())?;
+        }
+        Ok(t)
+    };
+    let shrunk_text = remove_all(&read_hosts(&cluster)?)
         .map_err(|e| Failure::new(ExitCode::Input, format!("hosts.yml: {e}")))?;
-    let shrunk = edited(&cluster, &shrunk_text, &format!("{ip} out of etcd"))?;
-    let _lock = etcd::lock(&cluster, &format!("del-etcd {name} {ip}"))?;
+    let shrunk = edited(
+        &cluster,
+        &shrunk_text,
+        &format!("{} out of etcd", ip_list(&ips)),
+    )?;
+    let _lock = etcd::lock(&cluster, &format!("del-etcd {name} {}", ip_list(&ips)))?;
 
     let (summary, warnings) = etcd::runtime()?.block_on(async {
-        // The old inventory knows how to reach the leaving host.
+        // The old inventory knows how to reach the leaving hosts.
         let connector = Arc::new(SshConnector::new(&cluster, false));
         let hosts = EtcdHosts::new(&cluster, connector.clone());
         let result = del_steps(
@@ -362,26 +495,24 @@ pub fn del(home: &Home, args: &DelArgs<'_>, out: &Output) -> Result<()> {
             &shrunk,
             &hosts,
             connector.clone(),
-            ip,
-            args.force,
+            &ips,
             out,
         )
         .await;
         connector.pool().close_all().await;
         result
     })?;
-    commit(&cluster, |text| {
-        remove_host(text, Group::Etcd, &ip.to_string())
-    })?;
+    commit(&cluster, remove_all)?;
     let took = started.elapsed();
     if out.json {
         println!(
             "{}",
-            json!({"event": "del-etcd", "ip": ip.to_string(), "members": summary, "warnings": warnings, "duration_ms": took.as_millis() as u64})
+            json!({"event": "del-etcd", "ips": ips, "members": summary, "warnings": warnings, "duration_ms": took.as_millis() as u64})
         );
     } else {
         println!(
-            "etcd member {ip} removed from {name} in {:.1}s: {summary}",
+            "etcd member(s) {} removed from {name} in {:.1}s: {summary}",
+            ip_list(&ips),
             took.as_secs_f64()
         );
         for w in &warnings {
@@ -392,72 +523,93 @@ pub fn del(home: &Home, args: &DelArgs<'_>, out: &Output) -> Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn del_steps(
     home: &Home,
     cluster: &Cluster,
     shrunk: &Cluster,
     hosts: &EtcdHosts,
     connector: Arc<SshConnector>,
-    ip: IpAddr,
-    force: bool,
+    ips: &[IpAddr],
     out: &Output,
 ) -> Result<(String, Vec<String>)> {
     let mut warnings = Vec::new();
-    // Ask the members that stay first; the leaving one only as a last resort.
+    // Ask the members that stay first; the leaving ones only as a last resort.
     let mut candidates: Vec<IpAddr> = etcd_ips(shrunk);
-    candidates.push(ip);
+    candidates.extend_from_slice(ips);
     let view = observe_or_fail(hosts.observe(&candidates).await, "before the change")?;
-    for e in &view.skipped {
-        etcd::warn(out, format!("asked another member: {e}"));
+    show(&view, out);
+    // The end state must have a quorum before anything is removed.
+    let leaving = |m: &Member| ips.iter().any(|ip| m.is_at(*ip));
+    let staying = view.members.iter().filter(|m| !leaving(m)).count();
+    let staying_healthy = view
+        .members
+        .iter()
+        .filter(|m| !leaving(m) && view.is_healthy(m))
+        .count();
+    if staying == 0 {
+        bail!(failed(format!(
+            "refusing to remove {}: {}\nhosts.yml unchanged; nothing was done",
+            ip_list(ips),
+            quorum::Refusal::LastMember
+        )));
     }
-    etcd::say(out, format!("members: {}", view.describe()));
-    match view.member_at(ip).cloned() {
-        Some(m) => {
-            let healthy_remaining = view
-                .members
-                .iter()
-                .filter(|x| !x.is_at(ip) && view.is_healthy(x))
-                .count();
-            quorum::check_remove(view.members.len(), healthy_remaining, force).map_err(|r| {
-                failed(format!(
-                    "refusing to remove {ip}: {r}\nhosts.yml unchanged; nothing was done"
-                ))
-            })?;
-            etcd::say(out, format!("member remove {}", m.label()));
-            hosts
-                .member_remove(view.via, &view.healthy_endpoints(Some(ip)), &m)
-                .await
-                .map_err(|e| failed(format!("{e}\nhosts.yml unchanged")))?;
-        }
-        None => etcd::say(
-            out,
-            format!("{ip} is not in the member list: an earlier run removed it; continuing"),
-        ),
+    if staying_healthy < quorum::quorum(staying) {
+        bail!(failed(format!(
+            "refusing to remove {}: {}\nhosts.yml unchanged; nothing was done",
+            ip_list(ips),
+            quorum::Refusal::RemoveWithoutQuorum {
+                remaining: staying,
+                healthy_remaining: staying_healthy
+            }
+        )));
+    }
+    // Unhealthy members first: removing them never lowers the healthy count.
+    let mut order: Vec<IpAddr> = ips.to_vec();
+    order.sort_by_key(|ip| view.member_at(*ip).is_some_and(|m| view.is_healthy(m)));
+    for ip in order {
+        let view = observe_or_fail(hosts.observe(&candidates).await, "before removing a member")?;
+        let Some(m) = view.member_at(ip).cloned() else {
+            etcd::say(
+                out,
+                format!("{ip} is not in the member list: an earlier run removed it; continuing"),
+            );
+            continue;
+        };
+        let healthy_remaining = view
+            .members
+            .iter()
+            .filter(|x| !x.is_at(ip) && view.is_healthy(x))
+            .count();
+        quorum::check_remove(view.members.len(), healthy_remaining)
+            .map_err(|r| failed(format!("refusing to remove {ip}: {r}\nhosts.yml unchanged")))?;
+        etcd::say(out, format!("member remove {}", m.label()));
+        hosts
+            .member_remove(view.via, &view.healthy_endpoints(Some(ip)), &m)
+            .await
+            .map_err(|e| failed(format!("{e}\nhosts.yml unchanged")))?;
     }
 
-    // The host: etcd stopped, unit, data and cert gone. A dead host cannot
+    // The hosts: etcd stopped, unit, data and cert gone. A dead host cannot
     // be cleaned, and that must not keep a dead member in the cluster.
-    etcd::say(out, format!("cleaning {ip}"));
+    etcd::say(out, format!("cleaning {}", ip_list(ips)));
     let targets = plans::targets(home, cluster, &[], &[]);
     let plan = plans::build(
         home,
         &[plans::playbook(home, "23-etcd-clean")?],
         targets,
-        &[ip],
+        ips,
     )?;
     let recap = plans::run(cluster, connector.clone(), &plan, out, "del-etcd-clean").await?;
     if !recap.ok() {
         let w = format!(
-            "{ip} could not be cleaned (etcd unit, data and certificate are left there):\n{}",
+            "not every removed host could be cleaned (etcd unit, data or certificate may be left there):\n{}",
             plans::failures(&recap)
         );
         etcd::warn(out, &w);
         warnings.push(w);
     }
 
-    let ssl = view::ssl_dir(&shrunk.dir);
-    ez_pki::ensure(&view::pki_spec(shrunk), &ssl).context("certificates")?;
+    ez_pki::ensure(&view::pki_spec(shrunk), &view::ssl_dir(&shrunk.dir)).context("certificates")?;
 
     etcd::say(
         out,
@@ -473,17 +625,19 @@ async fn del_steps(
     let recap = plans::run(shrunk, connector, &plan, out, "del-etcd-roll").await?;
     if !recap.ok() {
         bail!(failed(format!(
-            "member {ip} is removed, but rolling the new member list out failed:\n{}\n\
-             hosts.yml unchanged (it still lists {ip}); run the same command again to continue",
-            plans::failures(&recap)
+            "the member(s) are removed, but rolling the new member list out failed:\n{}\n\
+             hosts.yml unchanged (it still lists {}); run the same command again to continue",
+            plans::failures(&recap),
+            ip_list(ips)
         )));
     }
 
     let members = etcd_ips(shrunk);
     let after = observe_or_fail(hosts.observe(&members).await, "after the change")?;
-    if after.member_at(ip).is_some() || after.healthy_count() != members.len() {
+    let gone = ips.iter().all(|ip| after.member_at(*ip).is_none());
+    if !gone || after.healthy_count() != members.len() {
         bail!(failed(format!(
-            "after removing {ip} the cluster is not as expected: {}\nhosts.yml unchanged; run the same command again",
+            "after the change the cluster is not as expected: {}\nhosts.yml unchanged; run the same command again",
             after.describe()
         )));
     }
@@ -496,9 +650,37 @@ mod tests {
 
     #[test]
     fn ips_are_checked_before_anything() {
-        let e = parse_ip("10.0.0.300").unwrap_err();
-        let f = e.downcast_ref::<Failure>().unwrap();
-        assert_eq!(f.code, ExitCode::Usage);
-        assert_eq!(parse_ip(" 10.0.0.3 ").unwrap(), IpAddr::from([10, 0, 0, 3]));
+        let e = parse_ips(&["10.0.0.300".into()]).unwrap_err();
+        assert_eq!(e.downcast_ref::<Failure>().unwrap().code, ExitCode::Usage);
+        let e = parse_ips(&["10.0.0.3".into(), "10.0.0.3 ".into()]).unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
+        assert_eq!(
+            parse_ips(&[" 10.0.0.3 ".into()]).unwrap(),
+            [IpAddr::from([10, 0, 0, 3])]
+        );
+    }
+
+    #[test]
+    fn a_joiner_gets_the_member_list_as_etcd_has_it() {
+        // `member add` output: the joiner has no name yet; a member added by
+        // an earlier step of the same command is listed, the second new IP
+        // (not added yet) is not.
+        let text = r#"{"members":[{"ID":1,"name":"etcd-10.0.0.1","peerURLs":["https://10.0.0.1:2380"],"clientURLs":["https://10.0.0.1:2379"]},{"ID":2,"name":"etcd-10.0.0.4","peerURLs":["https://10.0.0.4:2380"],"clientURLs":["https://10.0.0.4:2379"]},{"ID":3,"peerURLs":["https://10.0.0.5:2380"]}]}"#;
+        let members = ctl::parse_member_list(text).unwrap();
+        assert_eq!(peer_host("https://[fd00::1]:2380"), "fd00::1");
+        assert_eq!(
+            initial_cluster(&members[..2], "10.0.0.5".parse().unwrap()),
+            "etcd-10.0.0.1=https://10.0.0.1:2380,etcd-10.0.0.4=https://10.0.0.4:2380",
+            "a member only ever lists members etcd knows"
+        );
+        assert_eq!(
+            initial_cluster(&members, "10.0.0.4".parse().unwrap()),
+            "etcd-10.0.0.1=https://10.0.0.1:2380,etcd-10.0.0.4=https://10.0.0.4:2380,etcd-10.0.0.5=https://10.0.0.5:2380",
+            "an unstarted member is named like the unit names it"
+        );
+        assert_eq!(
+            initial_cluster(&members, "10.0.0.5".parse().unwrap()),
+            "etcd-10.0.0.1=https://10.0.0.1:2380,etcd-10.0.0.4=https://10.0.0.4:2380,etcd-10.0.0.5=https://10.0.0.5:2380"
+        );
     }
 }

@@ -106,19 +106,21 @@ mod tests {
     #[test]
     fn an_added_member_loads_with_the_real_paths() {
         let (_tmp, c) = cluster();
-        let line = HostLine {
-            ip: "10.9.0.16".into(),
-            ..HostLine::default()
-        };
-        let text = add_host(HOSTS, Group::Etcd, &line).unwrap();
+        let mut text = HOSTS.to_string();
+        for ip in ["10.9.0.16", "10.9.0.17"] {
+            let line = HostLine {
+                ip: ip.into(),
+                ..HostLine::default()
+            };
+            text = add_host(&text, Group::Etcd, &line).unwrap();
+        }
         let edited = load_with_hosts(&c, &text).unwrap();
         assert_eq!(edited.name, "prod-1");
         assert_eq!(edited.dir, c.dir);
-        assert_eq!(edited.group(Group::Etcd).count(), 4);
-        assert!(edited
-            .derived
-            .etcd_initial_cluster
-            .ends_with(",etcd-10.9.0.16=https://10.9.0.16:2380"));
+        assert_eq!(edited.group(Group::Etcd).count(), 5);
+        assert!(edited.derived.etcd_initial_cluster.ends_with(
+            ",etcd-10.9.0.16=https://10.9.0.16:2380,etcd-10.9.0.17=https://10.9.0.17:2380"
+        ));
         assert_eq!(
             edited.settings.text("ETCD_DATA_DIR"),
             "/data/etcd",
@@ -137,15 +139,23 @@ mod tests {
     fn a_removed_member_leaves_the_others() {
         let (_tmp, c) = cluster();
         let text = remove_host(HOSTS, Group::Etcd, "10.9.0.11").unwrap();
+        let text = remove_host(&text, Group::Etcd, "10.9.0.12").unwrap();
         let edited = load_with_hosts(&c, &text).unwrap();
-        assert_eq!(
-            edited.derived.etcd_endpoints,
-            "https://10.9.0.12:2379,https://10.9.0.13:2379"
-        );
+        assert_eq!(edited.derived.etcd_endpoints, "https://10.9.0.13:2379");
         assert!(
             edited.host("10.9.0.11").is_none(),
             "an etcd-only host leaves the inventory"
         );
+    }
+
+    #[test]
+    fn an_even_member_count_is_refused_by_the_inventory() {
+        let (_tmp, c) = cluster();
+        let text = remove_host(HOSTS, Group::Etcd, "10.9.0.11").unwrap();
+        match load_with_hosts(&c, &text) {
+            Err(EditedError::Invalid(d)) => assert!(d.to_string().contains("even"), "{d}"),
+            other => panic!("expected diagnostics, got {other:?}"),
+        }
     }
 
     #[test]

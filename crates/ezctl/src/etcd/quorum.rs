@@ -2,20 +2,21 @@
 //!
 //! etcd commits a write when a majority (the quorum, `n / 2 + 1` of `n`
 //! members) has it. The rules, checked against the member list and the
-//! health measured just before the change:
+//! health measured just before each change:
 //!
+//! * parity: `hosts.yml` must list an odd number of etcd members (the
+//!   inventory refuses even counts, as kubeasz does: 4 members tolerate one
+//!   failure, like 3, while every write needs 3). So members are added and
+//!   removed two at a time (3 -> 5 -> 3); one at a time is refused before
+//!   anything is touched, because the inventory could not be written.
 //! * add: the new member counts towards the quorum from `member add` on,
 //!   but serves nothing until it has started and caught up. So the members
 //!   healthy now must already be a quorum of the larger cluster, or the
-//!   cluster stops between `member add` and the new member's start.
+//!   cluster stops between `member add` and the new member's start. The one
+//!   exception, as in etcd itself: a single healthy member may get a second.
 //! * remove: never the last member; the healthy members that remain must be
 //!   a quorum of the smaller cluster (else it could not commit anything,
-//!   the removal included). These two hold even with `--force`.
-//! * remove down to an even count: refused without `--force`. An even count
-//!   tolerates no more failures than one member fewer (4 tolerates 1, like
-//!   3) while needing more members for every write, and kubeasz keeps etcd
-//!   at odd counts. Removing a dead member of three is the usual reason to
-//!   force it; add a member afterwards.
+//!   the removal included).
 
 use std::fmt;
 
@@ -32,22 +33,31 @@ pub fn tolerance(members: usize) -> usize {
 /// Why a membership change is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
+    /// The inventory would list an even number of members.
+    EvenCount { from: usize, to: usize },
     /// Adding now would stop the cluster until the new member is up.
     AddWithoutQuorum { members: usize, healthy: usize },
-    /// The only member cannot be removed.
+    /// The only member(s) cannot all be removed.
     LastMember,
     /// The members left healthy would not be a quorum.
     RemoveWithoutQuorum {
         remaining: usize,
         healthy_remaining: usize,
     },
-    /// An even member count, without `--force`.
-    EvenCount { from: usize, to: usize },
 }
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
+            Refusal::EvenCount { from, to } => write!(
+                f,
+                "going from {from} to {to} etcd members leaves an even count, which hosts.yml does not allow: \
+                 {to} members tolerate {} failure(s), no more than {} members, while every write needs {}. \
+                 Add or remove members two at a time (e.g. `ezctl add-etcd <cluster> IP1 IP2`)",
+                tolerance(to),
+                to.saturating_sub(1),
+                quorum(to)
+            ),
             Refusal::AddWithoutQuorum { members, healthy } => write!(
                 f,
                 "only {healthy} of {members} members are healthy; with a new member the cluster needs {} \
@@ -56,7 +66,7 @@ impl fmt::Display for Refusal {
             ),
             Refusal::LastMember => write!(
                 f,
-                "this is the only etcd member; removing it would delete the cluster's data \
+                "that would leave no etcd member, deleting the cluster's data \
                  (use `ezctl destroy` to remove the whole cluster)"
             ),
             Refusal::RemoveWithoutQuorum {
@@ -65,25 +75,32 @@ impl fmt::Display for Refusal {
             } => write!(
                 f,
                 "after the removal {healthy_remaining} of the {remaining} remaining members would be healthy, \
-                 fewer than the {} a quorum needs: the cluster could not commit the removal or anything after it \
-                 (--force does not override this); bring members back first",
+                 fewer than the {} a quorum needs: the cluster could not commit the removal or anything after it; \
+                 bring members back first",
                 quorum(remaining)
-            ),
-            Refusal::EvenCount { from, to } => write!(
-                f,
-                "going from {from} to {to} members leaves an even count, which tolerates no more failures \
-                 ({}) than {} members while needing {} for every write; etcd clusters are kept at odd sizes. \
-                 Pass --force to remove it anyway (for example a dead member) and add a member afterwards",
-                tolerance(to),
-                to - 1,
-                quorum(to)
             ),
         }
     }
 }
 
+/// May the inventory go from `from` to `to` etcd members?
+pub fn check_parity(from: usize, to: usize) -> Result<(), Refusal> {
+    if to == 0 {
+        return Err(Refusal::LastMember);
+    }
+    if to % 2 == 0 {
+        return Err(Refusal::EvenCount { from, to });
+    }
+    Ok(())
+}
+
 /// May a member be added to `members` members of which `healthy` answer?
 pub fn check_add(members: usize, healthy: usize) -> Result<(), Refusal> {
+    // etcd accepts a second member next to a single started one: there is
+    // no way to grow a single member otherwise.
+    if members == 1 && healthy == 1 {
+        return Ok(());
+    }
     if healthy < quorum(members + 1) {
         return Err(Refusal::AddWithoutQuorum { members, healthy });
     }
@@ -92,7 +109,7 @@ pub fn check_add(members: usize, healthy: usize) -> Result<(), Refusal> {
 
 /// May one of `members` members be removed, when `healthy_remaining` of the
 /// others answer?
-pub fn check_remove(members: usize, healthy_remaining: usize, force: bool) -> Result<(), Refusal> {
+pub fn check_remove(members: usize, healthy_remaining: usize) -> Result<(), Refusal> {
     if members <= 1 {
         return Err(Refusal::LastMember);
     }
@@ -103,26 +120,7 @@ pub fn check_remove(members: usize, healthy_remaining: usize, force: bool) -> Re
             healthy_remaining,
         });
     }
-    if remaining % 2 == 0 && !force {
-        return Err(Refusal::EvenCount {
-            from: members,
-            to: remaining,
-        });
-    }
     Ok(())
-}
-
-/// A warning worth printing before an add that leaves an even count.
-pub fn add_warning(members: usize) -> Option<String> {
-    let to = members + 1;
-    (to % 2 == 0).then(|| {
-        format!(
-            "the cluster will have {to} members, an even count: it tolerates {} failure(s), like {} members; \
-             add or remove one more to get back to an odd size",
-            tolerance(to),
-            to - 1
-        )
-    })
 }
 
 #[cfg(test)]
@@ -142,13 +140,28 @@ mod tests {
     }
 
     #[test]
+    fn the_inventory_stays_odd() {
+        assert_eq!(check_parity(3, 5), Ok(()));
+        assert_eq!(check_parity(5, 3), Ok(()));
+        assert_eq!(check_parity(3, 1), Ok(()));
+        assert_eq!(
+            check_parity(3, 4),
+            Err(Refusal::EvenCount { from: 3, to: 4 })
+        );
+        assert_eq!(
+            check_parity(3, 2),
+            Err(Refusal::EvenCount { from: 3, to: 2 })
+        );
+        assert_eq!(check_parity(1, 0), Err(Refusal::LastMember));
+        let text = Refusal::EvenCount { from: 3, to: 4 }.to_string();
+        assert!(text.contains("two at a time"), "{text}");
+    }
+
+    #[test]
     fn add_needs_the_larger_quorum_from_the_members_up_now() {
         assert_eq!(check_add(3, 3), Ok(()));
-        assert_eq!(
-            check_add(1, 1),
-            Ok(()),
-            "1 -> 2 needs both, the old one is up"
-        );
+        assert_eq!(check_add(1, 1), Ok(()), "etcd's own exception");
+        assert_eq!(check_add(4, 4), Ok(()), "the second of a pair: 5 need 3");
         // 3 members, one down: 4 need 3, only 2 answer until the new one runs.
         assert_eq!(
             check_add(3, 2),
@@ -158,40 +171,35 @@ mod tests {
             })
         );
         assert_eq!(check_add(4, 3), Ok(()), "5 need 3");
-        assert!(add_warning(3).is_some_and(|w| w.contains("4 members")));
-        assert_eq!(add_warning(4), None);
+        assert_eq!(
+            check_add(2, 1),
+            Err(Refusal::AddWithoutQuorum {
+                members: 2,
+                healthy: 1
+            })
+        );
     }
 
     #[test]
     fn remove_rules() {
-        assert_eq!(check_remove(1, 0, true), Err(Refusal::LastMember));
-        assert_eq!(check_remove(4, 3, false), Ok(()));
-        assert_eq!(
-            check_remove(3, 2, false),
-            Err(Refusal::EvenCount { from: 3, to: 2 })
-        );
-        assert_eq!(
-            check_remove(3, 2, true),
-            Ok(()),
-            "forced 3 -> 2 with both up"
-        );
+        assert_eq!(check_remove(1, 0), Err(Refusal::LastMember));
+        assert_eq!(check_remove(5, 4), Ok(()));
+        assert_eq!(check_remove(4, 3), Ok(()), "second of a pair");
+        assert_eq!(check_remove(3, 2), Ok(()));
         // 3 members, removing a healthy one while another is down: 1 of 2 left.
         assert_eq!(
-            check_remove(3, 1, true),
+            check_remove(3, 1),
             Err(Refusal::RemoveWithoutQuorum {
                 remaining: 2,
                 healthy_remaining: 1
             })
         );
-        assert_eq!(check_remove(2, 1, false), Ok(()), "2 -> 1 is odd");
         assert_eq!(
-            check_remove(5, 2, true),
+            check_remove(5, 2),
             Err(Refusal::RemoveWithoutQuorum {
                 remaining: 4,
                 healthy_remaining: 2
             })
         );
-        let text = Refusal::EvenCount { from: 3, to: 2 }.to_string();
-        assert!(text.contains("--force"), "{text}");
     }
 }
