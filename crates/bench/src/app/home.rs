@@ -1,0 +1,112 @@
+//! The bench's temporary ezctl home:
+//!
+//! ```text
+//! home/roles, home/playbooks   -> the repo's (symlinks)
+//! home/bin/                    test bundle (workload B, setup all)
+//! home/bench-a/                fixtures/workload-a + the random payload in roles/ezbench-a/files/
+//! home/bench-b/ansible.yml     fixtures/workload-b
+//! home/clusters/<lab>/         written by the lab
+//! work/ansible/, work/cp-ssh/  Ansible's config, inventory, sockets; the OpenSSH loop's sockets
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use ez_bench::measure;
+use ez_bench::payload::{self, PayloadFile};
+
+use super::say;
+use crate::Cli;
+
+pub struct Home {
+    /// Removed when the bench ends.
+    _work: tempfile::TempDir,
+    pub work: PathBuf,
+    pub dir: PathBuf,
+    pub payload: Vec<PayloadFile>,
+}
+
+impl Home {
+    pub fn create(cli: &Cli, ezctl: &Path, with_bundle: bool) -> Result<Home> {
+        std::fs::create_dir_all(&cli.work_root)?;
+        let work = tempfile::Builder::new()
+            .prefix("ezbench.")
+            .tempdir_in(&cli.work_root)
+            .context("temporary directory")?;
+        let root = work.path().to_path_buf();
+        let dir = root.join("home");
+        std::fs::create_dir_all(dir.join("clusters"))?;
+        let repo = cli.repo.canonicalize().context("--repo")?;
+        for d in ["roles", "playbooks"] {
+            std::os::unix::fs::symlink(repo.join(d), dir.join(d))?;
+        }
+        let fixtures = repo.join("crates/bench/fixtures");
+        copy_tree(&fixtures.join("workload-a"), &dir.join("bench-a"))?;
+        copy_tree(&fixtures.join("workload-b"), &dir.join("bench-b"))?;
+        let files_dir = dir.join("bench-a/roles/ezbench-a/files");
+        say("generating the payload (1 KB, 1 MB, 2 x 20 MB of random bytes)");
+        let payload = payload::generate(&files_dir)?;
+        if with_bundle {
+            build_bundle(&repo, &dir.join("bin"), ezctl)?;
+        }
+        Ok(Home {
+            _work: work,
+            work: root,
+            dir,
+            payload,
+        })
+    }
+
+    pub fn bench_a(&self) -> PathBuf {
+        self.dir.join("bench-a")
+    }
+
+    pub fn bench_b(&self) -> PathBuf {
+        self.dir.join("bench-b")
+    }
+}
+
+/// scripts/test-bundle.sh with the stand-ins built next to ezctl.
+fn build_bundle(repo: &Path, dest: &Path, ezctl: &Path) -> Result<()> {
+    let bins = ezctl.parent().context("ezctl's directory")?;
+    for b in ["standin-set-version", "kube-apiserver"] {
+        if !bins.join(b).is_file() {
+            bail!(
+                "{} is missing: build the stand-ins next to ezctl (cargo build --release -p ez-standins)",
+                bins.join(b).display()
+            );
+        }
+    }
+    std::fs::create_dir_all(dest)?;
+    std::fs::copy(repo.join("bin/versions.toml"), dest.join("versions.toml"))?;
+    let m = measure::run(
+        Command::new(repo.join("scripts/test-bundle.sh"))
+            .arg(dest)
+            .arg("v1.30.1")
+            .env("NO_BUILD", "1")
+            .env("BINS_DIR", bins)
+            .current_dir(repo),
+        Duration::from_secs(300),
+    )?;
+    if !m.success() {
+        bail!("scripts/test-bundle.sh failed:\n{}", m.tail(20));
+    }
+    Ok(())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let e = e?;
+        let target = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_tree(&e.path(), &target)?;
+        } else {
+            std::fs::copy(e.path(), &target)
+                .with_context(|| format!("copying {}", e.path().display()))?;
+        }
+    }
+    Ok(())
+}

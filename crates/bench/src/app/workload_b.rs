@@ -1,0 +1,72 @@
+//! Workload B, the product: the etcd + containerd part of setup on the
+//! default lab layout (3 etcd, and containerd on the 2 masters + 2 nodes).
+//! Ours: `ezctl setup <c> 02` then `03` (two processes, times added).
+//! Ansible: fixtures/workload-b/ansible.yml, which renders ezctl's own
+//! templates. Both start after `ezctl setup <c> 01` (prepare, not timed) on
+//! fresh machines; the order and the cross-checking warm runs are as in
+//! workload A.
+
+use anyhow::Result;
+use ez_bench::ansible::Ansible;
+use ez_bench::report::{Phase, Row};
+
+use super::tools::{self, ToolRun};
+use super::workload_a::Tool;
+use super::{say, Bench};
+
+pub const LABEL: &str = "B etcd+containerd";
+
+pub fn run(bench: &mut Bench, a: &Ansible, n: usize) -> Result<()> {
+    let mut cold = Row::new(LABEL, n, Phase::Cold, "ansible");
+    let mut warm = Row::new(LABEL, n, Phase::Warm, "ansible");
+    for rep in 0..bench.cli.reps {
+        for tool in Tool::order(rep) {
+            let lab = bench.fresh_lab(n)?;
+            let cluster = lab.name();
+            let cluster_dir = bench.cluster_dir()?;
+            let prep = tools::ezctl(bench, &["setup", &cluster, "01"])?;
+            say(format!(
+                "B: setup 01 (prepare, not timed) took {:.1} s",
+                prep.wall.as_secs_f64()
+            ));
+            let files = tools::ansible_setup(bench, &cluster_dir, n)?;
+            let one = |t: Tool| -> Result<ToolRun> {
+                match t {
+                    Tool::Ezctl => Ok(tools::ezctl(bench, &["setup", &cluster, "02"])?
+                        .then(tools::ezctl(bench, &["setup", &cluster, "03"])?)),
+                    Tool::Ansible => tools::ansible_playbook(
+                        bench,
+                        a,
+                        &files,
+                        &bench.home.bench_b().join("ansible.yml"),
+                    ),
+                }
+            };
+            let c = one(tool)?;
+            c.expect(tool.name(), Phase::Cold)?;
+            let w = one(tool.other())?;
+            w.expect(tool.other().name(), Phase::Warm)?;
+            say(format!(
+                "B N={n} rep {}/{}: {} cold {:.2} s ({} changes), {} warm {:.2} s",
+                rep + 1,
+                bench.cli.reps,
+                tool.name(),
+                c.wall.as_secs_f64(),
+                c.changed,
+                tool.other().name(),
+                w.wall.as_secs_f64()
+            ));
+            for (r, t, row) in [(&c, tool, &mut cold), (&w, tool.other(), &mut warm)] {
+                bench.note_rss(LABEL, n, t.name(), r.rss_kib);
+                r.record(if t == Tool::Ezctl {
+                    &mut row.ours
+                } else {
+                    &mut row.theirs
+                });
+            }
+        }
+    }
+    bench.rows.push(cold);
+    bench.rows.push(warm);
+    Ok(())
+}
