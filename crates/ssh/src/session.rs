@@ -59,6 +59,8 @@ impl ExecOutput {
 
 /// Keep at most this much stderr: enough for any diagnosis, bounded memory.
 const STDERR_CAP: usize = 1 << 20;
+/// Channel opens refused by the server before giving up (about 2 s in all).
+const OPEN_ATTEMPTS: u32 = 10;
 /// Chunk read from local sources; russh splits it into packets.
 const CHUNK: usize = 256 * 1024;
 
@@ -74,6 +76,8 @@ struct Inner {
     slots: Semaphore,
     /// Payload bytes written to channels (stdin of commands, uploads).
     bytes_sent: AtomicU64,
+    /// Session channels opened (one per exec/upload/stat/... call).
+    channels_opened: AtomicU64,
     /// Keeps the bastion connection alive as long as we tunnel through it.
     _jump: Option<Session>,
 }
@@ -109,6 +113,7 @@ impl Session {
                 handle,
                 slots: Semaphore::new(max_channels.max(1)),
                 bytes_sent: AtomicU64::new(0),
+                channels_opened: AtomicU64::new(0),
                 _jump: jump,
             }),
         }
@@ -132,6 +137,12 @@ impl Session {
     /// lets callers and tests see that an unchanged upload sent nothing.
     pub fn bytes_sent(&self) -> u64 {
         self.inner.bytes_sent.load(Ordering::Relaxed)
+    }
+
+    /// Channels this session has opened: each operation is one, so callers
+    /// can verify that a batched call really was a single round trip.
+    pub fn channels_opened(&self) -> u64 {
+        self.inner.channels_opened.load(Ordering::Relaxed)
     }
 
     /// Politely end the connection. Other clones see `is_closed()`.
@@ -206,6 +217,10 @@ impl Session {
     }
 
     /// Open a session channel, waiting for a free slot first.
+    ///
+    /// sshd frees a session slot only after its next main-loop pass over
+    /// our CLOSE, so an open sent right after a close can still hit
+    /// MaxSessions ("no more sessions"). Such refusals are retried briefly.
     async fn open_channel(
         &self,
         op: &str,
@@ -216,14 +231,29 @@ impl Session {
             .acquire()
             .await
             .map_err(|_| self.disconnected(op))?;
-        match self.inner.handle.channel_open_session().await {
-            Ok(ch) => Ok((ch, permit)),
-            Err(russh::Error::ChannelOpenFailure(reason)) => Err(SshError::Protocol {
-                host: self.host().to_string(),
-                op: op.to_string(),
-                message: format!("server refused a channel: {reason:?}"),
-            }),
-            Err(e) => Err(protocol_or_disconnect(self.host(), op, e, self.is_closed())),
+        self.inner.channels_opened.fetch_add(1, Ordering::Relaxed);
+        let mut delay = Duration::from_millis(5);
+        let mut attempts = 0;
+        loop {
+            match self.inner.handle.channel_open_session().await {
+                Ok(ch) => return Ok((ch, permit)),
+                Err(russh::Error::ChannelOpenFailure(reason)) => {
+                    attempts += 1;
+                    if attempts >= OPEN_ATTEMPTS {
+                        return Err(SshError::Protocol {
+                            host: self.host().to_string(),
+                            op: op.to_string(),
+                            message: format!(
+                                "server refused a channel {attempts} times ({reason:?}); \
+                                 is sshd's MaxSessions below max_channels?"
+                            ),
+                        });
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(500));
+                }
+                Err(e) => return Err(protocol_or_disconnect(self.host(), op, e, self.is_closed())),
+            }
         }
     }
 

@@ -168,11 +168,11 @@ impl Session {
             }
         }
         let script = upload_script(dest, len, mode, owner);
-        let mut input: Box<dyn tokio::io::AsyncRead + Send + Unpin> = match &src {
-            Source::Bytes(b) => Box::new(std::io::Cursor::new(b.clone())),
+        let mut input: Box<dyn tokio::io::AsyncRead + Send + Unpin> = match src {
+            Source::Bytes(b) => Box::new(std::io::Cursor::new(b)),
             Source::File(p) => {
                 Box::new(
-                    tokio::fs::File::open(p)
+                    tokio::fs::File::open(&p)
                         .await
                         .map_err(|source| SshError::Io {
                             host: self.host().to_string(),
@@ -419,7 +419,7 @@ fn upload_script(dest: &str, len: u64, mode: u32, owner: Option<(&str, &str)>) -
         "set -e; d={dir}; f={dest}; \
          if [ -d \"$f\" ]; then echo \"$f is a directory\" >&2; exit 1; fi; \
          mkdir -p -- \"$d\"; t=$(mktemp \"$d/.ezctl-upload.XXXXXXXX\"); \
-         trap 'rm -f -- \"$t\"' EXIT; \
+         trap 'rm -f -- \"$t\"' EXIT; trap '' PIPE HUP; \
          cat > \"$t\"; n=$(wc -c < \"$t\"); \
          if [ \"$n\" -ne {len} ]; then echo \"received $n of {len} bytes\" >&2; exit {SHORT_WRITE}; fi; \
          {meta}; mv -f -- \"$t\" \"$f\"; trap - EXIT",
