@@ -270,4 +270,115 @@ mod tests {
         assert_eq!(e.what, "snapshot status");
         assert!(e.to_string().contains("wrong hash"), "{e}");
     }
+
+    /// The parsers against what the installed etcdctl really prints, with
+    /// a real single-member etcd on loopback (no TLS: the JSON is the same).
+    #[test]
+    fn real_etcdctl_output_parses() {
+        use std::process::{Command, Stdio};
+        if Command::new("etcd").arg("--version").output().is_err()
+            || Command::new("etcdctl").arg("version").output().is_err()
+        {
+            eprintln!(
+                "skipping: etcd or etcdctl not installed (apt-get install etcd-server etcd-client)"
+            );
+            return;
+        }
+        let free_port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (client, peer) = (free_port(), free_port());
+        let tmp = tempfile::tempdir().unwrap();
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        struct Kill(std::process::Child);
+        impl Drop for Kill {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let _etcd = Kill(
+            Command::new("etcd")
+                .args([
+                    "--name=m1",
+                    &format!("--data-dir={}", tmp.path().join("data").display()),
+                    &format!("--listen-client-urls={client_url}"),
+                    &format!("--advertise-client-urls={client_url}"),
+                    &format!("--listen-peer-urls={peer_url}"),
+                    &format!("--initial-advertise-peer-urls={peer_url}"),
+                    &format!("--initial-cluster=m1={peer_url}"),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let ctl = |args: &[&str]| {
+            let out = Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints={client_url}"))
+                .args(args)
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !ctl(&["endpoint", "health"]).0 {
+            assert!(std::time::Instant::now() < deadline, "etcd did not start");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(ctl(&["put", "k", "v"]).0);
+
+        let (ok, text) = ctl(&["member", "list", "-w", "json"]);
+        assert!(ok);
+        let members = parse_member_list(&text).unwrap();
+        assert_eq!(members.len(), 1);
+        assert_eq!(members[0].name, "m1");
+        assert_eq!(members[0].client_urls, [client_url.clone()]);
+
+        // The simple format prints IDs in hex, as `member remove` takes them.
+        let (ok, simple) = ctl(&["member", "list"]);
+        assert!(ok);
+        assert!(
+            simple.starts_with(&format!("{}, started, m1,", members[0].hex_id())),
+            "{simple} vs {:x}",
+            members[0].id
+        );
+
+        // A dead endpoint next to the live one: exit 1, JSON for both.
+        let dead = format!("http://127.0.0.1:{}", free_port());
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={client_url},{dead}"))
+            .args(["--command-timeout=2s", "endpoint", "health", "-w", "json"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let health = parse_health(&String::from_utf8_lossy(&out.stdout)).unwrap();
+        assert_eq!(health.len(), 2);
+        assert!(health.iter().any(|h| h.endpoint == client_url && h.health));
+        assert!(health
+            .iter()
+            .any(|h| h.endpoint == dead && !h.health && h.error.is_some()));
+
+        let file = tmp.path().join("s.db");
+        let file = file.to_str().unwrap();
+        assert!(ctl(&["snapshot", "save", file]).0);
+        let (ok, text) = ctl(&["snapshot", "status", file, "-w", "json"]);
+        assert!(ok);
+        let status = parse_snapshot_status(&text).unwrap();
+        assert!(status.revision >= 2, "{status:?}");
+        assert!(
+            status.total_keys >= 1 && status.total_size > 0,
+            "{status:?}"
+        );
+    }
 }
