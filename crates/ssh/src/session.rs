@@ -257,6 +257,17 @@ impl Session {
         }
     }
 
+    /// A session channel running the sftp subsystem (benchmark only).
+    #[cfg(feature = "bench-sftp")]
+    pub(crate) async fn open_sftp_channel(&self, op: &str) -> Result<Channel<Msg>, SshError> {
+        let (channel, _permit) = self.open_channel(op).await?;
+        channel
+            .request_subsystem(true, "sftp")
+            .await
+            .map_err(|e| protocol_or_disconnect(self.host(), op, e, self.is_closed()))?;
+        Ok(channel)
+    }
+
     /// A TCP tunnel through this host to `addr:port` (for jump hosts).
     pub(crate) async fn open_direct_tcpip(
         &self,

@@ -8,3 +8,4 @@ mod exec;
 mod hostkeys;
 mod topology;
 mod transfer;
+mod transport_bench;
