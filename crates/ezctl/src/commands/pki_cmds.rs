@@ -214,8 +214,8 @@ fn list(ssl: &std::path::Path, out: &Output) -> Result<()> {
     }
     let now = std::time::SystemTime::now();
     println!(
-        "{:<24} {:<6} {:<21} {}",
-        "USER", "ROLE", "EXPIRES (UTC)", "KUBECONFIG"
+        "{:<24} {:<6} {:<21} KUBECONFIG",
+        "USER", "ROLE", "EXPIRES (UTC)"
     );
     for u in users {
         let expired = if u.not_after <= now { " (expired)" } else { "" };

@@ -242,6 +242,12 @@ fn del(home: &Home, args: &DelArgs<'_>, out: &Output, group: Group) -> Result<()
     } else {
         "33-del-node"
     };
+    if group == Group::KubeMaster {
+        // The apiserver certificate drops the removed IP (the playbook
+        // pushes it to the remaining masters, one at a time); the admin
+        // kubeconfig may have pointed at the removed master.
+        ops.ensure_pki(new)?;
+    }
     ops.say(format!("cleaning {ip}: {}", describe(&scope)));
     ops.run_playbook(&old, targets, playbook, &format!("{verb} {ip}"))
         .map_err(|e| e.context(unchanged.clone()))?;
@@ -253,10 +259,6 @@ fn del(home: &Home, args: &DelArgs<'_>, out: &Output, group: Group) -> Result<()
         "hosts.yml: {ip} removed from {}",
         edits_groups(&edits)
     ));
-    if group == Group::KubeMaster {
-        // The admin kubeconfig may have pointed at the removed master.
-        ops.ensure_pki(new)?;
-    }
     ops.say(format!(
         "{verb} {ip} done in {:.1}s",
         started.elapsed().as_secs_f64()

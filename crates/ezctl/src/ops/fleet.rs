@@ -103,10 +103,17 @@ impl Fleet {
         });
         let mut by_host = BTreeMap::new();
         while let Some(r) = rx.recv().await {
+            let host = r.host.clone();
             let result = r
                 .result
                 .map(|o| (o.code, o.stdout_str(), o.stderr_str()))
-                .map_err(|e| e.to_string());
+                .map_err(|e| {
+                    // The message is shown next to the host already.
+                    let text = e.to_string();
+                    text.strip_prefix(&format!("{host}: "))
+                        .map(str::to_string)
+                        .unwrap_or(text)
+                });
             by_host.insert(r.host, result);
         }
         hosts

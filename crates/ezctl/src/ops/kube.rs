@@ -317,24 +317,18 @@ fn drainable_pods(list: &Value, node: &str) -> Vec<String> {
     out
 }
 
-/// kubectl drain's last complaint about one pod, e.g. `Cannot evict pod as
-/// it would violate the pod's disruption budget.`
+/// kubectl drain's last real complaint about one pod, e.g. `Cannot evict
+/// pod as it would violate the pod's disruption budget.` (its final "global
+/// timeout reached" says nothing about why).
 fn eviction_error(stderr: &str, pod: &str) -> Option<String> {
     let (ns, name) = pod.split_once('/')?;
     let needle = format!("pods/\"{name}\" -n \"{ns}\"");
     stderr
         .lines()
-        .filter(|l| l.contains(&needle))
-        .last()
-        .map(|l| {
-            let after = l.split_once(needle.as_str()).map_or(l, |(_, r)| r);
-            let after = after
-                .trim_start_matches(" (will retry after 5s)")
-                .trim_start_matches(':')
-                .trim();
-            after.to_string()
-        })
-        .filter(|s| !s.is_empty())
+        .filter_map(|l| l.split_once(needle.as_str()).map(|(_, rest)| rest))
+        .filter_map(|rest| rest.split_once(": ").map(|(_, why)| why.trim()))
+        .rfind(|why| !why.is_empty() && !why.starts_with("global timeout reached"))
+        .map(str::to_string)
 }
 
 #[cfg(test)]
@@ -359,7 +353,7 @@ mod tests {
 
     #[test]
     fn the_eviction_error_of_a_pod_is_found() {
-        let stderr = "evicting pod default/web-0\nerror when evicting pods/\"web-0\" -n \"default\" (will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget.\nerror: unable to drain node \"n1\" due to error: context deadline exceeded\n";
+        let stderr = "evicting pod default/web-0\nerror when evicting pods/\"web-0\" -n \"default\" (will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget.\nThere are pending pods in node \"n1\" when an error occurred: error when evicting pods/\"web-0\" -n \"default\": global timeout reached: 7s\n";
         assert_eq!(
             eviction_error(stderr, "default/web-0").as_deref(),
             Some("Cannot evict pod as it would violate the pod's disruption budget.")
