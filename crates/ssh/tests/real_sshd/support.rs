@@ -275,6 +275,18 @@ impl Sshd {
         }
     }
 
+    /// Freeze (`STOP`) or thaw (`CONT`) the per-connection sshd processes:
+    /// a host that hangs without closing its TCP connection.
+    pub fn signal_sessions(&self, signal: &str) {
+        if let Some(child) = self.child.as_ref() {
+            for pid in descendants(child.id()).into_iter().filter(|p| is_sshd(*p)) {
+                let _ = Command::new("kill")
+                    .args([&format!("-{signal}"), &pid.to_string()])
+                    .status();
+            }
+        }
+    }
+
     /// Stop, replace the host key, start again on the same port.
     pub fn restart_with_new_host_key(&mut self) {
         self.kill();

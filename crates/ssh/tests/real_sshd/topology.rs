@@ -247,3 +247,45 @@ async fn connect_retries_until_the_server_comes_up_and_times_out_on_a_silent_por
     );
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_turns_a_hung_server_into_disconnected() {
+    support::bounded(keepalive_turns_a_hung_server_into_disconnected_body()).await
+}
+
+async fn keepalive_turns_a_hung_server_into_disconnected_body() {
+    let Some(()) = support::ready("keepalive") else {
+        return;
+    };
+    let sshd = Sshd::start();
+    let mut opts = sshd.options(sshd.dir.path());
+    opts.keepalive_interval = Some(Duration::from_millis(500));
+    let s = connect(&sshd.host("root"), &opts).await.expect("connect");
+    s.exec_ok("true", ExecOpts::default()).await.expect("alive");
+    // The TCP connection stays open but nothing answers any more.
+    sshd.signal_sessions("STOP");
+    let started = Instant::now();
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        s.exec("echo never", ExecOpts::default()),
+    )
+    .await;
+    sshd.signal_sessions("CONT");
+    let err = result
+        .expect("keepalive must end the wait")
+        .expect_err("hung server");
+    assert!(
+        matches!(
+            err,
+            SshError::Disconnected { .. } | SshError::ChannelClosed { .. }
+        ),
+        "{err}"
+    );
+    // 3 unanswered keepalives at 0.5 s: a few seconds, not forever.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(s.is_closed());
+}

@@ -1,5 +1,5 @@
-//! Upload transport measurement: 50 MB over exec+`cat` vs SFTP, best of 3
-//! each. Run with `cargo test -p ez-ssh --features bench-sftp --test
+//! Upload transport measurement: 50 MB uploads end to end, exec+`cat`
+//! (`Session::upload`) vs SFTP, interleaved, best and median of 9. Run with `cargo test -p ez-ssh --features bench-sftp --test
 //! real_sshd transport -- --nocapture`; without the feature only the exec
 //! path is timed (as a throughput floor).
 
