@@ -89,8 +89,11 @@ impl std::fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 fn parse<T: for<'de> Deserialize<'de>>(what: &'static str, text: &str) -> Result<T, ParseError> {
-    // etcdctl may log warnings to stdout before the JSON document in some
-    // versions: the document is the first line that starts with `{` or `[`.
+    if let Ok(v) = serde_json::from_str(text.trim()) {
+        return Ok(v);
+    }
+    // Anything printed around the document (a warning line): the document
+    // is the line that starts with `{` or `[`.
     let doc = text
         .lines()
         .find(|l| l.starts_with('{') || l.starts_with('['))

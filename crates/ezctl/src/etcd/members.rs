@@ -143,9 +143,21 @@ fn ssh_step(ip: IpAddr, step: &str, e: SshError) -> StepError {
     }
 }
 
+/// The useful end of what a command printed: etcdctl's `Error:` lines when
+/// there are any (its JSON log lines carry stack traces), else the last
+/// `n` lines, each cut at 300 characters.
 fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.trim().lines().collect();
-    lines[lines.len().saturating_sub(n)..].join(" | ")
+    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("Error:")).collect();
+    let lines: Vec<&str> = if errors.is_empty() {
+        text.trim().lines().collect()
+    } else {
+        errors
+    };
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.chars().take(300).collect::<String>())
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 impl EtcdHosts {
@@ -370,6 +382,20 @@ impl EtcdHosts {
         remote: &str,
         dest: &Path,
     ) -> Result<Snapshot, StepError> {
+        // `snapshot save` waits for a dead endpoint as long as its command
+        // timeout, which must be long for big databases: ask first.
+        let own = [ctl::client_url(ip)];
+        let health = self.health(ip, &own).await?;
+        if let Some(h) = health.iter().find(|h| !h.health) {
+            return Err(StepError {
+                host: ip,
+                step: "endpoint health".into(),
+                detail: format!(
+                    "etcd is not healthy: {}",
+                    h.error.as_deref().unwrap_or("no answer")
+                ),
+            });
+        }
         let save = format!(
             "umask 077 && mkdir -p {dir} && {cmd}",
             dir = ez_ssh::shell_quote(REMOTE_SNAPSHOT_DIR),
@@ -428,5 +454,43 @@ impl EtcdHosts {
             sha256: local_sum,
             size,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etcdctl_errors_are_kept_and_logs_dropped() {
+        let stderr = "{\"level\":\"error\",\"stacktrace\":\"go.etcd.io/...\"}\nError: context deadline exceeded\n";
+        assert_eq!(last_lines(stderr, 3), "Error: context deadline exceeded");
+        let long = format!("a\nb\nc\n{}", "x".repeat(1000));
+        let tail = last_lines(&long, 2);
+        assert!(tail.starts_with("c | xxx") && tail.len() < 320, "{tail}");
+    }
+
+    #[test]
+    fn views_count_health_by_client_url() {
+        let members = ctl::parse_member_list(r#"{"members":[
+            {"ID":1,"name":"etcd-10.0.0.1","peerURLs":["https://10.0.0.1:2380"],"clientURLs":["https://10.0.0.1:2379"]},
+            {"ID":2,"name":"etcd-10.0.0.2","peerURLs":["https://10.0.0.2:2380"],"clientURLs":["https://10.0.0.2:2379"]},
+            {"ID":3,"peerURLs":["https://10.0.0.3:2380"]}]}"#).unwrap();
+        let health = ctl::parse_health(r#"[{"endpoint":"https://10.0.0.1:2379","health":true},{"endpoint":"https://10.0.0.2:2379","health":false,"error":"x"}]"#).unwrap();
+        let view = View {
+            via: "10.0.0.1".parse().unwrap(),
+            members,
+            health,
+            skipped: vec![],
+        };
+        assert_eq!(view.healthy_count(), 1);
+        assert_eq!(view.healthy_endpoints(None), ["https://10.0.0.1:2379"]);
+        assert!(view
+            .healthy_endpoints(Some("10.0.0.1".parse().unwrap()))
+            .is_empty());
+        assert_eq!(
+            view.describe(),
+            "etcd-10.0.0.1 healthy, etcd-10.0.0.2 UNHEALTHY, https://10.0.0.3:2380 (not started) not started"
+        );
     }
 }
