@@ -112,6 +112,16 @@ pub async fn connect(spec: &HostSpec, opts: &SshOptions) -> Result<Session, SshE
         Some(j) => Some(Box::pin(connect(j, opts)).await?),
         None => None,
     };
+    connect_through(spec, opts, jump).await
+}
+
+/// Connect `spec` through an already connected jump session (or directly).
+/// The [`crate::Pool`] uses this to share one bastion connection.
+pub(crate) async fn connect_through(
+    spec: &HostSpec,
+    opts: &SshOptions,
+    jump: Option<Session>,
+) -> Result<Session, SshError> {
     let mut attempt: u32 = 0;
     loop {
         let once = connect_once(spec, opts, jump.as_ref());

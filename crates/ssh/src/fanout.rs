@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, OnceCell, Semaphore};
 
-use crate::connect::connect;
+use crate::connect::connect_through;
 use crate::error::SshError;
 use crate::host::{HostSpec, SshOptions};
 use crate::session::Session;
@@ -66,6 +66,13 @@ impl Pool {
             entry.clone()
         };
         cell.get_or_try_init(|| async {
+            // The bastion is itself a pooled host: many targets behind it
+            // share one connection. Resolved before taking a connect slot,
+            // so targets waiting on their bastion cannot starve it of slots.
+            let jump = match host.jump.as_deref() {
+                Some(j) => Some(Box::pin(self.session(j)).await?),
+                None => None,
+            };
             let _permit =
                 self.inner
                     .connecting
@@ -75,7 +82,7 @@ impl Pool {
                         host: host.name.clone(),
                         op: "connect (pool closed)".into(),
                     })?;
-            connect(host, &self.inner.opts).await
+            connect_through(host, &self.inner.opts, jump).await
         })
         .await
         .cloned()

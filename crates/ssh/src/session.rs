@@ -2,6 +2,7 @@
 //! Cloning is cheap (an `Arc`); channels are opened per operation and at
 //! most `max_channels` are in flight, the rest wait their turn.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,7 +95,31 @@ impl std::fmt::Debug for Session {
 /// Where a command's stdout goes.
 pub(crate) enum Sink<'a> {
     Buffer(Vec<u8>),
-    Writer(&'a mut (dyn AsyncWrite + Send + Unpin)),
+    /// Streamed to a local file (named for error messages).
+    Writer(&'a mut (dyn AsyncWrite + Send + Unpin), &'a Path),
+}
+
+impl Sink<'_> {
+    fn path(&self) -> &Path {
+        match self {
+            Sink::Buffer(_) => Path::new("(memory)"),
+            Sink::Writer(_, path) => path,
+        }
+    }
+}
+
+/// A command's stdin, with the local file it comes from (for errors).
+pub(crate) struct Input<'a> {
+    pub reader: &'a mut (dyn AsyncRead + Send + Unpin),
+    pub path: Option<&'a Path>,
+}
+
+/// Why feeding stdin stopped early.
+enum FeedError {
+    /// Reading the local source failed: our problem, reported as such.
+    Local(std::io::Error),
+    /// The channel no longer takes data: the exit status tells the rest.
+    Remote,
 }
 
 /// What a raw run returns; stdout is empty when streamed to a writer.
@@ -170,7 +195,10 @@ impl Session {
             &op,
             &script,
             opts.sudo,
-            &mut stdin.as_slice(),
+            Input {
+                reader: &mut stdin.as_slice(),
+                path: None,
+            },
             &mut sink,
             opts.timeout,
         )
@@ -317,10 +345,14 @@ impl Session {
         op: &str,
         script: &str,
         root: bool,
-        input: &mut (dyn AsyncRead + Send + Unpin),
+        input: Input<'_>,
         sink: &mut Sink<'_>,
         timeout: Option<Duration>,
     ) -> Result<RawOutput, SshError> {
+        let Input {
+            reader: input,
+            path: input_path,
+        } = input;
         let sudo = self.sudo_mode(root);
         let wrapped = wrap_sudo(script, sudo, &random_marker());
         let (channel, _permit) = self.open_channel(op).await?;
@@ -328,6 +360,7 @@ impl Session {
         if let Err(e) = writer.exec(true, wrapped.command.as_bytes()).await {
             return Err(protocol_or_disconnect(self.host(), op, e, self.is_closed()));
         }
+        let mut local_read_error: Option<std::io::Error> = None;
         let drive = async {
             let mut collected = Collected::default();
             let read_result = {
@@ -336,15 +369,18 @@ impl Session {
                 let mut fed = false;
                 let read = collected.read_all(&mut reader, sink);
                 tokio::pin!(read);
-                // Read until the channel closes; stop feeding if the remote
-                // side is gone (its window would never open again).
+                // Read until the channel closes, feeding stdin meanwhile. A
+                // remote failure to take stdin shows up in the exit status;
+                // a local read failure sends EOF so the remote command ends
+                // (an upload script then sees a short file and cleans up).
                 loop {
                     tokio::select! {
                         r = &mut feed, if !fed => {
                             fed = true;
-                            // A failed feed shows up as a missing exit status
-                            // or a size check failing in the remote script.
-                            let _ = r;
+                            if let Err(FeedError::Local(e)) = r {
+                                local_read_error = Some(e);
+                                let _ = writer.eof().await;
+                            }
                         }
                         r = &mut read => break r,
                     }
@@ -368,10 +404,18 @@ impl Session {
             });
         };
         let _ = writer.close().await;
+        if let Some(source) = local_read_error {
+            return Err(SshError::Io {
+                host: self.host().to_string(),
+                op: format!("{op}: read"),
+                path: input_path.map(Path::to_path_buf).unwrap_or_default(),
+                source,
+            });
+        }
         let collected = result.map_err(|source| SshError::Io {
             host: self.host().to_string(),
-            op: format!("{op}: write output to"),
-            path: "local sink".into(),
+            op: format!("{op}: write"),
+            path: sink.path().to_path_buf(),
             source,
         })?;
         let out = collected.into_output(sink).ok_or_else(|| {
@@ -392,21 +436,27 @@ impl Session {
         writer: &ChannelWriteHalf<Msg>,
         prefix: &[u8],
         input: &mut (dyn AsyncRead + Send + Unpin),
-    ) -> Result<(), russh::Error> {
+    ) -> Result<(), FeedError> {
         if !prefix.is_empty() {
-            writer.data_bytes(prefix.to_vec()).await?;
+            writer
+                .data_bytes(prefix.to_vec())
+                .await
+                .map_err(|_| FeedError::Remote)?;
         }
         loop {
             let mut buf = vec![0u8; CHUNK];
-            let n = read_full(input, &mut buf).await?;
+            let n = read_full(input, &mut buf).await.map_err(FeedError::Local)?;
             if n == 0 {
                 break;
             }
             buf.truncate(n);
-            writer.data_bytes(buf).await?;
+            writer
+                .data_bytes(buf)
+                .await
+                .map_err(|_| FeedError::Remote)?;
             self.inner.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
         }
-        writer.eof().await
+        writer.eof().await.map_err(|_| FeedError::Remote)
     }
 
     /// sudo's own failures become a typed error instead of exit code 1.
@@ -467,7 +517,7 @@ impl Collected {
             match msg {
                 ChannelMsg::Data { data } => match sink {
                     Sink::Buffer(buf) => buf.extend_from_slice(&data),
-                    Sink::Writer(w) => w.write_all(&data).await?,
+                    Sink::Writer(w, _) => w.write_all(&data).await?,
                 },
                 ChannelMsg::ExtendedData { data, ext: 1 } => {
                     let room = STDERR_CAP.saturating_sub(self.stderr.len());
@@ -484,7 +534,7 @@ impl Collected {
                 _ => {}
             }
         }
-        if let Sink::Writer(w) = sink {
+        if let Sink::Writer(w, _) = sink {
             w.flush().await?;
         }
         Ok(())
@@ -495,7 +545,7 @@ impl Collected {
         let code = self.code?;
         let stdout = match sink {
             Sink::Buffer(buf) => std::mem::take(buf),
-            Sink::Writer(_) => Vec::new(),
+            Sink::Writer(..) => Vec::new(),
         };
         Some(ExecOutput {
             code,

@@ -28,7 +28,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::command::shell_quote;
 use crate::error::SshError;
-use crate::session::{Session, Sink};
+use crate::session::{ExecOutput, Input, Session, Sink};
 
 /// What to upload.
 #[derive(Debug, Clone)]
@@ -110,7 +110,8 @@ pub struct RemoteStat {
     pub mtime: i64,
 }
 
-/// Exit code our upload script uses when fewer bytes arrived than sent.
+/// Exit code our upload script uses when the byte count does not match
+/// (stream cut, or the source file changed while being sent).
 const SHORT_WRITE: i32 = 75;
 
 impl Session {
@@ -163,21 +164,16 @@ impl Session {
                     f = shell_quote(dest),
                     meta = metadata_commands("$f", mode, owner)
                 );
-                let out = self
-                    .run(
-                        &op,
-                        &script,
-                        true,
-                        &mut tokio::io::empty(),
-                        &mut Sink::Buffer(Vec::new()),
-                        None,
-                    )
-                    .await?;
+                let out = self.run_root_script(&op, &script).await?;
                 self.require_success(&op, out)?;
                 return Ok(UploadOutcome::MetadataChanged);
             }
         }
         let script = upload_script(dest, len, mode, owner);
+        let source_path = match &src {
+            Source::File(p) => Some(p.clone()),
+            Source::Bytes(_) => None,
+        };
         let mut input: Box<dyn tokio::io::AsyncRead + Send + Unpin> = match src {
             Source::Bytes(b) => Box::new(std::io::Cursor::new(b)),
             Source::File(p) => {
@@ -198,25 +194,14 @@ impl Session {
                 &op,
                 &script,
                 true,
-                &mut input,
+                Input {
+                    reader: &mut input,
+                    path: source_path.as_deref(),
+                },
                 &mut Sink::Buffer(Vec::new()),
                 None,
             )
             .await?;
-        if out.code == SHORT_WRITE {
-            // The stream was cut: the remote script removed its temp file.
-            return Err(if self.is_closed() {
-                SshError::Disconnected {
-                    host: self.host().to_string(),
-                    op,
-                }
-            } else {
-                SshError::ChannelClosed {
-                    host: self.host().to_string(),
-                    op,
-                }
-            });
-        }
         self.require_success(&op, out)?;
         Ok(UploadOutcome::Uploaded { bytes: len })
     }
@@ -305,8 +290,11 @@ impl Session {
                 &op,
                 &script,
                 true,
-                &mut tokio::io::empty(),
-                &mut Sink::Writer(&mut file),
+                Input {
+                    reader: &mut tokio::io::empty(),
+                    path: None,
+                },
+                &mut Sink::Writer(&mut file, dest),
                 None,
             )
             .await
@@ -382,22 +370,29 @@ impl Session {
         Ok(UploadOutcome::Uploaded { bytes: len })
     }
 
+    /// A script with no stdin, run as root when the host uses sudo, output buffered.
+    async fn run_root_script(&self, op: &str, script: &str) -> Result<ExecOutput, SshError> {
+        self.run(
+            op,
+            script,
+            true,
+            Input {
+                reader: &mut tokio::io::empty(),
+                path: None,
+            },
+            &mut Sink::Buffer(Vec::new()),
+            None,
+        )
+        .await
+    }
+
     /// What is at `dest` now: `None` if not a regular file.
     async fn probe(&self, dest: &str, op: &str) -> Result<Option<Existing>, SshError> {
         let script = format!(
             "f={}; if [ -f \"$f\" ] && [ ! -L \"$f\" ]; then h=$(sha256sum < \"$f\") && s=$(stat -c '%a %U %G' -- \"$f\") && echo \"${{h%% *}} $s\" || echo '!'; else echo -; fi",
             shell_quote(dest)
         );
-        let out = self
-            .run(
-                op,
-                &script,
-                true,
-                &mut tokio::io::empty(),
-                &mut Sink::Buffer(Vec::new()),
-                None,
-            )
-            .await?;
+        let out = self.run_root_script(op, &script).await?;
         let out = self.require_success(op, out)?;
         let text = out.stdout_str();
         let line = text.trim();
@@ -423,16 +418,7 @@ impl Session {
         n: usize,
     ) -> Result<Vec<String>, SshError> {
         let op = format!("{what} of {n} paths");
-        let out = self
-            .run(
-                &op,
-                script,
-                true,
-                &mut tokio::io::empty(),
-                &mut Sink::Buffer(Vec::new()),
-                None,
-            )
-            .await?;
+        let out = self.run_root_script(&op, script).await?;
         let out = self.require_success(&op, out)?;
         let lines: Vec<String> = out.stdout_str().lines().map(str::to_string).collect();
         if lines.len() != n {

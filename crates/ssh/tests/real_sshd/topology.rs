@@ -289,3 +289,44 @@ async fn keepalive_turns_a_hung_server_into_disconnected_body() {
     );
     assert!(s.is_closed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_shares_one_bastion_connection_between_targets() {
+    support::bounded(pool_shares_one_bastion_connection_between_targets_body()).await
+}
+
+async fn pool_shares_one_bastion_connection_between_targets_body() {
+    let Some(()) = support::ready("shared bastion") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bastion = Sshd::start();
+    let targets: Vec<Sshd> = (0..3).map(|_| Sshd::start()).collect();
+    let mut opts = bastion.options(dir.path());
+    for t in &targets {
+        opts = t.options(dir.path());
+    }
+    let hosts: Vec<HostSpec> = targets
+        .iter()
+        .map(|t| {
+            let mut h = t.host("root");
+            h.jump = Some(Box::new(bastion.host("root")));
+            h
+        })
+        .collect();
+    let pool = Pool::new(opts);
+    let mut rx = fan_out(&pool, hosts, 8, |s| async move {
+        s.exec_ok("echo ok", ExecOpts::default())
+            .await
+            .map(|o| o.stdout_str())
+    });
+    let mut n = 0;
+    while let Some(r) = rx.recv().await {
+        assert_eq!(r.result.expect("via bastion"), "ok\n");
+        n += 1;
+    }
+    assert_eq!(n, 3);
+    let log = bastion.log();
+    assert_eq!(log.matches("Accepted publickey").count(), 1, "{log}");
+    assert_eq!(pool.sessions().len(), 4, "3 targets + the bastion");
+}
