@@ -29,7 +29,7 @@ use ez_inventory::{Cluster, Group, HOSTS_FILE};
 use serde_json::json;
 
 use crate::commands::setup::Output;
-use crate::etcd::ctl::{self, Member};
+use crate::etcd::ctl::Member;
 use crate::etcd::inventory::{load_with_hosts, EditedError};
 use crate::etcd::members::{list_errors, EtcdHosts, StepError, View};
 use crate::etcd::{self, plans, quorum};
@@ -647,6 +647,7 @@ async fn del_steps(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::etcd::ctl;
 
     #[test]
     fn ips_are_checked_before_anything() {

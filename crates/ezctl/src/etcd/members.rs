@@ -143,6 +143,11 @@ fn ssh_step(ip: IpAddr, step: &str, e: SshError) -> StepError {
     }
 }
 
+/// etcd's "not now" answers to a membership change.
+fn is_not_ready(detail: &str) -> bool {
+    detail.contains("unhealthy cluster") || detail.contains("not enough started members")
+}
+
 /// The useful end of what a command printed: etcdctl's `Error:` lines when
 /// there are any (its JSON log lines carry stack traces), else the last
 /// `n` lines, each cut at 300 characters.
@@ -269,9 +274,12 @@ impl EtcdHosts {
         via: IpAddr,
         endpoints: &[String],
     ) -> Result<Vec<Health>, StepError> {
-        let cmd = self
-            .ctl
-            .online(endpoints, QUICK, &["endpoint", "health", "-w", "json"]);
+        // A dead endpoint costs the whole timeout: keep it short.
+        let cmd = self.ctl.online(
+            endpoints,
+            Duration::from_secs(4),
+            &["endpoint", "health", "-w", "json"],
+        );
         // Exit 1 when any endpoint is unhealthy: the JSON still says which.
         let out = self.run(via, "endpoint health", &cmd, QUICK * 3).await?;
         ctl::parse_health(&out.stdout).map_err(|e| StepError {
@@ -330,7 +338,7 @@ impl EtcdHosts {
             QUICK,
             &["member", "add", &name, &peer, "-w", "json"],
         );
-        let out = self.run_ok(via, "member add", &cmd, QUICK * 3).await?;
+        let out = self.reconfigure(via, "member add", &cmd).await?;
         ctl::parse_member_list(&out).map_err(|e| StepError {
             host: via,
             step: "member add".into(),
@@ -348,9 +356,25 @@ impl EtcdHosts {
         let cmd = self
             .ctl
             .online(endpoints, QUICK, &["member", "remove", &member.hex_id()]);
-        self.run_ok(via, "member remove", &cmd, QUICK * 3)
+        self.reconfigure(via, "member remove", &cmd)
             .await
             .map(|_| ())
+    }
+
+    /// A membership change. etcd refuses one ("unhealthy cluster") until
+    /// every member it counts has been connected for a few seconds (its
+    /// health interval, 5 s), e.g. right after the previous change: that
+    /// refusal is retried for up to 30 s, anything else fails at once.
+    async fn reconfigure(&self, via: IpAddr, step: &str, cmd: &str) -> Result<String, StepError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.run_ok(via, step, cmd, QUICK * 3).await {
+                Err(e) if is_not_ready(&e.detail) && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// `snapshot save` on member `ip` from its own endpoint, checked with
@@ -468,6 +492,18 @@ mod tests {
         let long = format!("a\nb\nc\n{}", "x".repeat(1000));
         let tail = last_lines(&long, 2);
         assert!(tail.starts_with("c | xxx") && tail.len() < 320, "{tail}");
+    }
+
+    #[test]
+    fn only_not_ready_refusals_are_retried() {
+        assert!(is_not_ready("exit 1: Error: etcdserver: unhealthy cluster"));
+        assert!(is_not_ready(
+            "exit 1: Error: etcdserver: re-configuration failed due to not enough started members"
+        ));
+        assert!(!is_not_ready("exit 1: Error: etcdserver: member not found"));
+        assert!(!is_not_ready(
+            "exit 1: Error: etcdserver: Peer URLs already exists"
+        ));
     }
 
     #[test]
