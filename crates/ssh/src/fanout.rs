@@ -18,7 +18,9 @@ use crate::session::Session;
 /// Default number of hosts worked on at once.
 pub const DEFAULT_FAN_OUT: usize = 64;
 
-/// Sessions by host name, connected on first use. Cheap to clone.
+/// Sessions keyed by [`HostSpec::name`], connected on first use and reused
+/// for the run; a jump host is a pooled host too, so targets behind one
+/// bastion share its connection. Cheap to clone.
 #[derive(Clone)]
 pub struct Pool {
     inner: Arc<PoolInner>,
@@ -123,7 +125,8 @@ pub struct HostResult<T> {
 
 /// Run `work` on each host's session, at most `limit` hosts at a time.
 /// Results arrive on the returned channel in completion order; it closes
-/// after the last host. Must be called inside a tokio runtime.
+/// after the last host. Must be called inside a tokio runtime. A host whose
+/// `work` panics sends no result.
 ///
 /// ```no_run
 /// # async fn demo(pool: ez_ssh::Pool, hosts: Vec<ez_ssh::HostSpec>) {

@@ -1,9 +1,23 @@
 //! ez-ssh: the parallel SSH executor under every ezctl playbook.
 //!
-//! One russh connection per host, reused for the whole run; many channels
-//! on it at once (bounded by OpenSSH's MaxSessions). Host keys are checked
-//! strictly against known_hosts files; jump hosts and sudo are handled
-//! here so callers only say *what* to run, never *how* to reach a host.
+//! One russh connection per host, reused for the whole run, with many
+//! channels on it at once (bounded by OpenSSH's MaxSessions). Callers say
+//! *what* to run; how a host is reached (jump host, keys, agent, password,
+//! sudo) is decided here from a [`HostSpec`] and the run's [`SshOptions`].
+//!
+//! * [`connect`] → [`Session`]: `exec`/`exec_ok`, `upload` (atomic, skipped
+//!   when the sha256 matches), `remote_sha256` and `stat` of many paths in
+//!   one round trip, `download`. Cloning a session is cheap.
+//! * [`Pool`] + [`fan_out`]: one session per host for the run, work on many
+//!   hosts at once, results streamed as they finish.
+//! * [`SshConfig`]: fill a host's unset fields from `~/.ssh/config`.
+//! * Host keys: strict by default against every known_hosts file in
+//!   [`SshOptions::known_hosts`] (plain, `[host]:port`, hashed, `@revoked`);
+//!   `accept_new` pins unknown keys into the first file; a changed key is
+//!   always refused with both fingerprints ([`SshError::HostKeyChanged`]).
+//! * Root: `ExecOpts { sudo: true, .. }` and every file operation run as
+//!   root through `sudo` when [`HostSpec::uses_sudo`]; the sudo password is
+//!   written to sudo's stdin, never put on a command line.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ez_ssh::SshError> {
@@ -11,12 +25,13 @@
 //! let mut host = HostSpec::new("10.0.0.11");
 //! host.user = Some("root".into());
 //! let session = connect(&host, &SshOptions::default()).await?;
-//! let out = session.exec_ok("uname -r", ExecOpts::default()).await?;
-//! let done = session.upload(b"data".as_slice(), "/etc/demo.conf", 0o644, None).await?;
+//! let kernel = session.exec_ok("uname -r", ExecOpts::default()).await?.stdout_str();
+//! let outcome = session.upload(b"data".as_slice(), "/etc/demo.conf", 0o644, None).await?;
 //! # Ok(()) }
 //! ```
 //!
-//! Errors are [`SshError`]; each names the host and the operation.
+//! Errors are [`SshError`]; each names the host (its inventory name) and,
+//! where relevant, the operation. No error or log line carries a secret.
 
 mod auth;
 mod command;

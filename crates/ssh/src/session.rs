@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
 use crate::auth::protocol_or_disconnect;
-use crate::command::{random_marker, valid_env_name, with_env, wrap_sudo};
+use crate::command::{random_marker, shell_quote, valid_env_name, with_env, wrap_sudo};
 use crate::connect::ClientHandler;
 use crate::error::{tail, SshError};
 use crate::host::{HostSpec, Sudo};
@@ -26,7 +26,8 @@ pub struct ExecOpts {
     /// Exported in the remote shell before the command (names must be
     /// shell identifiers). Values never appear in error messages.
     pub env: Vec<(String, String)>,
-    /// Kill the command (and close its channel) after this long.
+    /// Kill the command after this long: coreutils `timeout` on the host
+    /// (TERM to its process group, KILL 2 s later), then [`SshError::Timeout`].
     pub timeout: Option<Duration>,
     /// Run as root through sudo when the host is configured for it
     /// ([`HostSpec::uses_sudo`]); no effect for root or `Sudo::None`.
@@ -60,6 +61,8 @@ impl ExecOutput {
 
 /// Keep at most this much stderr: enough for any diagnosis, bounded memory.
 const STDERR_CAP: usize = 1 << 20;
+/// How much longer than the remote `timeout` our own timer waits.
+const TIMEOUT_BACKSTOP: Duration = Duration::from_secs(5);
 /// Channel opens refused by the server before giving up (about 2 s in all).
 const OPEN_ATTEMPTS: u32 = 10;
 /// Chunk read from local sources; russh splits it into packets.
@@ -187,22 +190,50 @@ impl Session {
                 return Err(self.invalid(format!("environment variable name `{name}`")));
             }
         }
-        let script = with_env(cmd, &opts.env);
+        let mut script = with_env(cmd, &opts.env);
         let op = describe(cmd);
+        // sshd ignores "signal" requests on root logins (no privilege
+        // separation there), so a client-side timeout alone would leave the
+        // command running. coreutils `timeout` kills its whole process
+        // group on the host (TERM, then KILL 2 s later) even if we vanish;
+        // our own timer, a little later, is the backstop.
+        let backstop = opts.timeout.map(|t| {
+            script = format!(
+                "timeout -k 2 {:.3} sh -c {}",
+                t.as_secs_f64(),
+                shell_quote(&script)
+            );
+            t + TIMEOUT_BACKSTOP
+        });
         let stdin = opts.stdin.unwrap_or_default();
         let mut sink = Sink::Buffer(Vec::new());
-        self.run(
-            &op,
-            &script,
-            opts.sudo,
-            Input {
-                reader: &mut stdin.as_slice(),
-                path: None,
-            },
-            &mut sink,
-            opts.timeout,
-        )
-        .await
+        let started = std::time::Instant::now();
+        let out = self
+            .run(
+                &op,
+                &script,
+                opts.sudo,
+                Input {
+                    reader: &mut stdin.as_slice(),
+                    path: None,
+                },
+                &mut sink,
+                backstop,
+            )
+            .await;
+        match (out, opts.timeout) {
+            // 124 is `timeout`'s "it timed out"; the clock rules out a
+            // command that merely exits 124 by itself.
+            (Ok(o), Some(t)) if o.code == 124 && started.elapsed() >= t => Err(SshError::Timeout {
+                host: self.host().to_string(),
+                op,
+                after: t,
+            }),
+            (Err(SshError::Timeout { host, op, .. }), Some(t)) => {
+                Err(SshError::Timeout { host, op, after: t })
+            }
+            (other, _) => other,
+        }
     }
 
     /// [`Self::exec`], but a non-zero exit becomes [`SshError::RemoteCommand`]

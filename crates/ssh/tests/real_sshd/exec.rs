@@ -87,11 +87,12 @@ async fn exec_timeout_kills_and_session_stays_usable_body() {
     let sshd = Sshd::start();
     let opts = sshd.options(sshd.dir.path());
     let s = connect(&sshd.host("root"), &opts).await.expect("connect");
-    let marker = sshd.dir.path().join("still-running");
+    let pidfile = sshd.dir.path().join("sleeper.pid");
     let started = Instant::now();
     let err = s
         .exec(
-            &format!("sleep 30; touch {}", marker.display()),
+            // `exec` keeps the pid: the one written is the sleep's.
+            &format!("echo $$ > {}; exec sleep 30", pidfile.display()),
             ExecOpts {
                 timeout: Some(Duration::from_millis(700)),
                 ..Default::default()
@@ -103,6 +104,19 @@ async fn exec_timeout_kills_and_session_stays_usable_body() {
     assert!(matches!(err, SshError::Timeout { .. }), "{err}");
     assert!(err.to_string().contains("timed out after 0.7s"), "{err}");
     assert!(took < Duration::from_secs(5), "timeout took {took:?}");
+    // The remote command was killed, not left running.
+    let pid = std::fs::read_to_string(&pidfile).expect("pid written");
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{}", pid.trim()));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while proc_dir.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "remote sleep {} still running\n{}",
+            pid.trim(),
+            sshd.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // The same connection still works, for many more channels than the
     // slot limit (a leaked slot would hang here).
     for i in 0..12 {
