@@ -89,9 +89,17 @@ fn transport_error(host: &str, e: SshError) -> TransportError {
         .unwrap_or(&text)
         .to_string();
     match e {
-        SshError::Unreachable { .. } => TransportError::Unreachable {
+        // "unreachable: unreachable at ..." said the same thing twice.
+        SshError::Unreachable { addr, source, .. } => TransportError::Unreachable {
             host: host.into(),
-            reason,
+            reason: format!("no SSH connection to {addr}: {source}"),
+        },
+        // A host that is powered off or cut from the network answers nothing:
+        // it is gone for the run like one that refuses the connection, so its
+        // other units are skipped instead of each failing on their own.
+        SshError::Timeout { op, after, .. } if op == "connect" => TransportError::Unreachable {
+            host: host.into(),
+            reason: format!("no answer to an SSH connection within {after:?}"),
         },
         SshError::Timeout { op, after, .. } => TransportError::Timeout {
             host: host.into(),
@@ -236,6 +244,47 @@ impl Transport for SshTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_that_cannot_be_reached_is_unreachable_with_one_clear_reason() {
+        let refused = transport_error(
+            "10.0.0.1",
+            SshError::Unreachable {
+                host: "10.0.0.1".into(),
+                addr: "10.0.0.1:22".into(),
+                source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+            },
+        );
+        assert!(refused.is_unreachable());
+        let text = refused.to_string();
+        assert!(
+            text.starts_with("10.0.0.1: unreachable: no SSH connection to 10.0.0.1:22: "),
+            "{text}"
+        );
+        assert_eq!(text.matches("unreachable").count(), 1, "{text}");
+
+        let silent = transport_error(
+            "10.0.0.2",
+            SshError::Timeout {
+                host: "10.0.0.2".into(),
+                op: "connect".into(),
+                after: std::time::Duration::from_secs(10),
+            },
+        );
+        assert!(silent.is_unreachable(), "{silent}");
+        assert!(silent.to_string().contains("within 10s"), "{silent}");
+
+        // A slow command is not a dead host.
+        let slow = transport_error(
+            "10.0.0.3",
+            SshError::Timeout {
+                host: "10.0.0.3".into(),
+                op: "command `sleep 100`".into(),
+                after: std::time::Duration::from_secs(1),
+            },
+        );
+        assert!(!slow.is_unreachable(), "{slow}");
+    }
 
     #[test]
     fn jump_hosts() {
