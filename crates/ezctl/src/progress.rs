@@ -68,6 +68,11 @@ impl EventConsumer for Bars {
                     self.println(line);
                 }
             }
+            Event::UnitEnd { .. } => {
+                if let Some(line) = unit_failure_line(e, self.style) {
+                    self.println(line);
+                }
+            }
             Event::RunEnd { .. } => {
                 for pb in self.bars.values() {
                     pb.finish_and_clear();
@@ -113,6 +118,9 @@ impl<W: Write + Send> EventConsumer for Lines<W> {
                 status.as_str(),
                 *duration_ms as f64 / 1000.0
             )?;
+            if let Some(line) = unit_failure_line(e, self.style) {
+                writeln!(self.out, "{line}")?;
+            }
         }
         if let Some(line) = task_line(e, self.style, self.dry_run) {
             writeln!(self.out, "{line}")?;
@@ -155,7 +163,7 @@ fn task_line(e: &Event, style: Style, dry_run: bool) -> Option<String> {
                 line.push_str(&format!("\n{:>15}    {}", "", style.dim(c)));
             }
             if let Some(err) = error {
-                for l in err.lines() {
+                for l in without_host(host, err).lines() {
                     line.push_str(&format!("\n{:>15}    {l}", ""));
                 }
             }
@@ -184,6 +192,37 @@ fn task_line(e: &Event, style: Style, dry_run: bool) -> Option<String> {
         Event::Warning { message, .. } => Some(format!("warning: {message}")),
         _ => None,
     }
+}
+
+/// Why a unit failed before any of its tasks ran (the host could not be
+/// reached): task failures are shown by their own `task_end` line.
+fn unit_failure_line(e: &Event, style: Style) -> Option<String> {
+    let Event::UnitEnd {
+        host,
+        role,
+        failure: Some(cause),
+        ..
+    } = e
+    else {
+        return None;
+    };
+    if cause.task.is_some() {
+        return None;
+    }
+    let mut line = format!("{:>15}  {role} {}", host, style.red("FAILED"));
+    for l in without_host(&cause.host, &cause.error).lines() {
+        line.push_str(&format!("\n{:>15}    {l}", ""));
+    }
+    Some(line)
+}
+
+/// An error without its leading `HOST: `: transport errors name their host,
+/// and every line that shows one names the host already.
+fn without_host<'a>(host: &str, error: &'a str) -> &'a str {
+    error
+        .strip_prefix(host)
+        .and_then(|rest| rest.strip_prefix(": "))
+        .unwrap_or(error)
 }
 
 /// The closing summary: one row per host, then every failure and what it
@@ -225,7 +264,7 @@ pub fn recap(r: &Recap, style: Style) -> String {
             style.red("failed:"),
             f.role,
             f.host,
-            f.error
+            without_host(&f.host, &f.error)
         ));
     }
     for s in &r.skipped_units {
@@ -241,4 +280,66 @@ pub fn recap(r: &Recap, style: Style) -> String {
         r.duration_ms as f64 / 1000.0
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ez_engine::Cause;
+
+    const PLAIN: Style = Style { color: false };
+
+    fn unreachable_cause() -> Cause {
+        Cause {
+            role: "prepare".into(),
+            host: "10.0.0.4".into(),
+            task: None,
+            error: "10.0.0.4: unreachable: no SSH connection to 10.0.0.4:22: Connection refused"
+                .into(),
+        }
+    }
+
+    #[test]
+    fn a_host_that_could_not_be_reached_says_why_in_the_plain_lines() {
+        let mut out = Vec::new();
+        let mut lines = Lines::new(&mut out, PLAIN, false);
+        lines
+            .on_event(&Event::UnitEnd {
+                t_ms: 1,
+                host: "10.0.0.4".into(),
+                role: "prepare".into(),
+                status: Status::Failed,
+                duration_ms: 800,
+                failure: Some(unreachable_cause()),
+                unreachable: true,
+            })
+            .expect("write");
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(text.contains("prepare failed (0.8s)"), "{text}");
+        assert!(
+            text.contains("    unreachable: no SSH connection to 10.0.0.4:22: Connection refused"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_recap_names_host_role_and_cause_once_on_one_line() {
+        let recap = Recap {
+            failures: vec![unreachable_cause()],
+            ..Recap::default()
+        };
+        let text = recap_text(&recap);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("failed:"))
+            .expect("a failure line");
+        assert_eq!(
+            line,
+            "failed: prepare on 10.0.0.4: unreachable: no SSH connection to 10.0.0.4:22: Connection refused"
+        );
+    }
+
+    fn recap_text(r: &Recap) -> String {
+        recap(r, PLAIN)
+    }
 }
