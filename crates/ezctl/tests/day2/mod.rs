@@ -164,10 +164,13 @@ pub fn ready(env: &Env, master: &str) -> bool {
     out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok"
 }
 
+/// (seconds since the sampler started, masters not ready) per sample.
+pub type Samples = Vec<(f64, Vec<String>)>;
+
 /// Samples which masters answer /readyz, every `every`, until stopped.
 pub struct Sampler {
     stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<Vec<(f64, Vec<String>)>>>,
+    handle: Option<JoinHandle<Samples>>,
 }
 
 impl Sampler {
@@ -204,7 +207,7 @@ impl Sampler {
     }
 
     /// (seconds since start, masters down) per sample.
-    pub fn finish(mut self) -> Vec<(f64, Vec<String>)> {
+    pub fn finish(mut self) -> Samples {
         self.stop.store(true, Ordering::Relaxed);
         self.handle
             .take()
