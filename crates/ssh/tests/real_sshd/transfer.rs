@@ -84,10 +84,9 @@ async fn fifty_megabytes_upload_then_unchanged_without_resending_body() {
         1,
         "one probe round trip"
     );
-    assert!(
-        second_took < first_took,
-        "{second_took:?} vs {first_took:?}"
-    );
+    // Time is no proof on a shared machine (both sides hash 50 MB here);
+    // the byte counter above is.
+    eprintln!("first upload {first_took:?}, unchanged check {second_took:?}");
 
     // Same content, different mode: fixed without sending the data.
     let third = s
