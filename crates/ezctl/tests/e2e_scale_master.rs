@@ -11,7 +11,7 @@ mod day2;
 
 use std::time::Duration;
 
-use day2::{attempt, cat, hosts_path, node_name, nodes, served_sans, timed, Options, Sampler};
+use day2::{cat, hosts_path, node_name, nodes, served_sans, timed, Options, Sampler};
 
 #[test]
 fn a_spare_machine_joins_as_a_master_then_leaves() {
