@@ -376,6 +376,7 @@ impl UnitJob {
         // A delegated task sees the controller's files: it must not share the
         // host's stat cache, where the same path means another machine.
         let controller_stats = StatCache::default();
+        let target = transport;
         let (transport, stats) = if task.delegate_controller {
             (&*self.controller, &controller_stats)
         } else {
@@ -383,6 +384,7 @@ impl UnitJob {
         };
         let cx = Cx {
             transport,
+            target,
             controller: &*self.controller,
             role: &self.role,
             vars,

@@ -216,6 +216,56 @@ async fn wait_succeeds_on_an_open_port_and_explains_a_timeout() {
     assert_eq!(task_status(&events, "never ready"), [Status::Skipped]);
 }
 
+/// A `journalctl` on PATH that says where it ran.
+fn journalctl_shim(dir: &Path, name: &str, says: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join(name);
+    write(
+        &bin,
+        "journalctl",
+        &format!("#!/bin/sh\necho \"{says}: $*\"\n"),
+    );
+    std::fs::set_permissions(
+        bin.join("journalctl"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    bin
+}
+
+/// "node Ready" is asked of the API server from the controller, but the
+/// kubelet that explains why it is not Ready runs on the node: the journal
+/// must come from the task's host, not from where the probe ran.
+#[tokio::test]
+async fn a_delegated_wait_shows_the_journal_of_the_tasks_host() {
+    let r = OneRole::new(
+        "- name: node ready\n  wait: { command: \"echo NotReady; false\", retries: 2, delay: 10ms, unit: kubelet }\n  delegate: controller\n",
+        None,
+    );
+    let path = std::env::var("PATH").unwrap_or_default();
+    let on_host = journalctl_shim(r.dir.path(), "host-bin", "journal of the host");
+    let on_controller = journalctl_shim(r.dir.path(), "ctl-bin", "journal of the controller");
+    let runner = Runner::new(Arc::new(
+        LocalConnector::new().with_env("PATH", format!("{}:{path}", on_host.display())),
+    ))
+    .with_controller(Arc::new(
+        transport::LocalTransport::new("controller")
+            .with_env("PATH", format!("{}:{path}", on_controller.display())),
+    ));
+    let (recap, _) = r.run_with(r.targets(), runner).await;
+    let err = &recap.failures[0].error;
+    assert!(err.contains("NotReady"), "the probe's output: {err}");
+    assert!(
+        err.contains("last journal lines of kubelet on h1:"),
+        "{err}"
+    );
+    assert!(
+        err.contains("journal of the host: -u kubelet -n 20"),
+        "{err}"
+    );
+    assert!(!err.contains("journal of the controller"), "{err}");
+}
+
 #[tokio::test]
 async fn sysctl_writes_the_file_and_loads_it_on_change() {
     let r = OneRole::new(

@@ -205,6 +205,9 @@ pub(crate) struct HostState {
 /// What a module sees.
 pub(crate) struct Cx<'a> {
     pub transport: &'a dyn Transport,
+    /// The unit's own host, also for a task delegated to the controller: a
+    /// delegated `wait` with `unit:` reads that unit's journal there.
+    pub target: &'a dyn Transport,
     /// For `local` and for reading files on the controller.
     pub controller: &'a dyn Transport,
     pub role: &'a Role,

@@ -166,8 +166,10 @@ impl Module for WaitArgs {
             last_lines(&last, 20)
         );
         if let Some(unit) = &self.unit {
+            // The unit runs on the task's host even when the probe ran on the
+            // controller (e.g. "node Ready" asked of the API server).
             let j = cx
-                .transport
+                .target
                 .exec(
                     &format!("journalctl -u {} -n 20 --no-pager 2>&1", shell_quote(unit)),
                     ExecOpts {
@@ -180,7 +182,10 @@ impl Module for WaitArgs {
                 Ok(o) => last_lines(&o.stdout, 20),
                 Err(e) => format!("(journal unavailable: {e})"),
             };
-            msg.push_str(&format!("\nlast journal lines of {unit}:\n{journal}"));
+            msg.push_str(&format!(
+                "\nlast journal lines of {unit} on {}:\n{journal}",
+                cx.target.host()
+            ));
         }
         Err(TaskError::Failed(msg))
     }
