@@ -197,10 +197,9 @@ fn a_wrong_key_is_refused_naming_the_host() {
     s.identity_files = vec![key];
     let mut opts = options(lab);
     opts.use_agent = false;
-    let err = rt()
-        .block_on(ez_ssh::connect(&s, &opts))
-        .err()
-        .expect("must be refused");
+    let Err(err) = rt().block_on(ez_ssh::connect(&s, &opts)) else {
+        panic!("a wrong key must be refused")
+    };
     assert!(matches!(err, SshError::AuthFailed { .. }), "{err:?}");
     let text = err.to_string();
     assert!(text.contains(&lab.hosts()[0].ip.to_string()), "{text}");
@@ -333,7 +332,9 @@ fn a_machine_stopped_mid_run_fails_alone() {
     assert_eq!(results.len(), lab.hosts().len());
     for r in &results {
         if r.host == victim_ip {
-            let err = r.result.as_ref().err().expect("the stopped machine fails");
+            let Err(err) = &r.result else {
+                panic!("the stopped machine must fail")
+            };
             assert!(
                 matches!(
                     err,
