@@ -1,0 +1,163 @@
+//! `ezctl upgrade` on 7 real machines, from stand-ins reporting v1.30.1 to
+//! v1.30.11: /readyz of every master is sampled every 0.5 s and never more
+//! than one is down; a node whose kubelet cannot start stops the upgrade
+//! midway with its progress saved; once fixed, the same command finishes
+//! it, skipping the hosts already done; every node ends at v1.30.11.
+//! Downgrades and minor-version skips are refused. Needs root and the lab;
+//! says why and passes without checking where those are missing.
+
+mod common;
+mod day2;
+
+use std::time::Duration;
+
+use day2::{attempt, nodes, timed, Options, Sampler};
+use serde_json::Value;
+
+const FAIL_DROPIN: &str = "/etc/systemd/system/kubelet.service.d/10-ezctl-test-fail.conf";
+
+fn apiserver_started(env: &common::Env, ip: &str) -> String {
+    env.on(
+        ip,
+        "systemctl show -p ExecMainStartTimestampMonotonic --value kube-apiserver",
+    )
+    .1
+}
+
+#[test]
+fn rolling_upgrade_survives_a_failed_node_and_resumes() {
+    let Some((setup, _turn)) = day2::cluster(Options {
+        machines: 7,
+        spare: false,
+        ex_lb: false,
+    }) else {
+        return;
+    };
+    let env = setup.env;
+    let masters = env.group(ez_lab::Role::KubeMaster);
+    let workers = env.group(ez_lab::Role::KubeNode);
+    let broken = workers.last().expect("a node").clone();
+    let state_file = env.cluster_dir().join("upgrade-state.json");
+    assert!(nodes(env, &masters[0]).iter().all(|n| n.2 == "v1.30.1"));
+
+    common::build_bundle(&env.home.join("bin"), "v1.30.11");
+    // The last node's kubelet will not start again once stopped.
+    let (code, out) = env.on(
+        &broken,
+        &format!("mkdir -p $(dirname {FAIL_DROPIN}) && printf '[Service]\\nExecStartPre=/bin/false\\n' > {FAIL_DROPIN} && systemctl daemon-reload"),
+    );
+    assert_eq!(code, 0, "{out}");
+
+    let sampler = Sampler::start(env, masters.clone(), Duration::from_millis(500));
+    let out = attempt(env, "upgrade", &[]);
+    day2::assert_at_most_one_down(&sampler.finish(), "first upgrade run");
+    let log = common::text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the upgrade should stop at {broken}:\n{log}"
+    );
+    assert!(
+        log.contains("progress is saved in") && log.contains("upgrade-state.json"),
+        "{log}"
+    );
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(&state_file).expect("state file kept"))
+            .expect("state JSON");
+    assert_eq!(state["target"], "v1.30.11");
+    let done: Vec<String> = state["done"]
+        .as_array()
+        .expect("done")
+        .iter()
+        .map(|v| v.as_str().unwrap_or("").to_string())
+        .collect();
+    let mut expected_done = masters.clone();
+    expected_done.extend(workers.iter().filter(|w| **w != broken).cloned());
+    assert_eq!(
+        done, expected_done,
+        "masters first, then nodes in order, stopping at {broken}"
+    );
+    assert_eq!(
+        state["cordoned"],
+        serde_json::json!([broken]),
+        "the failed node stays cordoned, recorded"
+    );
+
+    // Fix the node; the same command finishes the job, skipping done hosts.
+    let (code, out) = env.on(
+        &broken,
+        &format!("rm -f {FAIL_DROPIN} && systemctl daemon-reload"),
+    );
+    assert_eq!(code, 0, "{out}");
+    let before: Vec<String> = masters.iter().map(|m| apiserver_started(env, m)).collect();
+    let sampler = Sampler::start(env, masters.clone(), Duration::from_millis(500));
+    let out = timed(env, "upgrade", &[]);
+    day2::assert_at_most_one_down(&sampler.finish(), "resumed upgrade");
+    let log = common::text(&out);
+    assert!(
+        log.contains(&format!(
+            "resuming the upgrade to v1.30.11: already done: {}",
+            expected_done.join(", ")
+        )),
+        "{log}"
+    );
+    for h in &expected_done {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(h.as_str()) && l.contains("[done earlier]")),
+            "{h} not skipped:\n{log}"
+        );
+    }
+    let after: Vec<String> = masters.iter().map(|m| apiserver_started(env, m)).collect();
+    assert_eq!(before, after, "a finished master was restarted again");
+    assert!(
+        !state_file.exists(),
+        "state file left after a complete upgrade"
+    );
+
+    // Every node (masters included) runs v1.30.11 and is Ready; the nodes
+    // are schedulable again, the masters stay cordoned as setup left them.
+    let listed = nodes(env, &masters[0]);
+    assert_eq!(listed.len(), masters.len() + workers.len(), "{listed:?}");
+    for (name, ready, version, unschedulable) in &listed {
+        assert!(*ready, "{name} not Ready");
+        assert_eq!(version, "v1.30.11", "{name}");
+        let is_master = masters.iter().any(|m| day2::node_name(m) == *name);
+        assert_eq!(*unschedulable, is_master, "{name} schedulability");
+    }
+    for ip in masters.iter().chain(&workers) {
+        let (_, v) = env.on(ip, "/opt/kube/bin/kubelet --version");
+        assert!(v.contains("v1.30.11"), "{ip}: {v}");
+    }
+    for m in &masters {
+        let (_, v) = env.on(m, "/opt/kube/bin/kube-apiserver --version");
+        assert!(v.contains("v1.30.11"), "{m}: {v}");
+    }
+
+    // Once done, again: nothing to do.
+    let out = timed(env, "upgrade", &[]);
+    assert!(
+        common::text(&out).contains("every host runs v1.30.11: nothing to upgrade"),
+        "{}",
+        common::text(&out)
+    );
+
+    // Refusals, before anything changes.
+    common::build_bundle(&env.home.join("bin"), "v1.30.1");
+    let out = attempt(env, "upgrade", &[]);
+    let log = common::text(&out);
+    assert_eq!(out.status.code(), Some(3), "{log}");
+    assert!(
+        log.contains("newer than the bundle's v1.30.1 (downgrades are refused)"),
+        "{log}"
+    );
+    common::build_bundle(&env.home.join("bin"), "v1.32.0");
+    let out = attempt(env, "upgrade", &[]);
+    let log = common::text(&out);
+    assert_eq!(out.status.code(), Some(3), "{log}");
+    assert!(log.contains("v1.32.0 skips a minor version"), "{log}");
+    assert!(
+        nodes(env, &masters[0]).iter().all(|n| n.2 == "v1.30.11"),
+        "a refused upgrade changed something"
+    );
+}
