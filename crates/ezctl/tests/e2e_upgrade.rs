@@ -82,6 +82,25 @@ fn rolling_upgrade_survives_a_failed_node_and_resumes() {
         serde_json::json!([broken]),
         "the failed node stays cordoned, recorded"
     );
+    // The lab machines share the host's monotonic clock: the apiservers'
+    // start times show the masters restarted one after the other, the
+    // second only once the first was back (readiness gate + version check).
+    let starts: Vec<u64> = masters
+        .iter()
+        .map(|m| {
+            apiserver_started(env, m)
+                .trim()
+                .parse()
+                .expect("a start time")
+        })
+        .collect();
+    let gap = starts
+        .windows(2)
+        .map(|w| w[1].saturating_sub(w[0]))
+        .min()
+        .unwrap_or(u64::MAX);
+    eprintln!("apiserver restarts {:.1}s apart", gap as f64 / 1e6);
+    assert!(gap > 3_000_000, "masters restarted together: {starts:?}");
 
     // Fix the node; the same command finishes the job, skipping done hosts.
     let (code, out) = env.on(
