@@ -1,0 +1,168 @@
+//! Fault: a host is down before the run (powered off, or its SSH port
+//! silently dropped by a firewall). `ezctl setup` names that host as
+//! unreachable in one line (host, role, cause), every other host finishes,
+//! the exit code is 1, nothing is half-written, and once the host is back a
+//! re-run converges. Own test binary: it stops a lab machine.
+//! Needs root and the lab; says why and passes where missing.
+
+mod common;
+mod fault_support;
+
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::text;
+use fault_support::*;
+
+/// Both tests take machines away: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The lab machine that goes down: the last node (no etcd, no master), so
+/// the rest of the cluster can be built without it.
+fn victim(env: &common::Env) -> (usize, String) {
+    let host = env
+        .lab
+        .hosts()
+        .into_iter()
+        .filter(|h| h.roles == [ez_lab::Role::KubeNode])
+        .last()
+        .expect("a node that is only a node");
+    (host.index, host.ip.to_string())
+}
+
+#[test]
+fn a_stopped_host_is_named_unreachable_the_others_finish_and_a_rerun_converges() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = common::env(4) else { return };
+    let (index, down) = victim(env);
+    let inventory = inventory_bytes(env);
+    env.lab.stop_machine(index).expect("stop machine");
+
+    let out = ezctl_json(env, "setup", &["all"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let r = recap(&out);
+    // The down host: one failure, unreachable, its other units skipped
+    // because of it.
+    let failures = r["failures"].as_array().cloned().unwrap_or_default();
+    assert_eq!(failures.len(), 1, "only the down host fails: {r}");
+    assert_eq!(failures[0]["host"], down.as_str(), "{r}");
+    assert_eq!(failures[0]["role"], "prepare", "its first role: {r}");
+    let error = failures[0]["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains(&format!("unreachable: no SSH connection to {down}:22")),
+        "{error}"
+    );
+    assert_eq!(r["hosts"][&down]["unreachable"], 1, "{r}");
+    for s in r["skipped_units"].as_array().cloned().unwrap_or_default() {
+        assert_eq!(s["host"], down.as_str(), "only the down host skips: {s}");
+        assert_eq!(s["cause"]["host"], down.as_str(), "{s}");
+    }
+    // Every other host finished everything: kubectl sees them Ready.
+    for ip in all_hosts(env).iter().filter(|ip| **ip != down) {
+        assert_eq!(r["hosts"][ip]["failed"], 0, "{ip}: {r}");
+        assert_eq!(r["hosts"][ip]["unreachable"], 0, "{ip}: {r}");
+    }
+    let masters = env.group(ez_lab::Role::KubeMaster);
+    let nodes = env.kubectl(
+        &masters[0],
+        &[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type==\"Ready\")].status}\n{end}",
+        ],
+    );
+    let listed = text(&nodes);
+    let mut kube_hosts = masters.clone();
+    kube_hosts.extend(env.group(ez_lab::Role::KubeNode));
+    kube_hosts.sort();
+    kube_hosts.dedup();
+    assert_eq!(
+        listed.lines().filter(|l| l.ends_with(" True")).count(),
+        kube_hosts.len() - 1,
+        "every kube host but the down one is Ready: {listed}"
+    );
+    assert!(
+        !listed.contains(&format!("k8s-{}", down.replace('.', "-"))),
+        "{listed}"
+    );
+
+    // The human output says it in one line: host, role, cause.
+    let human = env.ezctl(&["setup", &env.cluster, "01"]);
+    assert_eq!(human.status.code(), Some(1));
+    let said = text(&human);
+    let line = said
+        .lines()
+        .find(|l| l.starts_with("failed:"))
+        .unwrap_or_else(|| panic!("no failed: line in\n{said}"));
+    assert!(
+        line.starts_with(&format!(
+            "failed: prepare on {down}: unreachable: no SSH connection to {down}:22: "
+        )),
+        "{line}"
+    );
+    assert_eq!(inventory, inventory_bytes(env), "the inventory was edited");
+
+    // Back up: the same command converges, and a further run changes nothing.
+    env.lab.start_machine(index).expect("start machine");
+    let rerun = ezctl_json(env, "setup", &["all"]);
+    assert!(rerun.status.success(), "{}", text(&rerun));
+    assert!(
+        recap(&rerun)["hosts"][&down]["changed"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "the returning host is set up: {}",
+        recap(&rerun)
+    );
+    assert_converged(env, "setup", &["all"]);
+    assert_no_upload_leftovers(env, Duration::from_secs(5));
+}
+
+/// A firewall that drops SSH packets: no refusal, no answer. The connect
+/// timeout makes the host unreachable (not a failure of each of its units).
+#[test]
+fn a_host_that_answers_nothing_is_unreachable_after_the_connect_timeout() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = common::env(4) else { return };
+    let (index, down) = victim(env);
+    let netns = ez_lab::net::netns_name(&env.cluster, index);
+    let rule = ["INPUT", "-p", "tcp", "--dport", "22", "-j", "DROP"];
+    let iptables = |op: &str| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &netns, "iptables", op])
+            .args(rule)
+            .output()
+            .expect("iptables");
+        assert!(out.status.success(), "iptables {op}: {}", text(&out));
+    };
+    iptables("-I");
+    let started = std::time::Instant::now();
+    let out = ezctl_json(env, "setup", &["01"]);
+    let took = started.elapsed();
+    iptables("-D");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let r = recap(&out);
+    let failures = r["failures"].as_array().cloned().unwrap_or_default();
+    assert_eq!(failures.len(), 1, "{r}");
+    assert_eq!(failures[0]["host"], down.as_str(), "{r}");
+    assert!(
+        failures[0]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("unreachable: no answer to an SSH connection within 10s"),
+        "{r}"
+    );
+    assert_eq!(r["hosts"][&down]["unreachable"], 1, "{r}");
+    assert!(
+        took < Duration::from_secs(120),
+        "bounded by the connect timeout and its retries: {took:?}"
+    );
+    for ip in all_hosts(env).iter().filter(|ip| **ip != down) {
+        assert_eq!(r["hosts"][ip]["failed"], 0, "{ip}: {r}");
+    }
+    let rerun = ezctl_json(env, "setup", &["01"]);
+    assert!(rerun.status.success(), "{}", text(&rerun));
+    assert_converged(env, "setup", &["01"]);
+}
