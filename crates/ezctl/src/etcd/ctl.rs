@@ -345,7 +345,7 @@ mod tests {
         let members = parse_member_list(&text).unwrap();
         assert_eq!(members.len(), 1);
         assert_eq!(members[0].name, "m1");
-        assert_eq!(members[0].client_urls, [client_url.clone()]);
+        assert_eq!(members[0].client_urls, std::slice::from_ref(&client_url));
 
         // The simple format prints IDs in hex, as `member remove` takes them.
         let (ok, simple) = ctl(&["member", "list"]);

@@ -88,7 +88,7 @@ pub fn check_parity(from: usize, to: usize) -> Result<(), Refusal> {
     if to == 0 {
         return Err(Refusal::LastMember);
     }
-    if to % 2 == 0 {
+    if to & 1 == 0 {
         return Err(Refusal::EvenCount { from, to });
     }
     Ok(())
