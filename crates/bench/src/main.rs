@@ -72,6 +72,9 @@ pub struct Cli {
     /// Name of the bench's lab (brought up and down many times)
     #[arg(long, default_value = "ezbench")]
     pub lab_name: String,
+    /// On failure, leave the lab up and the temporary home in place for a look
+    #[arg(long)]
+    pub keep_on_error: bool,
     /// Also write every sample as JSON to this file
     #[arg(long)]
     pub json_out: Option<PathBuf>,

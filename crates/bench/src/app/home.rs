@@ -21,8 +21,8 @@ use super::say;
 use crate::Cli;
 
 pub struct Home {
-    /// Removed when the bench ends.
-    _work: tempfile::TempDir,
+    /// Removed when the bench ends (unless kept).
+    work_dir: Option<tempfile::TempDir>,
     pub work: PathBuf,
     pub dir: PathBuf,
     pub payload: Vec<PayloadFile>,
@@ -52,11 +52,19 @@ impl Home {
             build_bundle(&repo, &dir.join("bin"), ezctl)?;
         }
         Ok(Home {
-            _work: work,
+            work_dir: Some(work),
             work: root,
             dir,
             payload,
         })
+    }
+
+    /// Leaves the temporary directory on disk; returns its path.
+    pub fn keep(&mut self) -> PathBuf {
+        if let Some(d) = self.work_dir.take() {
+            let _ = d.keep();
+        }
+        self.work.clone()
     }
 
     pub fn bench_a(&self) -> PathBuf {

@@ -132,7 +132,8 @@ pub fn run(cli: &Cli) -> Result<()> {
             .context("ezbench's directory")?
             .join("ezctl"),
     };
-    if !ezctl.is_file() {
+    let needs_ezctl = cli.only.iter().any(|p| *p != Part::Exec);
+    if needs_ezctl && !ezctl.is_file() {
         bail!(
             "no ezctl binary at {} (cargo build --release -p ezctl, or --ezctl PATH)",
             ezctl.display()
@@ -168,6 +169,16 @@ pub fn run(cli: &Cli) -> Result<()> {
         runtime,
     };
     let result = run_parts(&mut bench);
+    if result.is_err() && cli.keep_on_error {
+        let kept = bench.home.keep();
+        say(format!(
+            "kept for a look: lab {} (ezlab down --name {} when done), home {}",
+            cli.lab_name,
+            cli.lab_name,
+            kept.display()
+        ));
+        return result;
+    }
     let down = bench.lab_down();
     result?;
     down?;
@@ -233,9 +244,10 @@ fn print_results(bench: &Bench, took: Duration, load_before: Option<f64>) -> Res
     if !bench.rss.is_empty() {
         println!();
         println!("controller peak RSS (largest over the runs):");
+        let w = bench.rss.iter().map(|r| r.0.len()).max().unwrap_or(0);
         for (what, n, tool, kib) in &bench.rss {
             println!(
-                "  {what:<12} N={n:<3} {tool:<8} {:>8.1} MiB",
+                "  {what:<w$} N={n:<3} {tool:<8} {:>8.1} MiB",
                 *kib as f64 / 1024.0
             );
         }

@@ -254,8 +254,14 @@ pub fn versions(bench: &Bench) -> String {
             })
             .unwrap_or_else(|| "?".into())
     };
+    let git = first_line(
+        Command::new("git")
+            .arg("-C")
+            .arg(&bench.cli.repo)
+            .args(["describe", "--always", "--dirty"]),
+    );
     format!(
-        "ezctl: {} ({}); peers: ansible-core {} (forks = hosts, pipelining, no facts), {}",
+        "ezctl: {} ({}, tree {git}); peers: ansible-core {} (forks = hosts, pipelining, no facts), {}",
         first_line(Command::new(&bench.ezctl).arg("--version")),
         bench.ezctl.display(),
         bench.cli.ansible_version,

@@ -1,0 +1,119 @@
+//! `ezbench --smoke`: every path of the bench once on 2 lab machines. Not a
+//! measurement and no timing is asserted: these check that the bench runs,
+//! that both tools did the same work (the bench itself stops when a warm run
+//! of one tool finds something to change after the other's cold run), that
+//! the table has figures for every row, and that nothing is left behind.
+//!
+//! `smoke_exec` (the executor benchmark, no Ansible) runs by default where
+//! the lab can run. `smoke_all` also runs workloads A and B with Ansible
+//! (PyPI the first time, a few minutes): `cargo test -p ez-bench -- --ignored`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn skip_reason() -> Option<String> {
+    ez_lab::testing::skip_reason()
+}
+
+/// ezctl built next to this test's ezbench, if any (cargo test does not
+/// build other packages' binaries).
+fn ezctl() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_BIN_EXE_ezbench")).parent()?;
+    let p = dir.join("ezctl");
+    p.is_file().then_some(p)
+}
+
+/// Runs `ezbench --smoke` with its own lab name and work directory.
+fn smoke(lab: &str, only: &str, ezctl: Option<&Path>) -> (bool, String, String) {
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ezbench"));
+    cmd.args(["--smoke", "--lab-name", lab, "--only", only])
+        .arg("--work-root")
+        .arg(work.path())
+        .arg("--json-out")
+        .arg(work.path().join("results.json"));
+    if let Some(e) = ezctl {
+        cmd.arg("--ezctl").arg(e);
+    }
+    let out = cmd.output().expect("run ezbench");
+    let json = std::fs::read_to_string(work.path().join("results.json")).unwrap_or_default();
+    // The temporary home is gone: the bench cleans up after itself.
+    let left: Vec<_> = std::fs::read_dir(work.path())
+        .expect("work root")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("ezbench."))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let text = format!(
+        "{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text, json)
+}
+
+fn lab_is_gone(lab: &str) -> bool {
+    !Path::new(ez_lab::DEFAULT_STATE_ROOT).join(lab).exists()
+}
+
+/// Every data line of the main table for `workload` has figures for both
+/// tools and a ratio.
+fn assert_rows(stdout: &str, workload: &str, peer: &str) {
+    for phase in ["cold", "warm"] {
+        let line = stdout
+            .lines()
+            .find(|l| {
+                l.starts_with(workload) && l.contains(&format!(" {phase} ")) && l.contains('x')
+            })
+            .unwrap_or_else(|| panic!("no {workload} {phase} row in:\n{stdout}"));
+        assert!(line.contains(peer), "{line}");
+        let ratio = line.rsplit('|').next().unwrap_or("").trim();
+        assert!(
+            ratio.ends_with('x') && ratio.trim_end_matches('x').parse::<f64>().is_ok(),
+            "ratio missing in {line}"
+        );
+    }
+}
+
+#[test]
+fn smoke_exec() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let lab = "ezbench-smoke-exec";
+    let (ok, text, json) = smoke(lab, "exec", None);
+    assert!(ok, "ezbench --smoke failed:\n{text}");
+    assert_rows(&text, "exec 10 cmd+4 up", "openssh");
+    let v: serde_json::Value = serde_json::from_str(&json).expect("results JSON");
+    let rows = v["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "cold and warm");
+    for r in rows {
+        assert_eq!(r["n"], 2);
+        assert_eq!(r["ours"]["wall_s"].as_array().map(Vec::len), Some(1));
+        assert_eq!(r["theirs"]["wall_s"].as_array().map(Vec::len), Some(1));
+    }
+    assert!(lab_is_gone(lab), "lab {lab} is still there");
+}
+
+#[test]
+#[ignore = "needs ansible-core from PyPI (cached after the first run) and a few minutes"]
+fn smoke_all() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let Some(ezctl) = ezctl() else {
+        eprintln!("skipping: build ezctl first (cargo build -p ezctl -p ez-standins)");
+        return;
+    };
+    let lab = "ezbench-smoke-all";
+    let (ok, text, _) = smoke(lab, "exec,a,b", Some(&ezctl));
+    assert!(ok, "ezbench --smoke failed:\n{text}");
+    assert_rows(&text, "exec 10 cmd+4 up", "openssh");
+    assert_rows(&text, "A executor", "ansible");
+    assert_rows(&text, "B etcd+containerd", "ansible");
+    assert!(text.contains("controller peak RSS"), "{text}");
+    assert!(lab_is_gone(lab), "lab {lab} is still there");
+}
