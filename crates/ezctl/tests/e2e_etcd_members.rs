@@ -221,16 +221,56 @@ fn add_two_members_then_remove_two_keeping_quorum() {
     let masters = env.group(Role::KubeMaster);
     assert_eq!(healthy(&before), before, "green before");
 
-    // add-etcd: 3 -> 5.
+    // add-etcd: 3 -> 5, the first attempt failing on the second new host
+    // (its data dir path is taken by a file): the first new member stays,
+    // the second is taken out again, hosts.yml is untouched; the same
+    // command then continues.
+    let hosts_before = std::fs::read(hosts_yml(env)).unwrap();
+    let (code, out) = env.on(&spares[1], "rm -rf /var/lib/etcd && touch /var/lib/etcd");
+    assert_eq!(code, 0, "{out}");
     let mut watch = before.clone();
     watch.extend(spares.iter().cloned());
     let sampler = Sampler::start(env, watch.clone());
+    let out = env.ezctl(&["add-etcd", &env.cluster, &spares[0], &spares[1]]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains(&format!("etcd on {} did not come up", spares[1])),
+        "{said}"
+    );
+    assert!(said.contains("hosts.yml unchanged"), "{said}");
+    assert_eq!(
+        std::fs::read(hosts_yml(env)).unwrap(),
+        hosts_before,
+        "hosts.yml byte-identical"
+    );
+    let mut partial: Vec<String> = before
+        .iter()
+        .chain([&spares[0]])
+        .map(|ip| format!("etcd-{ip}"))
+        .collect();
+    partial.sort();
+    assert_eq!(
+        member_names(env, &before),
+        partial,
+        "first new member kept, second undone"
+    );
+    let mut four = before.clone();
+    four.push(spares[0].clone());
+    assert_eq!(healthy(&four), four);
+    env.on(&spares[1], "rm -f /var/lib/etcd");
+
     let t = Instant::now();
     let out = env.ezctl(&["add-etcd", &env.cluster, &spares[0], &spares[1]]);
     let add_secs = t.elapsed().as_secs_f64();
     let samples = sampler.finish();
-    assert!(out.status.success(), "add-etcd: {}", text(&out));
-    check_quorum(&samples, "add-etcd");
+    assert!(out.status.success(), "add-etcd again: {}", text(&out));
+    assert!(
+        text(&out).contains("already in the member list"),
+        "{}",
+        text(&out)
+    );
+    check_quorum(&samples, "add-etcd (failed attempt, then the re-run)");
     let grown = inventory_members(env);
     assert_eq!(grown.len(), 5);
     assert!(spares.iter().all(|ip| grown.contains(ip)), "{grown:?}");
@@ -252,6 +292,14 @@ fn add_two_members_then_remove_two_keeping_quorum() {
         .output_with_stdin(cert.as_bytes());
     for ip in &spares {
         assert!(sans.contains(ip), "etcd.pem SANs: {sans}");
+    }
+    let local = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(cert.as_bytes()));
+    for ip in &grown {
+        let (code, out) = env.on(ip, "sha256sum /etc/kubernetes/ssl/etcd.pem");
+        assert!(
+            code == 0 && out.starts_with(&local),
+            "{ip} has the new etcd.pem: {out}"
+        );
     }
 
     // del-etcd: two of the original members, 5 -> 3: the apiservers must
@@ -299,7 +347,7 @@ fn add_two_members_then_remove_two_keeping_quorum() {
             "{ip}: etcd still runs: {out}"
         );
     }
-    eprintln!("FIGURES add-etcd (3 -> 5) {add_secs:.1}s, del-etcd (5 -> 3) {del_secs:.1}s");
+    eprintln!("FIGURES add-etcd (3 -> 5, re-run after a failure) {add_secs:.1}s, del-etcd (5 -> 3) {del_secs:.1}s");
 }
 
 #[test]
