@@ -28,8 +28,9 @@ pub struct Saved {
 }
 
 /// Take a snapshot from the first member (inventory order) that can give
-/// one and save it as `backup/<file_name>`. A member that fails is skipped
-/// with a note; `Err` lists every member's reason.
+/// one and save it as `backup/<file_name>` (the folder must exist, see
+/// [`snapshots::ensure_dir`]). A member that fails is skipped with a note;
+/// `Err` lists every member's reason.
 pub async fn save_snapshot(
     cluster: &Cluster,
     hosts: &EtcdHosts,
@@ -40,17 +41,6 @@ pub async fn save_snapshot(
     let dir = snapshots::backup_dir(&cluster.dir);
     let members: Vec<IpAddr> = cluster.group(Group::Etcd).map(|h| h.ip).collect();
     let mut skipped = Vec::new();
-    if let Err(e) = snapshots::ensure_dir(&dir) {
-        let first = members
-            .first()
-            .copied()
-            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        return Err(vec![StepError {
-            host: first,
-            step: "controller backup folder".into(),
-            detail: format!("{}: {e}", dir.display()),
-        }]);
-    }
     let incoming = dir.join(format!(".incoming-{stamp}.db"));
     for ip in members {
         etcd::say(out, format!("snapshot from etcd member {ip}"));
@@ -108,6 +98,7 @@ pub fn run(home: &Home, name: &str, keep: Option<usize>, out: &Output) -> Result
     let started = Instant::now();
     let _lock = etcd::lock(&cluster, &format!("backup {name}"))?;
     let dir = snapshots::backup_dir(&cluster.dir);
+    snapshots::ensure_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let stamp = free_stamp(&dir);
     let file_name = snapshots::regular_name(&stamp);
     let saved = etcd::runtime()?.block_on(async {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use ez_inventory::Group;
 use serde_json::json;
 
@@ -59,6 +59,8 @@ pub fn run(home: &Home, args: &RestoreArgs<'_>, out: &Output) -> Result<()> {
         ),
     );
     let members: Vec<IpAddr> = cluster.group(Group::Etcd).map(|h| h.ip).collect();
+    let backup = snapshots::backup_dir(&cluster.dir);
+    snapshots::ensure_dir(&backup).with_context(|| format!("creating {}", backup.display()))?;
 
     etcd::runtime()?.block_on(async {
         let connector = Arc::new(SshConnector::new(&cluster, false));
