@@ -27,6 +27,9 @@ struct Stage {
     services: &'static [&'static str],
     /// Shell that succeeds once the stage is healthy on a host (start only).
     health: Option<fn(&Cluster, &Host) -> String>,
+    /// Installed by an optional step (10 ex-lb, 11 harbor): skipped where
+    /// it was never set up, instead of failing.
+    optional: bool,
 }
 
 const MASTERS: &[Group] = &[Group::KubeMaster];
@@ -40,6 +43,7 @@ const START: &[Stage] = &[
         name: "etcd",
         groups: &[Group::Etcd],
         services: &["etcd"],
+        optional: false,
         health: Some(etcd_health),
     },
     Stage {
@@ -51,24 +55,28 @@ const START: &[Stage] = &[
             "kube-controller-manager",
             "kube-scheduler",
         ],
+        optional: false,
         health: Some(apiserver_ready),
     },
     Stage {
         name: "node services",
         groups: K8S,
         services: &["containerd", "kube-lb", "kubelet", "kube-proxy"],
+        optional: false,
         health: Some(kubelet_healthy),
     },
     Stage {
         name: "ex-lb",
         groups: &[Group::ExLb],
         services: &["ex-lb", "keepalived"],
+        optional: true,
         health: None,
     },
     Stage {
         name: "registry",
         groups: &[Group::Harbor],
         services: &["registry"],
+        optional: true,
         health: None,
     },
 ];
@@ -79,18 +87,21 @@ const STOP: &[Stage] = &[
         name: "registry",
         groups: &[Group::Harbor],
         services: &["registry"],
+        optional: true,
         health: None,
     },
     Stage {
         name: "ex-lb",
         groups: &[Group::ExLb],
         services: &["keepalived", "ex-lb"],
+        optional: true,
         health: None,
     },
     Stage {
         name: "node services",
         groups: K8S,
         services: &["kube-proxy", "kubelet"],
+        optional: false,
         health: None,
     },
     Stage {
@@ -101,18 +112,21 @@ const STOP: &[Stage] = &[
             "kube-controller-manager",
             "kube-apiserver",
         ],
+        optional: false,
         health: None,
     },
     Stage {
         name: "kube-lb and container runtime",
         groups: K8S,
         services: &["kube-lb", "containerd"],
+        optional: false,
         health: None,
     },
     Stage {
         name: "etcd",
         groups: &[Group::Etcd],
         services: &["etcd"],
+        optional: false,
         health: None,
     },
 ];
@@ -174,7 +188,7 @@ fn switch(home: &Home, name: &str, accept_new: bool, out: &Output, on: bool) -> 
         let outs = ops.block_on(fleet.run(&ips, Duration::from_secs(180), |ip| {
             let health = stage.health.zip(by_ip.get(ip)).map(|(f, h)| f(&cluster, h));
             if on {
-                start_script(stage.services, health.as_deref())
+                start_script(stage.services, health.as_deref(), stage.optional)
             } else {
                 stop_script(stage.services)
             }
@@ -184,11 +198,18 @@ fn switch(home: &Home, name: &str, accept_new: bool, out: &Output, on: bool) -> 
             .filter(|o| !o.ok())
             .map(|o| format!("  {} {}: {}", stage.name, o.host, o.problem()))
             .collect();
+        let absent = outs
+            .iter()
+            .filter(|o| o.ok() && o.stdout().contains(NOT_INSTALLED))
+            .count();
+        if absent == outs.len() {
+            continue;
+        }
         ops.say(format!(
             "{}: {} on {} host(s){} ({:.1}s)",
             stage.name,
             if on { "started" } else { "stopped" },
-            outs.len() - bad.len(),
+            outs.len() - bad.len() - absent,
             if bad.is_empty() {
                 String::new()
             } else {
@@ -222,13 +243,22 @@ fn switch(home: &Home, name: &str, accept_new: bool, out: &Output, on: bool) -> 
     Ok(())
 }
 
-/// Enable and start the services (all must be installed), then wait for
-/// `health` to pass. `--no-block`: an etcd member only reports started
-/// once its peers are up, so members must not wait for each other.
-fn start_script(services: &[&str], health: Option<&str>) -> String {
+/// Printed by a host where an optional stage was never set up.
+const NOT_INSTALLED: &str = "not installed: skipped";
+
+/// Enable and start the services (all must be installed, or for an
+/// optional stage none), then wait for `health` to pass. `--no-block`: an
+/// etcd member only reports started once its peers are up, so members must
+/// not wait for each other.
+fn start_script(services: &[&str], health: Option<&str>, optional: bool) -> String {
     let list = services.join(" ");
+    let missing = if optional {
+        format!("echo {NOT_INSTALLED}; exit 0")
+    } else {
+        "echo \"$s is not installed here (run ezctl setup first)\" >&2; exit 3".to_string()
+    };
     let mut s = format!(
-        "for s in {list}; do test -e /etc/systemd/system/$s.service || {{ echo \"$s is not installed here (run ezctl setup first)\" >&2; exit 3; }}; done\n\
+        "for s in {list}; do test -e /etc/systemd/system/$s.service || {{ {missing}; }}; done\n\
          systemctl enable -q {list} && systemctl start --no-block {list} || exit 1\n"
     );
     if let Some(h) = health {
@@ -242,7 +272,7 @@ fn start_script(services: &[&str], health: Option<&str>) -> String {
 /// Disable and stop the installed ones among the services.
 fn stop_script(services: &[&str]) -> String {
     format!(
-        "rc=0; for s in {}; do if test -e /etc/systemd/system/$s.service; then systemctl disable -q --now $s || rc=1; fi; done; exit $rc",
+        "rc=0; n=0; for s in {}; do if test -e /etc/systemd/system/$s.service; then n=$((n+1)); systemctl disable -q --now $s || rc=1; fi; done; [ $n -gt 0 ] || echo {NOT_INSTALLED}; exit $rc",
         services.join(" ")
     )
 }
@@ -321,8 +351,8 @@ mod tests {
     #[test]
     fn scripts_run_in_a_shell() {
         for script in [
-            start_script(&["etcd"], Some("true")),
-            start_script(&["a", "b"], None),
+            start_script(&["etcd"], Some("true"), false),
+            start_script(&["a", "b"], None, true),
             stop_script(&["a", "b"]),
         ] {
             let out = std::process::Command::new("sh")
@@ -340,12 +370,20 @@ mod tests {
         // A service that is not installed is named, not started.
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(start_script(&["ezctl-test-no-such-unit"], None))
+            .arg(start_script(&["ezctl-test-no-such-unit"], None, false))
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(3));
         assert!(String::from_utf8_lossy(&out.stderr)
             .contains("ezctl-test-no-such-unit is not installed"));
+        // An optional component that was never set up is skipped.
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(start_script(&["ezctl-test-no-such-unit"], None, true))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains(NOT_INSTALLED));
         // Stopping something absent is fine.
         let out = std::process::Command::new("sh")
             .arg("-c")
