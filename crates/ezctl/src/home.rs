@@ -43,6 +43,21 @@ impl Home {
     /// Load and validate a cluster; invalid input exits with code 3 and every message.
     pub fn load(&self, name: &str) -> Result<Cluster> {
         let dir = self.cluster_dir(name)?;
+        for path in [
+            dir.clone(),
+            dir.join(ez_inventory::HOSTS_FILE),
+            dir.join(ez_inventory::CONFIG_FILE),
+        ] {
+            if let Some(e) = unfollowable(&path) {
+                bail!(Failure::new(
+                    ExitCode::Input,
+                    format!(
+                        "cannot read {}: {e} (a symbolic link that leads nowhere)\nnothing was done on any host",
+                        path.display()
+                    )
+                ));
+            }
+        }
         if !dir.join(ez_inventory::HOSTS_FILE).exists() {
             let known = self.cluster_names().unwrap_or_default();
             let hint = if known.is_empty() {
@@ -96,5 +111,74 @@ impl Home {
         }
         names.sort();
         Ok(names)
+    }
+}
+
+/// Why a path that is there by name cannot be followed (a symbolic link
+/// loop, a dangling link), or `None`. `exists()` is false for such a path,
+/// which made a looping cluster folder "no such cluster" and a looping
+/// config.yml silently mean "all defaults".
+fn unfollowable(path: &Path) -> Option<std::io::Error> {
+    match (std::fs::symlink_metadata(path), std::fs::metadata(path)) {
+        (Ok(_), Err(e)) => Some(e),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn home_with(name: &str) -> (tempfile::TempDir, Home) {
+        let t = tempfile::tempdir().expect("tempdir");
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clusters/example");
+        let dir = t.path().join("clusters").join(name);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::copy(example.join("hosts.yml"), dir.join("hosts.yml")).expect("hosts");
+        let home = Home::new(t.path());
+        (t, home)
+    }
+
+    fn input_error(home: &Home, name: &str) -> String {
+        let err = match home.load(name) {
+            Ok(_) => panic!("`{name}` must not load"),
+            Err(e) => e,
+        };
+        let f = err.downcast_ref::<Failure>().expect("a Failure");
+        assert_eq!(f.code, ExitCode::Input, "{err}");
+        err.to_string()
+    }
+
+    #[test]
+    fn a_looping_config_yml_is_an_input_error_not_the_defaults() {
+        let (_t, home) = home_with("c1");
+        assert!(home.load("c1").is_ok(), "the example hosts.yml loads alone");
+        let config = home.clusters().join("c1/config.yml");
+        std::os::unix::fs::symlink("config.yml", &config).expect("symlink");
+        let text = input_error(&home, "c1");
+        assert!(text.contains("c1/config.yml"), "{text}");
+        assert!(text.contains("symbolic link"), "{text}");
+        assert!(text.contains("nothing was done on any host"), "{text}");
+    }
+
+    #[test]
+    fn a_dangling_config_yml_is_an_input_error() {
+        let (_t, home) = home_with("c1");
+        let config = home.clusters().join("c1/config.yml");
+        std::os::unix::fs::symlink("/nonexistent/ezctl/config.yml", &config).expect("symlink");
+        let text = input_error(&home, "c1");
+        assert!(text.contains("c1/config.yml"), "{text}");
+    }
+
+    #[test]
+    fn a_looping_cluster_folder_is_named_as_such() {
+        let t = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(t.path().join("clusters")).expect("mkdir");
+        std::os::unix::fs::symlink("loopy", t.path().join("clusters/loopy")).expect("symlink");
+        let home = Home::new(t.path());
+        let text = input_error(&home, "loopy");
+        assert!(text.contains("cannot read"), "{text}");
+        assert!(text.contains("clusters/loopy:"), "{text}");
+        assert!(!text.contains("does not exist"), "{text}");
     }
 }
