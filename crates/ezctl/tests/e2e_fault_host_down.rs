@@ -25,8 +25,7 @@ fn victim(env: &common::Env) -> (usize, String) {
         .lab
         .hosts()
         .into_iter()
-        .filter(|h| h.roles == [ez_lab::Role::KubeNode])
-        .last()
+        .rfind(|h| h.roles == [ez_lab::Role::KubeNode])
         .expect("a node that is only a node");
     (host.index, host.ip.to_string())
 }

@@ -152,14 +152,11 @@ impl Running {
         };
         // The reader threads end with the pipes; collect what is left.
         let settle = Instant::now() + Duration::from_secs(5);
-        loop {
-            match self
-                .lines
-                .recv_timeout(settle.saturating_duration_since(Instant::now()))
-            {
-                Ok(line) => self.seen.push(line),
-                Err(_) => break,
-            }
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(settle.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(line);
         }
         let code = status.and_then(|s| s.code());
         (code, self.seen.join("\n"))
