@@ -11,6 +11,8 @@ mod home;
 mod ops;
 mod progress;
 mod remote;
+mod run;
+mod stamp;
 mod steps;
 mod style;
 mod versions;

@@ -15,10 +15,11 @@ use serde_json::json;
 
 use crate::commands::setup::Output;
 use crate::etcd::members::{list_errors, EtcdHosts, Snapshot, StepError};
-use crate::etcd::{self, snapshots, stamp};
+use crate::etcd::{self, snapshots};
 use crate::exit::{ExitCode, Failure};
 use crate::home::Home;
 use crate::remote::SshConnector;
+use crate::stamp;
 
 /// A snapshot saved in `backup/`, and the members skipped on the way.
 pub struct Saved {

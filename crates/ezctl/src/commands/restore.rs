@@ -24,10 +24,11 @@ use serde_json::json;
 use crate::commands::backup::{human_size, save_snapshot};
 use crate::commands::setup::Output;
 use crate::etcd::members::{list_errors, EtcdHosts};
-use crate::etcd::{self, plans, snapshots, stamp};
+use crate::etcd::{self, plans, snapshots};
 use crate::exit::{ExitCode, Failure};
 use crate::home::Home;
 use crate::remote::SshConnector;
+use crate::stamp;
 
 /// Where members keep the staged snapshot during a restore (root only;
 /// removed once etcd is back).

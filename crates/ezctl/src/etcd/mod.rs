@@ -18,7 +18,6 @@ pub mod members;
 pub mod plans;
 pub mod quorum;
 pub mod snapshots;
-pub mod stamp;
 
 use anyhow::Result;
 use ez_engine::Lock;

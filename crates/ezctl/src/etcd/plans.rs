@@ -2,23 +2,18 @@
 //! runs several plans in a row (add-etcd: the new member, then the roll).
 //! Same rendering as `setup` (bars, lines or JSON, plus a run log per plan).
 
-use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
-use ez_engine::transport::LocalTransport;
-use ez_engine::{
-    EventConsumer, EventSink, JsonLinesWriter, Plan, PlanFilter, Playbook, Recap, RunLogWriter,
-    RunOptions, Runner, Targets,
-};
+use anyhow::Result;
+use ez_engine::{Plan, PlanFilter, Playbook, Recap, RunOptions, Targets};
 use ez_inventory::Cluster;
 use serde_json::Value;
 
 use crate::commands::setup::Output;
 use crate::exit::{ExitCode, Failure};
 use crate::home::Home;
-use crate::progress::{self, Bars, Lines};
+use crate::progress;
 use crate::remote::SshConnector;
 use crate::view;
 
@@ -86,45 +81,10 @@ pub async fn run(
     out: &Output,
     label: &str,
 ) -> Result<Recap> {
-    let logs = cluster.dir.join("logs");
-    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-    std::fs::create_dir_all(cluster.dir.join("manifests"))?;
-    let log_path = logs.join(format!("{}-{label}.log", super::stamp::now()));
-    let log_file = std::fs::File::create(&log_path)
-        .with_context(|| format!("creating {}", log_path.display()))?;
-    let runner = Runner::new(connector)
-        .with_options(RunOptions::default())
-        .with_controller(Arc::new(LocalTransport::new("controller")));
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let hosts: Vec<String> = plan
-        .targets()
-        .hosts
-        .iter()
-        .map(|h| h.name.clone())
-        .collect();
-    let (json, style) = (out.json, out.style);
-    let consumer = tokio::task::spawn_blocking(move || {
-        let mut log = RunLogWriter::new(log_file);
-        let mut screen: Box<dyn EventConsumer> = if json {
-            Box::new(JsonLinesWriter::new(std::io::stdout()))
-        } else if std::io::stderr().is_terminal() {
-            Box::new(Bars::new(&hosts, style, false))
-        } else {
-            Box::new(Lines::new(std::io::stderr(), style, false))
-        };
-        let mut rx = rx;
-        while let Some(e) = rx.blocking_recv() {
-            let _ = log.on_event(&e);
-            let _ = screen.on_event(&e);
-        }
-    });
-    let recap = runner.run(plan, EventSink::new(tx)).await;
-    let _ = consumer.await;
-    if !out.json {
-        if !recap.ok() {
-            eprint!("{}", progress::recap(&recap, out.style));
-        }
-        eprintln!("run log: {}", log_path.display());
+    let recap =
+        crate::run::run_plan(cluster, connector, plan, RunOptions::default(), out, label).await?;
+    if !out.json && !recap.ok() {
+        eprint!("{}", progress::recap(&recap, out.style));
     }
     Ok(recap)
 }

@@ -1,0 +1,65 @@
+//! Running one plan: the engine with the SSH connector, events to the
+//! screen (bars on a terminal, plain lines otherwise, JSON lines with
+//! `--json`) and to the run log `clusters/<c>/logs/<stamp>-<label>.log`.
+//! Every command that runs plans goes through here.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use ez_engine::transport::{Connector, LocalTransport};
+use ez_engine::{
+    EventConsumer, EventSink, JsonLinesWriter, Plan, Recap, RunLogWriter, RunOptions, Runner,
+};
+use ez_inventory::Cluster;
+
+use crate::commands::setup::Output;
+use crate::progress::{Bars, Lines};
+
+pub async fn run_plan(
+    cluster: &Cluster,
+    connector: Arc<dyn Connector>,
+    plan: &Plan,
+    options: RunOptions,
+    out: &Output,
+    label: &str,
+) -> Result<Recap> {
+    let logs = cluster.dir.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    std::fs::create_dir_all(cluster.dir.join("manifests"))?;
+    let log_path = logs.join(format!("{}-{label}.log", crate::stamp::now()));
+    let log_file = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let dry_run = options.dry_run;
+    let runner = Runner::new(connector)
+        .with_options(options)
+        .with_controller(Arc::new(LocalTransport::new("controller")));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let hosts: Vec<String> = plan
+        .targets()
+        .hosts
+        .iter()
+        .map(|h| h.name.clone())
+        .collect();
+    let (json, style) = (out.json, out.style);
+    let consumer = tokio::task::spawn_blocking(move || {
+        let mut log = RunLogWriter::new(log_file);
+        let mut screen: Box<dyn EventConsumer> = if json {
+            Box::new(JsonLinesWriter::new(std::io::stdout()))
+        } else if std::io::stderr().is_terminal() {
+            Box::new(Bars::new(&hosts, style, dry_run))
+        } else {
+            Box::new(Lines::new(std::io::stderr(), style, dry_run))
+        };
+        while let Some(e) = rx.blocking_recv() {
+            let _ = log.on_event(&e);
+            let _ = screen.on_event(&e);
+        }
+    });
+    let recap = runner.run(plan, EventSink::new(tx)).await;
+    let _ = consumer.await;
+    if !out.json {
+        eprintln!("run log: {}", log_path.display());
+    }
+    Ok(recap)
+}
