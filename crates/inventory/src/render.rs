@@ -52,7 +52,11 @@ pub fn render_host_item(h: &HostLine) -> String {
 }
 
 fn render_host(h: &HostLine) -> String {
-    let mut parts = vec![format!("ip: {}", h.ip)];
+    // Quoted like any other scalar: an imported host that is not an IP
+    // (`,`, `[x]`) must reach the loader as text it can name, not break the
+    // YAML of the whole file.
+    let ip = yaml_scalar(&h.ip);
+    let mut parts = vec![format!("ip: {ip}")];
     if let Some(n) = &h.name {
         parts.push(format!("name: {}", yaml_scalar(n)));
     }
@@ -71,7 +75,7 @@ fn render_host(h: &HostLine) -> String {
         parts.push(format!("labels: {{ {} }}", labels.join(", ")));
     }
     if parts.len() == 1 {
-        format!("  - {}\n", h.ip)
+        format!("  - {ip}\n")
     } else {
         format!("  - {{ {} }}\n", parts.join(", "))
     }
@@ -183,6 +187,34 @@ mod tests {
         assert_eq!(yaml_scalar("1.30"), "\"1.30\"");
         assert_eq!(yaml_scalar("a b"), "\"a b\"");
         assert_eq!(yaml_scalar(""), "\"\"");
+    }
+
+    /// Found by fuzzing `ezctl import`: a host token `,` was written as
+    /// `  - ,`, which no YAML reader accepts.
+    #[test]
+    fn hosts_that_are_not_plain_scalars_are_quoted() {
+        for odd in [",", "[x]", "a: b", "#c", "10.0", "- y", "{z}"] {
+            let line = render_host_item(&HostLine {
+                ip: odd.into(),
+                ..HostLine::default()
+            });
+            let root = crate::yaml::parse(&format!("etcd:\n{line}\n"))
+                .unwrap_or_else(|e| panic!("{odd:?} -> {line:?}: {e:?}"))
+                .expect("a document");
+            let crate::yaml::Kind::Map(pairs) = &root.kind else {
+                panic!("{line}")
+            };
+            let crate::yaml::Kind::Seq(items) = &pairs[0].1.kind else {
+                panic!("{line}")
+            };
+            assert_eq!(items[0].as_str(), Some(odd), "{line}");
+        }
+        let line = render_host_item(&HostLine {
+            ip: "10.0.0.1".into(),
+            name: Some("n1".into()),
+            ..HostLine::default()
+        });
+        assert_eq!(line, "  - { ip: 10.0.0.1, name: n1 }");
     }
 
     #[test]
