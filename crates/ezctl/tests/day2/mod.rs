@@ -158,13 +158,24 @@ pub fn served_sans(ip: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Does this master answer /readyz right now (2 s at most)?
+/// Does this master answer /readyz right now?
 pub fn ready(env: &Env, master: &str) -> bool {
-    let out = env.kubectl(master, &["get", "--raw", "/readyz", "--request-timeout=2s"]);
-    out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok"
+    probe(env, master).is_ok()
 }
 
-/// (seconds since the sampler started, masters not ready) per sample.
+/// /readyz of one master: `Err(why)` when it is not ready. A slow answer
+/// (a loaded test machine, etcd taking its time) is not "down": the
+/// timeout is generous, while a restarting apiserver refuses at once.
+pub fn probe(env: &Env, master: &str) -> Result<(), String> {
+    let out = env.kubectl(master, &["get", "--raw", "/readyz", "--request-timeout=5s"]);
+    if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok" {
+        Ok(())
+    } else {
+        Err(text(&out).lines().last().unwrap_or("").to_string())
+    }
+}
+
+/// (seconds since the sampler started, masters not ready with why) per sample.
 pub type Samples = Vec<(f64, Vec<String>)>;
 
 /// Samples which masters answer /readyz, every `every`, until stopped.
@@ -185,13 +196,12 @@ impl Sampler {
                 let probes: Vec<_> = masters
                     .iter()
                     .cloned()
-                    .map(|m| std::thread::spawn(move || (ready(env, &m), m)))
+                    .map(|m| std::thread::spawn(move || (probe(env, &m), m)))
                     .collect();
                 let down: Vec<String> = probes
                     .into_iter()
                     .filter_map(|p| p.join().ok())
-                    .filter(|(up, _)| !up)
-                    .map(|(_, m)| m)
+                    .filter_map(|(r, m)| r.err().map(|why| format!("{m} ({why})")))
                     .collect();
                 samples.push((t0.elapsed().as_secs_f64(), down));
                 if let Some(rest) = every.checked_sub(tick.elapsed()) {
