@@ -51,10 +51,12 @@ fuzz_target!(|data: &[u8]| {
     match ez_inventory::Cluster::load(dir) {
         Ok(_) => {}
         Err(ez_inventory::LoadError::Invalid(d)) => {
-            // What we wrote must at least be YAML we can read back.
+            // What we wrote must at least be YAML we can read back. (A
+            // syntax error is a message of its own, not about a field: the
+            // words may well appear inside an imported value.)
             for diag in &d.0 {
                 assert!(
-                    !diag.message.contains("YAML syntax error"),
+                    !(diag.field.is_empty() && diag.message.starts_with("YAML syntax error")),
                     "import wrote unreadable YAML: {diag}\n--- hosts.yml\n{hosts_yml}\n--- config.yml\n{config_yml}"
                 );
             }
