@@ -104,6 +104,13 @@ impl UnitJob {
             .await
             .map_err(|e| (self.cause(None, e.to_string()), e.is_unreachable()))?;
 
+        // Tasks left out by tags still register a skipped result, so a later
+        // `when: x.changed` in the same role works in a tag-filtered run.
+        for (i, task) in self.role.tasks.iter().enumerate() {
+            if let (false, Some(name)) = (self.tasks.contains(&i), &task.register) {
+                vars.insert(name.as_str(), &json!({ "skipped": true, "changed": false }));
+            }
+        }
         let mut changed = false;
         let mut notified: BTreeSet<String> = BTreeSet::new();
         let mut failure = None;

@@ -538,3 +538,35 @@ async fn two_hundred_hosts_converge_quickly() {
     assert!(took < std::time::Duration::from_secs(60), "{took:?}");
     eprintln!("800 units (2 runs x 200 hosts x 2 roles) in {took:?}");
 }
+
+#[tokio::test]
+async fn a_tag_filtered_run_sees_skipped_results_of_left_out_tasks() {
+    let d = tempfile::tempdir().unwrap();
+    let targets = cluster(d.path(), 2);
+    for h in &targets.hosts {
+        std::fs::create_dir_all(root(d.path(), &h.name)).unwrap();
+    }
+    let filter = PlanFilter {
+        tags: ["upgrade".to_string()].into_iter().collect(),
+        ..PlanFilter::default()
+    };
+    let plan = Plan::build(&roles_dir(), &[playbook("tagged.yml")], targets, &filter).unwrap();
+    let runner = Runner::new(Arc::new(LocalConnector::new()));
+    let (recap, _) = run_plan(&plan, &runner).await;
+    assert!(recap.ok(), "{recap}");
+    for h in ["h1", "h2"] {
+        let r = root(d.path(), h);
+        assert!(
+            !r.join("tagged.conf").exists(),
+            "the untagged task ran on {h}"
+        );
+        assert!(
+            !r.join("tagged.log").exists(),
+            "`when: conf.changed` must see a skipped result on {h}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(r.join("upgrade.log")).unwrap(),
+            "upgraded\n"
+        );
+    }
+}
