@@ -1,0 +1,240 @@
+//! The recovery procedures of docs/operations.md ("Recovery procedures"),
+//! run as written on real machines:
+//! * etcd lost its quorum (two of three members lost their data): backup is
+//!   refused, `restore` refuses without `--force`, `restore --force` from the
+//!   last backup brings the cluster back with the data of that backup;
+//! * a master died for good: take it out of hosts.yml by hand, delete its
+//!   node, `setup all` without it, then `add-master` a replacement.
+//!
+//! Own test binary: 7 machines, the last one kept out of the inventory as
+//! the replacement. Needs root and the lab; says why and passes where
+//! missing.
+
+mod common;
+mod fault_support;
+
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::{text, Env};
+use ez_lab::Role;
+use fault_support::*;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+static SPARE: OnceLock<Option<String>> = OnceLock::new();
+
+/// The cluster set up once without its last machine, which is returned.
+fn cluster() -> Option<(&'static Env, String)> {
+    let env = common::env(7)?;
+    let spare = SPARE
+        .get_or_init(|| {
+            let last = env.lab.hosts().last()?.ip.to_string();
+            let hosts = env.cluster_dir().join("hosts.yml");
+            let mut t = std::fs::read_to_string(&hosts).ok()?;
+            for g in ez_inventory::Group::ALL {
+                if let Ok(next) = ez_inventory::edit::remove_host(&t, g, &last) {
+                    t = next;
+                }
+            }
+            std::fs::write(&hosts, t).ok()?;
+            let out = ezctl_json(env, "setup", &["all"]);
+            assert!(out.status.success(), "setup all: {}", text(&out));
+            Some(last)
+        })
+        .clone()?;
+    Some((env, spare))
+}
+
+fn masters_in_inventory(env: &Env) -> Vec<String> {
+    let c = ez_inventory::Cluster::load(&env.cluster_dir()).expect("inventory");
+    c.masters().iter().map(|ip| ip.to_string()).collect()
+}
+
+fn configmap(env: &Env, master: &str, name: &str) -> std::process::Output {
+    env.kubectl(
+        master,
+        &[
+            "-n",
+            "default",
+            "get",
+            "configmap",
+            name,
+            "-o",
+            "jsonpath={.data.k}",
+        ],
+    )
+}
+
+#[test]
+fn lost_etcd_quorum_is_restored_from_the_last_backup() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some((env, _)) = cluster() else { return };
+    let master = masters_in_inventory(env)[0].clone();
+    let etcd = env.group(Role::Etcd);
+    let ok = |args: &[&str]| {
+        let o = env.kubectl(&master, args);
+        assert!(o.status.success(), "kubectl {args:?}: {}", text(&o));
+    };
+    ok(&[
+        "-n",
+        "default",
+        "create",
+        "configmap",
+        "ezf-before",
+        "--from-literal=k=saved",
+    ]);
+    let backup = ezctl_json(env, "backup", &[]);
+    assert!(backup.status.success(), "{}", text(&backup));
+    ok(&[
+        "-n",
+        "default",
+        "create",
+        "configmap",
+        "ezf-after",
+        "--from-literal=k=lost",
+    ]);
+
+    // Two of three members lose their disks: no quorum.
+    for ip in &etcd[1..] {
+        let (code, out) = env.on(ip, "systemctl stop etcd && rm -rf /var/lib/etcd");
+        assert_eq!(code, 0, "{out}");
+    }
+    // What the operator sees: no backup can be taken, and a restore
+    // without --force stops before changing anything.
+    let refused = env.ezctl(&["backup", &env.cluster]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    for ip in &etcd {
+        assert!(
+            text(&refused).contains(ip.as_str()),
+            "names {ip}: {}",
+            text(&refused)
+        );
+    }
+    let refused = env.ezctl(&["restore", &env.cluster]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(text(&refused).contains("--force"), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("nothing was stopped or changed"),
+        "{}",
+        text(&refused)
+    );
+
+    // The procedure: restore the last backup with --force.
+    let restored = env.ezctl(&["restore", &env.cluster, "--force"]);
+    assert!(restored.status.success(), "{}", text(&restored));
+    let health = env.etcdctl(
+        &etcd
+            .iter()
+            .map(|ip| format!("https://{ip}:2379"))
+            .collect::<Vec<_>>()
+            .join(","),
+        &["endpoint", "health"],
+    );
+    assert!(health.status.success(), "{}", text(&health));
+    assert_eq!(text(&configmap(env, &master, "ezf-before")), "saved");
+    let after = configmap(env, &master, "ezf-after");
+    assert!(
+        !after.status.success() && text(&after).contains("NotFound"),
+        "written after the backup, so not in it: {}",
+        text(&after)
+    );
+    // Every node reports again and setup has nothing left to do.
+    wait_all_nodes_ready(env, &master, Duration::from_secs(90));
+    assert_converged(env, "setup", &["all"]);
+}
+
+#[test]
+fn a_dead_master_is_replaced() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some((env, spare)) = cluster() else {
+        return;
+    };
+    let masters = masters_in_inventory(env);
+    let dead = masters[0].clone();
+    let alive = masters[1].clone();
+    let dead_index = env.lab.find(&dead).expect("lab host").index;
+    env.lab.stop_machine(dead_index).expect("stop master");
+
+    // What the operator sees: that master is unreachable.
+    let out = ezctl_json(env, "setup", &["all"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let failures = recap(&out)["failures"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        failures.iter().any(|f| f["host"] == dead.as_str()
+            && f["error"].as_str().unwrap_or("").contains("unreachable")),
+        "{failures:?}"
+    );
+
+    // 1. Out of hosts.yml by hand (here with the same in-place edit ezctl uses).
+    let hosts = env.cluster_dir().join("hosts.yml");
+    let mut t = std::fs::read_to_string(&hosts).expect("hosts.yml");
+    for g in [
+        ez_inventory::Group::KubeMaster,
+        ez_inventory::Group::KubeNode,
+    ] {
+        if let Ok(next) = ez_inventory::edit::remove_host(&t, g, &dead) {
+            t = next;
+        }
+    }
+    std::fs::write(&hosts, t).expect("write hosts.yml");
+    // 2. Its node object goes.
+    let dead_node = format!("k8s-{}", dead.replace('.', "-"));
+    let del = env.kubectl(&alive, &["delete", "node", &dead_node]);
+    assert!(del.status.success(), "{}", text(&del));
+    // 3. setup all without it: apiserver certificate, kube-lb upstreams.
+    let out = ezctl_json(env, "setup", &["all"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // 4. The replacement.
+    let add = env.ezctl(&["add-master", &env.cluster, &spare]);
+    assert!(add.status.success(), "{}", text(&add));
+
+    assert_eq!(
+        masters_in_inventory(env),
+        vec![alive.clone(), spare.clone()]
+    );
+    let spare_node = format!("k8s-{}", spare.replace('.', "-"));
+    wait_all_nodes_ready(env, &alive, Duration::from_secs(90));
+    let names = text(&env.kubectl(&alive, &["get", "nodes", "-o", "name"]));
+    assert!(names.contains(&spare_node), "{names}");
+    assert!(!names.contains(&dead_node), "{names}");
+    // The new master serves the API, and no kube-lb points at the dead one.
+    let ready = env.kubectl(&spare, &["get", "--raw", "/readyz"]);
+    assert!(text(&ready).contains("ok"), "{}", text(&ready));
+    for ip in all_hosts(env).iter().filter(|ip| **ip != dead) {
+        let (_, conf) = env.on(ip, "cat /etc/kube-lb/conf/kube-lb.conf 2>/dev/null; true");
+        assert!(
+            !conf.contains(&format!("{dead}:")),
+            "{ip} still proxies to {dead}: {conf}"
+        );
+    }
+    assert_converged(env, "setup", &["all"]);
+    // The dead machine stays off: booted again, its kubelet would register
+    // its node anew (a real replacement is a wiped or retired machine).
+}
+
+fn wait_all_nodes_ready(env: &Env, master: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let o = env.kubectl(
+            master,
+            &[
+                "get",
+                "nodes",
+                "-o",
+                "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status} {end}",
+            ],
+        );
+        let states = text(&o);
+        if o.status.success()
+            && !states.trim().is_empty()
+            && states.split_whitespace().all(|s| s == "True")
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "nodes not Ready: {states}");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
