@@ -34,6 +34,9 @@ pub fn yaml_scalar(s: &str) -> String {
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-/:+@".contains(c))
         && !s.starts_with(['-', ':', '@'])
+        // `fd00::` (a valid IPv6 address): a plain scalar ending in `:` reads
+        // as a mapping key, and breaks a `{ ip: ..., name: ... }` line.
+        && !s.ends_with(':')
         && !matches!(
             s.to_ascii_lowercase().as_str(),
             "true" | "false" | "yes" | "no" | "on" | "off" | "null" | "~"
@@ -193,7 +196,17 @@ mod tests {
     /// `  - ,`, which no YAML reader accepts.
     #[test]
     fn hosts_that_are_not_plain_scalars_are_quoted() {
-        for odd in [",", "[x]", "a: b", "#c", "10.0", "- y", "{z}"] {
+        for odd in [
+            ",",
+            "[x]",
+            "a: b",
+            "#c",
+            "10.0",
+            "- y",
+            "{z}",
+            "fd00::",
+            "10.0CAUTION:",
+        ] {
             let line = render_host_item(&HostLine {
                 ip: odd.into(),
                 ..HostLine::default()
@@ -215,6 +228,16 @@ mod tests {
             ..HostLine::default()
         });
         assert_eq!(line, "  - { ip: 10.0.0.1, name: n1 }");
+        // Also inside a flow mapping, next to other keys.
+        let line = render_host_item(&HostLine {
+            ip: "fd00::".into(),
+            name: Some("n1".into()),
+            ..HostLine::default()
+        });
+        let root = crate::yaml::parse(&format!("etcd:\n{line}\n"))
+            .unwrap_or_else(|e| panic!("{line}: {e:?}"))
+            .expect("a document");
+        assert!(format!("{root:?}").contains("fd00::"), "{line}");
     }
 
     #[test]
