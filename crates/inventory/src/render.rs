@@ -43,10 +43,28 @@ pub fn yaml_scalar(s: &str) -> String {
         )
         && s.parse::<f64>().is_err();
     if plain_ok {
-        s.to_string()
-    } else {
-        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+        return s.to_string();
     }
+    // Double-quoted, with every character YAML would read as a line break
+    // or that is not printable escaped: a raw `\r` inside the quotes
+    // folded the line (found by fuzzing `ezctl import`).
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}') => {
+                out.push_str(&format!("\\u{:04x}", u32::from(c)))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// One `  - ...` list item for a host, without the newline.
@@ -206,6 +224,12 @@ mod tests {
             "{z}",
             "fd00::",
             "10.0CAUTION:",
+            "1\r\r0.200.0.0/16",
+            "a\nb",
+            "tab\there",
+            "nel\u{85}ls\u{2028}ps\u{2029}",
+            "bell\u{7}del\u{7f}",
+            "quote\"back\\slash",
         ] {
             let line = render_host_item(&HostLine {
                 ip: odd.into(),
