@@ -152,7 +152,29 @@ fn read_text(path: &Path, out: &mut Vec<Diagnostic>) -> Result<Option<String>, L
         source,
     })?;
     match String::from_utf8(bytes) {
-        Ok(text) => Ok(Some(text)),
+        Ok(text) => {
+            // A byte order mark is allowed before a YAML stream (editors on
+            // Windows write one); left in, it became part of the first key.
+            let text = match text.strip_prefix('\u{feff}') {
+                Some(rest) => rest.to_string(),
+                None => text,
+            };
+            // The YAML reader stops at a NUL as if the file ended there:
+            // every host after it would silently vanish.
+            if let Some(at) = text.find('\0') {
+                let before = &text[..at];
+                let line = before.matches('\n').count() + 1;
+                let col = before.chars().rev().take_while(|c| *c != '\n').count() + 1;
+                rep.error_help(
+                    Pos { line, col },
+                    "",
+                    "file contains a NUL byte",
+                    "an inventory is plain text; was a binary file or a broken copy saved here?",
+                );
+                return Ok(None);
+            }
+            Ok(Some(text))
+        }
         Err(e) => {
             let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
             let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
@@ -735,6 +757,21 @@ fn resolve_path(dir: &Path, p: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Editors on Windows start files with a byte order mark; it made the
+    /// first key `\u{feff}ssh`, "unknown group, did you mean `ssh`?".
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_key() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clusters/example");
+        let dir = tempfile::tempdir().expect("tempdir");
+        for f in [HOSTS_FILE, CONFIG_FILE] {
+            let mut bytes = "\u{feff}".as_bytes().to_vec();
+            bytes.extend(std::fs::read(example.join(f)).expect("example file"));
+            std::fs::write(dir.path().join(f), bytes).expect("write");
+        }
+        let loaded = Cluster::load(dir.path());
+        assert!(loaded.is_ok(), "{:?}", loaded.err().map(|e| e.to_string()));
+    }
 
     #[test]
     fn node_names() {
