@@ -180,6 +180,7 @@ fn read_entry(group: Group, field: String, node: &Node, rep: &mut Reporter<'_>) 
             entry.ip = read_ip(text, node.pos, &field, rep);
         }
         Kind::Map(pairs) => {
+            report_repeated_keys(pairs, &field, rep);
             let mut allowed = vec!["ip", "name", "labels", "ssh"];
             match group {
                 Group::ExLb => allowed.push("lb_role"),
@@ -255,6 +256,25 @@ fn read_entry(group: Group, field: String, node: &Node, rep: &mut Reporter<'_>) 
     Some(entry)
 }
 
+/// A key given twice in one mapping (a host, its ssh settings, its
+/// labels): YAML keeps only one of the values, silently.
+fn report_repeated_keys(pairs: &[(Node, Node)], field: &str, rep: &mut Reporter<'_>) {
+    let mut seen: BTreeMap<&str, Pos> = BTreeMap::new();
+    for (k, _) in pairs {
+        let Some(key) = k.as_str() else { continue };
+        match seen.get(key) {
+            Some(first) => rep.error(
+                k.pos,
+                &format!("{field}.{key}"),
+                format!("given twice (first on line {})", first.line),
+            ),
+            None => {
+                seen.insert(key, k.pos);
+            }
+        }
+    }
+}
+
 fn read_ip(text: &str, pos: Pos, field: &str, rep: &mut Reporter<'_>) -> Option<IpAddr> {
     match text.trim().parse::<IpAddr>() {
         Ok(ip) if ip.is_unspecified() || ip.is_multicast() => {
@@ -300,6 +320,7 @@ fn read_labels(v: &Node, field: &str, rep: &mut Reporter<'_>) -> BTreeMap<String
     match &v.kind {
         Kind::Null => {}
         Kind::Map(pairs) => {
+            report_repeated_keys(pairs, field, rep);
             for (k, val) in pairs {
                 let key = k.as_str().unwrap_or("");
                 let sub = format!("{field}.{key}");
@@ -361,6 +382,7 @@ fn read_ssh(v: &Node, field: &str, rep: &mut Reporter<'_>) -> SshSettings {
         }
         return out;
     };
+    report_repeated_keys(pairs, field, rep);
     for (k, val) in pairs {
         let key = k.as_str().unwrap_or("");
         let sub = format!("{field}.{key}");
