@@ -277,7 +277,14 @@ fn report_repeated_keys(pairs: &[(Node, Node)], field: &str, rep: &mut Reporter<
 
 fn read_ip(text: &str, pos: Pos, field: &str, rep: &mut Reporter<'_>) -> Option<IpAddr> {
     match text.trim().parse::<IpAddr>() {
-        Ok(ip) if ip.is_unspecified() || ip.is_multicast() => {
+        // Loopback and broadcast name no machine of the cluster: every peer
+        // would reach itself (or everyone) at that address.
+        Ok(ip)
+            if ip.is_unspecified()
+                || ip.is_multicast()
+                || ip.is_loopback()
+                || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast()) =>
+        {
             rep.error_help(
                 pos,
                 field,
