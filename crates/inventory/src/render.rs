@@ -82,7 +82,7 @@ fn render_host(h: &HostLine) -> String {
         parts.push(format!("name: {}", yaml_scalar(n)));
     }
     if let Some(r) = &h.lb_role {
-        parts.push(format!("lb_role: {r}"));
+        parts.push(format!("lb_role: {}", yaml_scalar(r)));
     }
     if let Some(n) = h.new_install {
         parts.push(format!("new_install: {n}"));
@@ -262,6 +262,17 @@ mod tests {
             .unwrap_or_else(|e| panic!("{line}: {e:?}"))
             .expect("a document");
         assert!(format!("{root:?}").contains("fd00::"), "{line}");
+        // An imported lb_role is text too (the loader says whether it is
+        // master or backup).
+        let line = render_host_item(&HostLine {
+            ip: "10.0.0.6".into(),
+            lb_role: Some("b.nal]".into()),
+            ..HostLine::default()
+        });
+        let root = crate::yaml::parse(&format!("ex_lb:\n{line}\n"))
+            .unwrap_or_else(|e| panic!("{line}: {e:?}"))
+            .expect("a document");
+        assert!(format!("{root:?}").contains("b.nal]"), "{line}");
     }
 
     #[test]
