@@ -1,7 +1,14 @@
 //! Running a tool and measuring it: wall time, the controller's CPU time
-//! and peak RSS (from `wait4`'s rusage, which covers the child and every
-//! descendant it waited for), and CPU used inside the lab's machines (their
-//! cgroup's `cpu.stat`).
+//! (from `wait4`'s rusage, which covers the child and every descendant it
+//! waited for), its peak RSS (`VmHWM` of the child, sampled), and CPU used
+//! inside the lab's machines (their cgroup's `cpu.stat`).
+//!
+//! Why not `ru_maxrss`: the kernel folds the high-water mark of the memory
+//! the child had before `exec` into it, and std spawns with vfork semantics,
+//! so that is the *bench's* own peak (128 MiB after an in-process upload
+//! run), not the tool's. `VmHWM` of the exec'd process starts from zero; it
+//! only ever grows, so the last sample before exit is the peak (to within
+//! the sampling period).
 //!
 //! The child runs in its own process group so a timeout (or Ctrl-C seen by
 //! the bench) kills everything it started, and nothing else.
@@ -17,6 +24,9 @@ use std::time::{Duration, Instant};
 
 /// Set by the bench's SIGINT handler; a running child is then killed.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// How often the child's `VmHWM` is read.
+pub const RSS_SAMPLE: Duration = Duration::from_millis(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MeasureError {
@@ -44,7 +54,8 @@ pub struct Measured {
     pub killed: bool,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
-    /// Largest resident set of the child or any waited-for descendant (KiB).
+    /// Peak resident set of the child process itself (KiB; `VmHWM`, sampled
+    /// every [`RSS_SAMPLE`]); 0 when it exited before the first sample.
     pub max_rss_kib: u64,
     /// User + system CPU of the child and its waited-for descendants.
     pub cpu: Duration,
@@ -103,7 +114,7 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Measured, MeasureErro
         s.done = true;
         cv.notify_all();
     }
-    let killed = dog.join().unwrap_or(false);
+    let (killed, peak_rss) = dog.join().unwrap_or((false, 0));
     if let Err(source) = waited {
         return Err(MeasureError::Wait { program, source });
     }
@@ -128,7 +139,7 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Measured, MeasureErro
         killed,
         stdout: collect(out_rx),
         stderr: collect(err_rx),
-        max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+        max_rss_kib: peak_rss,
         cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime),
     })
 }
@@ -138,15 +149,24 @@ struct WatchState {
     done: bool,
 }
 
-/// Kills the child's process group at the deadline or on interrupt; returns
-/// whether it did.
-fn watchdog(pid: libc::pid_t, timeout: Duration, state: &(Mutex<WatchState>, Condvar)) -> bool {
+/// Samples the child's `VmHWM` and kills its process group at the deadline
+/// or on interrupt; returns (killed, peak RSS in KiB).
+fn watchdog(
+    pid: libc::pid_t,
+    timeout: Duration,
+    state: &(Mutex<WatchState>, Condvar),
+) -> (bool, u64) {
     let deadline = Instant::now() + timeout;
     let (lock, cv) = state;
+    let mut peak = 0;
     let mut s = lock.lock().unwrap_or_else(|p| p.into_inner());
     loop {
         if s.done {
-            return false;
+            return (false, peak);
+        }
+        // Not reaped yet (done is set first), so the pid is still our child.
+        if let Some(kib) = vm_hwm_kib(pid) {
+            peak = peak.max(kib);
         }
         let now = Instant::now();
         if now >= deadline || INTERRUPTED.load(Ordering::Relaxed) {
@@ -154,14 +174,28 @@ fn watchdog(pid: libc::pid_t, timeout: Duration, state: &(Mutex<WatchState>, Con
             unsafe {
                 libc::kill(-pid, libc::SIGKILL);
             }
-            return true;
+            return (true, peak);
         }
-        let step = (deadline - now).min(Duration::from_millis(200));
+        let step = (deadline - now).min(RSS_SAMPLE);
         s = cv
             .wait_timeout(s, step)
             .map(|(g, _)| g)
             .unwrap_or_else(|p| p.into_inner().0);
     }
+}
+
+/// `VmHWM` of a live process (KiB); `None` once it has exited.
+fn vm_hwm_kib(pid: libc::pid_t) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_vm_hwm(&text)
+}
+
+/// `VmHWM:   123456 kB` -> 123456.
+pub fn parse_vm_hwm(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Waits until the child has exited without reaping it.
@@ -324,6 +358,24 @@ mod tests {
         assert_eq!(m.stderr_str(), "err");
         assert!(m.max_rss_kib > 60 * 1024, "rss {} KiB", m.max_rss_kib);
         assert!(!m.killed);
+    }
+
+    #[test]
+    fn the_bench_s_own_memory_is_not_the_child_s() {
+        // 256 MiB touched here; a sleeping shell holds a few MiB.
+        let ballast = vec![1u8; 256 << 20];
+        let m = run(
+            Command::new("sh").args(["-c", "sleep 0.3"]),
+            Duration::from_secs(30),
+        )
+        .expect("sh runs");
+        assert!(ballast.iter().step_by(4096).all(|b| *b == 1));
+        assert!(m.max_rss_kib > 0, "sampled at least once");
+        assert!(m.max_rss_kib < 64 * 1024, "rss {} KiB", m.max_rss_kib);
+        assert_eq!(
+            parse_vm_hwm("Name:\tsh\nVmPeak:\t 9 kB\nVmHWM:\t    1234 kB\n"),
+            Some(1234)
+        );
     }
 
     #[test]
