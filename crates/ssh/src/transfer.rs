@@ -20,11 +20,12 @@
 //! exec+cat also goes through sudo directly, which SFTP cannot: with SFTP a
 //! sudo upload would need a second full copy on the remote side.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 
 use crate::command::shell_quote;
 use crate::error::SshError;
@@ -113,6 +114,12 @@ pub struct RemoteStat {
 /// Exit code our upload script uses when the byte count does not match
 /// (stream cut, or the source file changed while being sent).
 const SHORT_WRITE: i32 = 75;
+
+/// Shell prelude defining `sum` (stdin -> `HEX ...`): `openssl dgst` where
+/// present, which uses the CPU's SHA extensions (~1.5 GB/s vs ~0.35 GB/s for
+/// coreutils' sha256sum on the lab machines), else sha256sum. Hashing is most
+/// of the host CPU an unchanged upload costs.
+const SUM_FN: &str = "if command -v openssl >/dev/null 2>&1; then sum() { openssl dgst -sha256 -r; }; else sum() { sha256sum; }; fi; ";
 
 impl Session {
     /// Put `src` at `dest` (absolute path) with `mode` and optionally
@@ -220,7 +227,7 @@ impl Session {
             self.check_remote_path(p)?;
         }
         let script = format!(
-            "for f in {}; do if [ -f \"$f\" ]; then h=$(sha256sum < \"$f\") && echo \"${{h%% *}}\" || echo '!'; else echo -; fi; done",
+            "{SUM_FN}for f in {}; do if [ -f \"$f\" ]; then h=$(sum < \"$f\") && echo \"${{h%% *}}\" || echo '!'; else echo -; fi; done",
             quoted_list(paths)
         );
         let lines = self.line_per_path("sha256", &script, paths.len()).await?;
@@ -389,7 +396,7 @@ impl Session {
     /// What is at `dest` now: `None` if not a regular file.
     async fn probe(&self, dest: &str, op: &str) -> Result<Option<Existing>, SshError> {
         let script = format!(
-            "f={}; if [ -f \"$f\" ] && [ ! -L \"$f\" ]; then h=$(sha256sum < \"$f\") && s=$(stat -c '%a %U %G' -- \"$f\") && echo \"${{h%% *}} $s\" || echo '!'; else echo -; fi",
+            "{SUM_FN}f={}; if [ -f \"$f\" ] && [ ! -L \"$f\" ]; then h=$(sum < \"$f\") && s=$(stat -c '%a %U %G' -- \"$f\") && echo \"${{h%% *}} $s\" || echo '!'; else echo -; fi",
             shell_quote(dest)
         );
         let out = self.run_root_script(op, &script).await?;
@@ -540,23 +547,81 @@ fn parse_stat(line: &str) -> Option<RemoteStat> {
 async fn local_sha256(src: &Source) -> Result<(String, u64), (PathBuf, std::io::Error)> {
     match src {
         Source::Bytes(b) => Ok((hex::encode(Sha256::digest(b)), b.len() as u64)),
-        Source::File(p) => {
-            let err = |e| (p.clone(), e);
-            let mut f = tokio::fs::File::open(p).await.map_err(err)?;
-            let mut hasher = Sha256::new();
-            let mut buf = vec![0u8; 1 << 20];
-            let mut len = 0u64;
-            loop {
-                let n = f.read(&mut buf).await.map_err(err)?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-                len += n as u64;
-            }
-            Ok((hex::encode(hasher.finalize()), len))
-        }
+        Source::File(p) => local_file_sha256(p).await,
     }
+}
+
+/// A local file's sha256 for one (mtime, size); a changed file gets a new
+/// entry.
+struct LocalHash {
+    key: (SystemTime, u64),
+    hash: tokio::sync::OnceCell<String>,
+}
+
+/// Hashes of local files, shared by every session of the process: one file
+/// uploaded to N hosts is hashed once, not N times (40 hosts x 41 MiB was
+/// 1.6 GB of hashing per run), and callers that arrive while it is being
+/// hashed wait for that result.
+static LOCAL_HASHES: LazyLock<Mutex<HashMap<PathBuf, Arc<LocalHash>>>> =
+    LazyLock::new(Default::default);
+
+/// Paths hashed (not served from the cache), for tests.
+#[cfg(test)]
+static HASHED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+async fn local_file_sha256(p: &Path) -> Result<(String, u64), (PathBuf, std::io::Error)> {
+    let err = |e| (p.to_path_buf(), e);
+    let meta = tokio::fs::metadata(p).await.map_err(err)?;
+    let key = (meta.modified().unwrap_or(UNIX_EPOCH), meta.len());
+    let entry = {
+        let mut m = LOCAL_HASHES.lock().unwrap_or_else(|e| e.into_inner());
+        let e = m.entry(p.to_path_buf()).or_insert_with(|| {
+            Arc::new(LocalHash {
+                key,
+                hash: tokio::sync::OnceCell::new(),
+            })
+        });
+        if e.key != key {
+            *e = Arc::new(LocalHash {
+                key,
+                hash: tokio::sync::OnceCell::new(),
+            });
+        }
+        e.clone()
+    };
+    // A failed hash leaves the cell empty: the next caller tries again.
+    let hash = entry
+        .hash
+        .get_or_try_init(|| async {
+            #[cfg(test)]
+            HASHED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(p.to_path_buf());
+            let path = p.to_path_buf();
+            tokio::task::spawn_blocking(move || hash_file(&path))
+                .await
+                .map_err(|e| err(std::io::Error::other(e)))?
+                .map_err(err)
+        })
+        .await?;
+    Ok((hash.clone(), key.1))
+}
+
+/// On a blocking thread: plain reads, no async overhead per chunk.
+fn hash_file(p: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(p)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
 }
 
 fn temp_sibling(dest: &Path) -> PathBuf {
@@ -636,6 +701,70 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(leftovers, vec![std::ffi::OsString::from("file.conf")]);
+    }
+
+    #[test]
+    fn sum_prelude_hashes_with_or_without_openssl() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("f");
+        std::fs::write(&f, b"abc").expect("write");
+        let script = format!(
+            "{SUM_FN}h=$(sum < {}) && echo \"${{h%% *}}\"",
+            shell_quote(&f.display().to_string())
+        );
+        let run = |path: &std::ffi::OsStr| {
+            let out = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(&script)
+                .env("PATH", path)
+                .output()
+                .expect("sh");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(run(&std::env::var_os("PATH").unwrap_or_default()), abc);
+        // Only sha256sum on PATH: the fallback.
+        let bin = tempfile::tempdir().expect("tempdir");
+        let real = ["/usr/bin/sha256sum", "/bin/sha256sum"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("coreutils sha256sum");
+        std::os::unix::fs::symlink(real, bin.path().join("sha256sum")).expect("link");
+        assert_eq!(run(bin.path().as_os_str()), abc);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn one_local_file_is_hashed_once_for_many_uploads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("big");
+        std::fs::write(&p, vec![1u8; 8 << 20]).expect("write");
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let p = p.clone();
+                tokio::spawn(async move { local_sha256(&Source::File(p)).await.expect("hash") })
+            })
+            .collect();
+        let mut got = Vec::new();
+        for t in tasks {
+            got.push(t.await.expect("task"));
+        }
+        assert!(got.iter().all(|g| *g == got[0]));
+        assert_eq!(got[0].1, 8 << 20);
+        let times = |p: &Path| {
+            HASHED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .filter(|h| h.as_path() == p)
+                .count()
+        };
+        assert_eq!(times(&p), 1, "16 concurrent uploads, one hash");
+        // A changed file is hashed again.
+        std::fs::write(&p, b"abc").expect("rewrite");
+        let (h, n) = local_sha256(&Source::File(p.clone())).await.expect("hash");
+        assert_eq!(n, 3);
+        assert_eq!(h, hex::encode(Sha256::digest(b"abc")));
+        assert_eq!(times(&p), 2);
     }
 
     #[tokio::test]
