@@ -39,6 +39,16 @@ pub fn commands() -> Vec<String> {
     .into()
 }
 
+/// The loop's remote hash of `path` (nothing when it is missing): the same
+/// tool ez-ssh uses (`openssl dgst`, SHA extensions, else `sha256sum`), so
+/// both sides pay the same for a check.
+pub fn remote_sum(path: &str) -> String {
+    format!(
+        "f={}; if [ -f \"$f\" ]; then if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r < \"$f\"; else sha256sum < \"$f\"; fi; fi",
+        ez_ssh::shell_quote(path)
+    )
+}
+
 /// One file to put on every host.
 #[derive(Debug, Clone)]
 pub struct Upload {
@@ -241,10 +251,7 @@ fn openssh_host(
     for up in &work.uploads {
         let mut c = Command::new("ssh");
         via(&mut c);
-        c.arg(&target).arg(format!(
-            "sha256sum < {} 2>/dev/null || true",
-            ez_ssh::shell_quote(&up.remote)
-        ));
+        c.arg(&target).arg(remote_sum(&up.remote));
         let remote = run(&mut c, "remote sha256")?;
         if remote.split_whitespace().next() == Some(up.sha256.as_str()) {
             out.unchanged += 1;
@@ -412,6 +419,27 @@ mod tests {
         let ups = Upload::for_payload(&files);
         assert_eq!(ups[0].remote, format!("{REMOTE_DIR}/f1k.bin"));
         assert_eq!(ups[0].sha256, "ab".repeat(32));
+    }
+
+    #[test]
+    fn remote_sum_prints_the_hash_first_or_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("it's here");
+        std::fs::write(&f, b"abc").expect("write");
+        let run = |p: &std::path::Path| {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(remote_sum(&p.display().to_string()))
+                .output()
+                .expect("sh");
+            assert!(out.status.success());
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        assert_eq!(
+            run(&f).split_whitespace().next(),
+            Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        );
+        assert_eq!(run(&dir.path().join("missing")), "");
     }
 
     #[test]
