@@ -120,6 +120,83 @@ fn longest_into(
     len
 }
 
+/// Why a link of the observed chain waited for the one before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Because {
+    /// A plan edge (`after`, `needs`, `serial`).
+    Dependency,
+    /// The same host: the engine runs one unit per host at a time.
+    SameHost,
+}
+
+/// One link of the chain that actually set the run's length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedLink {
+    pub role: String,
+    pub host: String,
+    pub start_ms: u64,
+    pub duration_ms: u64,
+    /// From the previous link's end to this start (scheduling, CPU).
+    pub waited_ms: u64,
+    /// `None` for the first link.
+    pub because: Option<Because>,
+}
+
+/// Walks back from the unit that finished last: each step goes to whatever
+/// it had to wait for that finished latest — a plan dependency or the
+/// previous unit on its host. Unlike [`critical_path`], this chain includes
+/// the waiting, so it adds up to the run's span.
+pub fn observed_chain(units: &[UnitSpan], edges: &[Edge]) -> Vec<ObservedLink> {
+    let index: HashMap<UnitId, usize> = units
+        .iter()
+        .enumerate()
+        .map(|(i, u)| ((u.role.clone(), u.host.clone()), i))
+        .collect();
+    let mut preds: Vec<Vec<usize>> = vec![Vec::new(); units.len()];
+    for e in edges {
+        if let (Some(&a), Some(&b)) = (index.get(&e.from), index.get(&e.to)) {
+            preds[b].push(a);
+        }
+    }
+    let Some(mut cur) = (0..units.len()).max_by_key(|&i| units[i].end_ms) else {
+        return Vec::new();
+    };
+    let mut seen = vec![false; units.len()];
+    let mut chain: Vec<ObservedLink> = Vec::new();
+    loop {
+        seen[cur] = true;
+        let u = &units[cur];
+        let dep = preds[cur]
+            .iter()
+            .copied()
+            .filter(|&p| !seen[p] && units[p].end_ms <= u.start_ms)
+            .max_by_key(|&p| units[p].end_ms);
+        let host = (0..units.len())
+            .filter(|&p| !seen[p] && units[p].host == u.host && units[p].end_ms <= u.start_ms)
+            .max_by_key(|&p| units[p].end_ms);
+        let prev = match (dep, host) {
+            (Some(d), Some(h)) if units[h].end_ms > units[d].end_ms => Some((h, Because::SameHost)),
+            (Some(d), _) => Some((d, Because::Dependency)),
+            (None, Some(h)) => Some((h, Because::SameHost)),
+            (None, None) => None,
+        };
+        chain.push(ObservedLink {
+            role: u.role.clone(),
+            host: u.host.clone(),
+            start_ms: u.start_ms,
+            duration_ms: u.duration_ms(),
+            waited_ms: prev.map_or(u.start_ms, |(p, _)| u.start_ms - units[p].end_ms),
+            because: prev.map(|(_, why)| why),
+        });
+        match prev {
+            Some((p, _)) => cur = p,
+            None => break,
+        }
+    }
+    chain.reverse();
+    chain
+}
+
 /// Wall time of each role summed over hosts, largest first: where a run's
 /// work goes.
 pub fn work_by_role(units: &[UnitSpan]) -> Vec<(String, u64)> {
@@ -204,6 +281,57 @@ mod tests {
         let cp = critical_path(&units, &cyc);
         assert!(cp.length_ms >= 9);
         assert!(critical_path(&[], &[]).chain.is_empty());
+    }
+
+    #[test]
+    fn observed_chain_follows_the_latest_wait_including_the_host() {
+        // etcd@h1 needs prepare@h1; kube-master@h2 needs etcd@h1 but ran
+        // after containerd@h2 (same host), which finished later.
+        let units = vec![
+            span("prepare", "h1", 0, 10),
+            span("etcd", "h1", 10, 40),
+            span("prepare", "h2", 0, 5),
+            span("containerd", "h2", 5, 50),
+            span("kube-master", "h2", 52, 60),
+        ];
+        let edges = vec![
+            edge(("prepare", "h1"), ("etcd", "h1")),
+            edge(("etcd", "h1"), ("kube-master", "h2")),
+            edge(("prepare", "h2"), ("kube-master", "h2")),
+        ];
+        let chain = observed_chain(&units, &edges);
+        let names: Vec<String> = chain
+            .iter()
+            .map(|l| format!("{}@{}", l.role, l.host))
+            .collect();
+        assert_eq!(names, ["prepare@h2", "containerd@h2", "kube-master@h2"]);
+        assert_eq!(chain[2].because, Some(Because::SameHost));
+        assert_eq!(chain[2].waited_ms, 2);
+        assert_eq!(chain[1].because, Some(Because::SameHost));
+        assert_eq!(chain[0].because, None);
+        // The DAG-only critical path differs: it ignores the host's queue.
+        let cp = critical_path(&units, &edges);
+        assert_eq!(
+            cp.chain.last().map(|l| l.role.as_str()),
+            Some("kube-master")
+        );
+        assert_eq!(cp.length_ms, 10 + 30 + 8);
+        assert!(observed_chain(&[], &[]).is_empty());
+    }
+
+    #[test]
+    fn observed_chain_prefers_a_dependency_that_ended_later() {
+        let units = vec![
+            span("a", "h1", 0, 10),
+            span("b", "h2", 0, 30),
+            span("c", "h1", 31, 40),
+        ];
+        let edges = vec![edge(("b", "h2"), ("c", "h1"))];
+        let chain = observed_chain(&units, &edges);
+        assert_eq!(chain.len(), 2);
+        assert_eq!((chain[0].role.as_str(), chain[1].role.as_str()), ("b", "c"));
+        assert_eq!(chain[1].because, Some(Because::Dependency));
+        assert_eq!(chain[1].waited_ms, 1);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use anyhow::Result;
-use ez_bench::critical::{critical_path, work_by_role};
+use ez_bench::critical::{critical_path, observed_chain, work_by_role, Because};
 use ez_bench::plan_edges::plan_edges;
 use ez_bench::report::Phase;
 
@@ -63,6 +63,25 @@ pub fn run(bench: &mut Bench, n: usize) -> Result<()> {
         let _ = writeln!(
             note,
             "    {:<16} {:<15} start {:>6.1} s  took {:>5.1} s",
+            l.role,
+            l.host,
+            s(l.start_ms),
+            s(l.duration_ms)
+        );
+    }
+    let _ = writeln!(
+        note,
+        "  what the run waited on (back from the last unit to finish: each waited for the one above it)"
+    );
+    for l in observed_chain(&events.units, &edges) {
+        let why = match l.because {
+            None => "first".to_string(),
+            Some(Because::Dependency) => format!("dependency, +{:.1} s", s(l.waited_ms)),
+            Some(Because::SameHost) => format!("same host, +{:.1} s", s(l.waited_ms)),
+        };
+        let _ = writeln!(
+            note,
+            "    {:<16} {:<15} start {:>6.1} s  took {:>5.1} s  ({why})",
             l.role,
             l.host,
             s(l.start_ms),
