@@ -10,6 +10,7 @@ fi
 cargo build --workspace --all-targets
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# --no-fail-fast: one CI run reports every failing test binary, not the first.
 # Lab tests boot machines; run test binaries one at a time so two labs do not
 # compete for the 2 cores, but tests inside a binary in parallel.
-cargo test --workspace -- --test-threads="${TEST_THREADS:-4}"
+cargo test --workspace --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"

@@ -763,11 +763,15 @@ fn teardown(name: &str, paths: &Paths, st: Option<LabState>) -> Result<()> {
         }
     }
     for d in &lab_cgroups {
-        left.extend(
-            cgroup::remove_tree(d)
-                .into_iter()
-                .map(|p| format!("cgroup {}", p.display())),
-        );
+        // The kernel releases a cgroup a moment after its last task is
+        // reaped (EBUSY until then), so a just-killed machine's cgroup
+        // may need a few tries.
+        let mut stuck = Vec::new();
+        process::wait_until(Duration::from_secs(5), || {
+            stuck = cgroup::remove_tree(d);
+            stuck.is_empty()
+        });
+        left.extend(stuck.into_iter().map(|p| format!("cgroup {}", p.display())));
     }
     cgroup::remove_parent_if_empty();
 

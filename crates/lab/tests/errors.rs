@@ -33,7 +33,8 @@ fn a_machine_that_does_not_answer_in_time_is_named_with_its_log() {
         text.contains(&format!("{name}-1")) && text.contains(".log"),
         "{text}"
     );
-    assert!(ez_lab::leftovers(&name, &lab_dir).is_empty());
+    let left = ez_lab::leftovers(&name, &lab_dir);
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 #[test]
