@@ -3,7 +3,8 @@
 //! than one is down; a node whose kubelet cannot start stops the upgrade
 //! midway with its progress saved; once fixed, the same command finishes
 //! it, skipping the hosts already done; every node ends at v1.30.11.
-//! Downgrades and minor-version skips are refused. Needs root and the lab;
+//! Downgrades and minor-version skips are refused, and so is an upgrade
+//! while an etcd member is down and the quorum has no failure to spare. Needs root and the lab;
 //! says why and passes without checking where those are missing.
 
 mod common;
@@ -41,6 +42,46 @@ fn rolling_upgrade_survives_a_failed_node_and_resumes() {
     assert!(nodes(env, &masters[0]).iter().all(|n| n.2 == "v1.30.1"));
 
     common::build_bundle(&env.home.join("bin"), "v1.30.11");
+
+    // An etcd member down: 2 of 3 left, no failure to spare. The upgrade
+    // refuses before it changes anything, naming the member.
+    let etcd = env.group(ez_lab::Role::Etcd);
+    assert_eq!(etcd.len(), 3, "the layout has 3 etcd members");
+    let stopped = etcd.last().expect("a member").clone();
+    let (code, out) = env.on(&stopped, "systemctl stop etcd");
+    assert_eq!(code, 0, "{out}");
+    let before: Vec<String> = masters.iter().map(|m| apiserver_started(env, m)).collect();
+    let out = attempt(env, "upgrade", &[]);
+    let log = common::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(&format!("etcd-{stopped} UNHEALTHY"))
+            && log.contains("only 2 of 3 etcd members are healthy, exactly the 2 a quorum needs"),
+        "{log}"
+    );
+    assert!(!state_file.exists(), "a refused upgrade saved progress");
+    let after: Vec<String> = masters.iter().map(|m| apiserver_started(env, m)).collect();
+    assert_eq!(before, after, "a refused upgrade restarted an apiserver");
+    assert!(nodes(env, &masters[0]).iter().all(|n| n.2 == "v1.30.1"));
+    let (code, out) = env.on(&stopped, "systemctl start etcd");
+    assert_eq!(code, 0, "{out}");
+    let endpoints = etcd
+        .iter()
+        .map(|ip| format!("https://{ip}:2379"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let healthy = (0..60).any(|_| {
+        let ok = env
+            .etcdctl(&endpoints, &["endpoint", "health"])
+            .status
+            .success();
+        if !ok {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        ok
+    });
+    assert!(healthy, "etcd on {stopped} did not come back");
+
     // The last node's kubelet will not start again once stopped.
     let (code, out) = env.on(
         &broken,

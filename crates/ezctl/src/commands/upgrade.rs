@@ -10,6 +10,9 @@
 //! 3. Nodes in batches of N: cordon, drain, binaries, restart, Ready with
 //!    the new version, uncordon.
 //!
+//! Before anything changes, and again before each master, etcd must be able
+//! to lose one more member (see [`crate::etcd::quorum::check_margin`]).
+//!
 //! Progress is saved in `clusters/<c>/upgrade-state.json` after every host,
 //! so the same command after a failure skips finished hosts; the file is
 //! removed when every host runs the target.
@@ -17,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -24,6 +28,8 @@ use ez_inventory::{Cluster, Group, Host};
 use serde_json::json;
 
 use crate::commands::setup::Output;
+use crate::etcd::members::{list_errors, EtcdHosts};
+use crate::etcd::quorum;
 use crate::exit::{ExitCode, Failure};
 use crate::home::Home;
 use crate::ops::context::Ops;
@@ -32,6 +38,7 @@ use crate::ops::kube::{self, Kube};
 use crate::ops::upgrade_state::UpgradeState;
 use crate::ops::version::{self, KubeVersion, Step};
 use crate::ops::{mark, set_vars};
+use crate::remote::SshConnector;
 
 pub struct UpgradeArgs<'a> {
     pub cluster: &'a str,
@@ -133,6 +140,7 @@ pub fn run(home: &Home, args: &UpgradeArgs<'_>, out: &Output) -> Result<()> {
         ops.say(format!("every host runs {target}: nothing to upgrade"));
         return Ok(());
     }
+    etcd_guard(&ops, &cluster, args.accept_new)?;
     state.save(&cluster.dir)?;
 
     let masters: Vec<&Host> = todo
@@ -165,6 +173,7 @@ pub fn run(home: &Home, args: &UpgradeArgs<'_>, out: &Output) -> Result<()> {
                 )
             ));
         }
+        etcd_guard(&ops, &cluster, args.accept_new)?;
         let kube_m = Kube::pick(home, &cluster, &[m.ip], ops.handle())?;
         let hosts = [*m];
         step(&ops, &cluster, &kube_m, &hosts, &target, &mut state, args)?;
@@ -192,6 +201,51 @@ pub fn run(home: &Home, args: &UpgradeArgs<'_>, out: &Output) -> Result<()> {
         nodes.len()
     ));
     Ok(())
+}
+
+/// Each master's restart reconnects its apiserver to etcd and the nodes'
+/// re-registration loads it: with members down and no failure to spare,
+/// one more hiccup meanwhile would stop the cluster. Checked before
+/// anything changes and again before each master (a member may fail
+/// midway); a member down with a failure still to spare is only a warning.
+fn etcd_guard(ops: &Ops, cluster: &Cluster, accept_new: bool) -> Result<()> {
+    let members: Vec<IpAddr> = cluster.group(Group::Etcd).map(|h| h.ip).collect();
+    let view = ops.block_on(async {
+        let connector = Arc::new(SshConnector::new(cluster, accept_new));
+        let hosts = EtcdHosts::new(cluster, connector.clone());
+        let view = hosts.observe(&members).await;
+        connector.pool().close_all().await;
+        view
+    });
+    let view = view.map_err(|errors| {
+        Failure::new(
+            ExitCode::Failed,
+            format!(
+                "no etcd member answered, so the upgrade cannot tell whether etcd would survive it; nothing was changed:\n{}",
+                list_errors(&errors)
+            ),
+        )
+    })?;
+    let healthy = view.healthy_count();
+    let total = view.members.len();
+    match quorum::check_margin(total, healthy) {
+        Ok(()) if healthy < total => {
+            ops.warn(format!(
+                "etcd: {}; the cluster still survives one more failure, going on",
+                view.describe()
+            ));
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+        Err(refusal) => bail!(Failure::new(
+            ExitCode::Failed,
+            format!(
+                "etcd: {}\n{refusal}.\nNothing more was changed; run `ezctl upgrade {}` again once every member is healthy",
+                view.describe(),
+                cluster.name
+            )
+        )),
+    }
 }
 
 fn role_of(h: &Host) -> &'static str {

@@ -17,6 +17,10 @@
 //! * remove: never the last member; the healthy members that remain must be
 //!   a quorum of the smaller cluster (else it could not commit anything,
 //!   the removal included).
+//! * restart of etcd's clients (a rolling upgrade restarts every apiserver):
+//!   with members down, the cluster must still survive one more failure,
+//!   else the next hiccup during the work stops it. A cluster that is
+//!   already below quorum is refused outright.
 
 use std::fmt;
 
@@ -44,6 +48,10 @@ pub enum Refusal {
         remaining: usize,
         healthy_remaining: usize,
     },
+    /// Fewer healthy members than a quorum: the cluster cannot commit.
+    QuorumLost { members: usize, healthy: usize },
+    /// Exactly a quorum healthy: one more failure stops the cluster.
+    NoMargin { members: usize, healthy: usize },
 }
 
 impl fmt::Display for Refusal {
@@ -78,6 +86,20 @@ impl fmt::Display for Refusal {
                  fewer than the {} a quorum needs: the cluster could not commit the removal or anything after it; \
                  bring members back first",
                 quorum(remaining)
+            ),
+            Refusal::QuorumLost { members, healthy } => write!(
+                f,
+                "only {healthy} of {members} etcd members are healthy, fewer than the {} a quorum needs: \
+                 the cluster cannot commit anything; bring members back (or restore a snapshot, see \
+                 docs/operations.md) first",
+                quorum(members)
+            ),
+            Refusal::NoMargin { members, healthy } => write!(
+                f,
+                "only {healthy} of {members} etcd members are healthy, exactly the {} a quorum needs: \
+                 one more failure while the work restarts etcd's clients would stop the cluster; \
+                 bring the other members back first",
+                quorum(members)
             ),
         }
     }
@@ -119,6 +141,22 @@ pub fn check_remove(members: usize, healthy_remaining: usize) -> Result<(), Refu
             remaining,
             healthy_remaining,
         });
+    }
+    Ok(())
+}
+
+/// May etcd's clients be restarted while `healthy` of `members` answer?
+/// Every member healthy is always fine (a single member included); with
+/// some down, the healthy ones must outnumber the quorum.
+pub fn check_margin(members: usize, healthy: usize) -> Result<(), Refusal> {
+    if healthy >= members {
+        return Ok(());
+    }
+    if healthy < quorum(members) {
+        return Err(Refusal::QuorumLost { members, healthy });
+    }
+    if healthy == quorum(members) {
+        return Err(Refusal::NoMargin { members, healthy });
     }
     Ok(())
 }
@@ -201,5 +239,46 @@ mod tests {
                 healthy_remaining: 2
             })
         );
+    }
+
+    #[test]
+    fn restarts_need_a_failure_to_spare() {
+        assert_eq!(check_margin(1, 1), Ok(()), "a single healthy member");
+        assert_eq!(check_margin(3, 3), Ok(()));
+        assert_eq!(check_margin(5, 4), Ok(()), "4 of 5 still tolerate one");
+        assert_eq!(
+            check_margin(3, 2),
+            Err(Refusal::NoMargin {
+                members: 3,
+                healthy: 2
+            })
+        );
+        assert_eq!(
+            check_margin(5, 3),
+            Err(Refusal::NoMargin {
+                members: 5,
+                healthy: 3
+            })
+        );
+        assert_eq!(
+            check_margin(3, 1),
+            Err(Refusal::QuorumLost {
+                members: 3,
+                healthy: 1
+            })
+        );
+        assert_eq!(
+            check_margin(1, 0),
+            Err(Refusal::QuorumLost {
+                members: 1,
+                healthy: 0
+            })
+        );
+        let text = Refusal::NoMargin {
+            members: 3,
+            healthy: 2,
+        }
+        .to_string();
+        assert!(text.contains("exactly the 2 a quorum needs"), "{text}");
     }
 }
