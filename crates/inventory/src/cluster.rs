@@ -109,8 +109,9 @@ pub fn default_node_name(ip: IpAddr) -> String {
     format!("k8s-{}", ip.to_string().replace(['.', ':'], "-"))
 }
 
-/// DNS-1123 subdomain, as Kubernetes requires of node names.
-pub fn valid_node_name(name: &str) -> bool {
+/// DNS-1123 subdomain, as Kubernetes requires of node names and the
+/// cluster domain (also used for host names in settings).
+pub fn valid_dns_subdomain(name: &str) -> bool {
     let label_ok = |l: &str| {
         !l.is_empty()
             && l.len() <= 63
@@ -222,7 +223,9 @@ impl Cluster {
 
         let hosts_root = parse_file(&hosts_path, &mut diags)?;
         let syntax_ok_hosts = !diags.iter().any(|d| d.file == hosts_path);
-        let config_root = if config_path.exists() {
+        // config.yml is optional, but one that is there and unreadable (a
+        // dangling or looping symlink) is an error, never "all defaults".
+        let config_root = if config_path.symlink_metadata().is_ok() {
             parse_file(&config_path, &mut diags)?
         } else {
             None
@@ -437,7 +440,7 @@ fn resolve(
                 entries[0].field.clone(),
             ),
         };
-        if !valid_node_name(&node_name) {
+        if !valid_dns_subdomain(&node_name) {
             hrep.error_help(
                 name_pos,
                 &name_field,
@@ -774,15 +777,31 @@ mod tests {
     }
 
     #[test]
+    fn a_config_that_is_a_broken_symlink_is_an_error_not_the_defaults() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clusters/example");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::copy(example.join(HOSTS_FILE), dir.path().join(HOSTS_FILE)).expect("copy");
+        let config = dir.path().join(CONFIG_FILE);
+        for target in [CONFIG_FILE, "missing.yml"] {
+            let _ = std::fs::remove_file(&config);
+            std::os::unix::fs::symlink(target, &config).expect("symlink");
+            match Cluster::load(dir.path()) {
+                Err(e) => assert!(e.to_string().contains(CONFIG_FILE), "{e}"),
+                Ok(_) => panic!("config.yml -> {target} loaded as defaults"),
+            }
+        }
+    }
+
+    #[test]
     fn node_names() {
-        assert!(valid_node_name("master-01"));
-        assert!(valid_node_name("k8s-10-0-0-1"));
-        assert!(valid_node_name("node.a.example"));
-        assert!(!valid_node_name("Master"));
-        assert!(!valid_node_name("-a"));
-        assert!(!valid_node_name("a_b"));
-        assert!(!valid_node_name(""));
-        assert!(!valid_node_name("a..b"));
+        assert!(valid_dns_subdomain("master-01"));
+        assert!(valid_dns_subdomain("k8s-10-0-0-1"));
+        assert!(valid_dns_subdomain("node.a.example"));
+        assert!(!valid_dns_subdomain("Master"));
+        assert!(!valid_dns_subdomain("-a"));
+        assert!(!valid_dns_subdomain("a_b"));
+        assert!(!valid_dns_subdomain(""));
+        assert!(!valid_dns_subdomain("a..b"));
         assert_eq!(
             default_node_name("10.0.0.1".parse().unwrap()),
             "k8s-10-0-0-1"

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Serialize;
 
+use crate::cluster::valid_dns_subdomain;
 use crate::diag::{did_you_mean, Reporter};
 use crate::yaml::{Kind as NodeKind, Node, Pos};
 
@@ -38,6 +39,14 @@ pub enum Kind {
     PortRange,
     /// A list of strings (may be empty).
     List,
+    /// A lowercase DNS name (RFC 1123 subdomain) such as `cluster.local`.
+    Domain,
+    /// A list of IP addresses or DNS names (a leading `*.` allowed): extra
+    /// names a certificate is issued for.
+    CertHosts,
+    /// A list of registries, `host[:port]` with an optional `http://` or
+    /// `https://`; each becomes a directory under containerd's `certs.d`.
+    Registries,
     /// An absolute path on the hosts.
     AbsPath,
     /// An absolute path, or empty.
@@ -60,6 +69,13 @@ impl Kind {
             Kind::Expiry => "a duration such as 876000h, 365d or 90m".into(),
             Kind::PortRange => "a port range such as 30000-32767".into(),
             Kind::List => "a list of strings".into(),
+            Kind::Domain => "a lowercase DNS name such as cluster.local".into(),
+            Kind::CertHosts => {
+                "a list of IP addresses or DNS names, e.g. [\"10.1.1.1\", \"k8s.example.com\"]".into()
+            }
+            Kind::Registries => {
+                "a list of registries as host[:port], optionally with http:// or https://, e.g. [\"http://reg.local:5000\"]".into()
+            }
             Kind::AbsPath => "an absolute path such as /opt/kube/bin".into(),
             Kind::OptAbsPath => "an absolute path, or \"\"".into(),
         }
@@ -108,7 +124,7 @@ pub const SETTINGS: &[Setting] = settings! {
         "SERVICE_CIDR": Cidr => "10.68.0.0/16",
         "CLUSTER_CIDR": Cidr => "172.20.0.0/16",
         "NODE_PORT_RANGE": PortRange => "30000-32767",
-        "CLUSTER_DNS_DOMAIN": Name => "cluster.local",
+        "CLUSTER_DNS_DOMAIN": Domain => "cluster.local",
         "bin_dir": AbsPath => "/opt/kube/bin",
         "ca_dir": AbsPath => "/etc/kubernetes/ssl",
         "NTP_SERVERS": List => "[]",
@@ -120,12 +136,12 @@ pub const SETTINGS: &[Setting] = settings! {
     "runtime" {
         "ENABLE_MIRROR_REGISTRY": Bool => "false",
         "MIRROR_REGISTRIES": List => "[]",
-        "INSECURE_REG": List => "[]",
+        "INSECURE_REG": Registries => "[]",
         "SANDBOX_IMAGE": Name => "registry.k8s.io/pause:3.9",
         "CONTAINERD_STORAGE_DIR": AbsPath => "/var/lib/containerd",
     }
     "kube-master" {
-        "MASTER_CERT_HOSTS": List => "[]",
+        "MASTER_CERT_HOSTS": CertHosts => "[]",
         "NODE_CIDR_LEN": Int { min: 8, max: 30 } => "24",
     }
     "kube-node" {
@@ -156,7 +172,7 @@ pub const SETTINGS: &[Setting] = settings! {
     }
     "harbor" {
         "HARBOR_VER": Name => "v2.10.2",
-        "HARBOR_DOMAIN": Name => "harbor.easzlab.io.local",
+        "HARBOR_DOMAIN": Domain => "harbor.easzlab.io.local",
         "HARBOR_PATH": AbsPath => "/var/data",
         "HARBOR_TLS_PORT": Port => "8443",
         "HARBOR_SELF_SIGNED_CERT": Bool => "true",
@@ -311,7 +327,7 @@ fn bad(rep: &mut Reporter<'_>, s: &Setting, node: &Node, found: &str) -> Option<
 }
 
 fn check_value(s: &Setting, node: &Node, rep: &mut Reporter<'_>) -> Option<Value> {
-    if let Kind::List = s.kind {
+    if matches!(s.kind, Kind::List | Kind::CertHosts | Kind::Registries) {
         return check_list(s, node, rep);
     }
     let text = match &node.kind {
@@ -413,8 +429,59 @@ fn check_value(s: &Setting, node: &Node, rep: &mut Reporter<'_>) -> Option<Value
                 bad(rep, s, node, text)
             }
         }
-        Kind::List => None,
+        Kind::Domain => {
+            if valid_dns_subdomain(text) {
+                Some(Value::Text(text.to_string()))
+            } else {
+                bad(rep, s, node, text)
+            }
+        }
+        Kind::List | Kind::CertHosts | Kind::Registries => None,
     }
+}
+
+/// An entry of a list setting is checked against what that list holds.
+fn item_ok(kind: Kind, text: &str) -> bool {
+    match kind {
+        Kind::CertHosts => {
+            text.parse::<IpAddr>().is_ok()
+                || valid_dns_subdomain(text.strip_prefix("*.").unwrap_or(text))
+        }
+        Kind::Registries => valid_registry(text),
+        _ => true,
+    }
+}
+
+/// `host[:port]`, optionally behind `http://` or `https://`; host a DNS
+/// name or an IP (IPv6 in brackets). Nothing else: the entry becomes a
+/// directory name on every node, so `/`, `..` and spaces must not pass.
+pub fn valid_registry(text: &str) -> bool {
+    let rest = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"))
+        .unwrap_or(text);
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((ip, tail)) if ip.parse::<std::net::Ipv6Addr>().is_ok() => {
+                match tail.strip_prefix(':') {
+                    Some(p) => ("v6", Some(p)),
+                    None if tail.is_empty() => ("v6", None),
+                    None => return false,
+                }
+            }
+            _ => return false,
+        }
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    let host_ok = host == "v6"
+        || host.parse::<std::net::Ipv4Addr>().is_ok()
+        || valid_dns_subdomain(&host.to_ascii_lowercase());
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+    host_ok && port_ok
 }
 
 impl Value {
@@ -435,7 +502,18 @@ fn check_list(s: &Setting, node: &Node, rep: &mut Reporter<'_>) -> Option<Value>
             let mut ok = true;
             for (i, item) in items.iter().enumerate() {
                 match &item.kind {
-                    NodeKind::Scalar { text, .. } => out.push(text.clone()),
+                    NodeKind::Scalar { text, .. } if item_ok(s.kind, text) => {
+                        out.push(text.clone())
+                    }
+                    NodeKind::Scalar { text, .. } => {
+                        ok = false;
+                        rep.error_help(
+                            item.pos,
+                            &format!("{}[{i}]", s.key),
+                            format!("`{text}` is not valid here"),
+                            format!("allowed: {}", s.kind.allowed()),
+                        );
+                    }
                     _ => {
                         ok = false;
                         rep.error(
@@ -522,6 +600,33 @@ mod tests {
         assert_eq!(parse_duration_hours("0h"), None);
         assert_eq!(parse_duration_hours("99999999999999999999h"), None);
         assert_eq!(parse_duration_hours("12x"), None);
+    }
+
+    #[test]
+    fn registries() {
+        for ok in [
+            "reg.local",
+            "reg.local:5000",
+            "http://easzlab.io.local:5000",
+            "https://10.0.0.5:8443",
+            "[fd00::5]:5000",
+            "Registry.Example.com",
+        ] {
+            assert!(valid_registry(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "ftp://reg.local",
+            "reg.local/path",
+            "../../etc",
+            "reg local",
+            "reg.local:0",
+            "reg.local:99999",
+            "http://",
+            "[fd00::5",
+        ] {
+            assert!(!valid_registry(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -111,7 +111,20 @@ impl Builder {
             Some(Frame::Seq(_, items)) => items.push(node),
             Some(Frame::Map(_, entries, pending_key)) => match pending_key.take() {
                 None => *pending_key = Some(node),
-                Some(key) => entries.push((key, node)),
+                Some(key) => {
+                    // An empty value (`KEY:` and nothing) is marked where
+                    // the parser found the next token, often the next
+                    // line; the user wrote it on the key's line.
+                    let node = if node.kind == Kind::Null && node.pos.line > key.pos.line {
+                        Node {
+                            pos: key.pos,
+                            ..node
+                        }
+                    } else {
+                        node
+                    };
+                    entries.push((key, node))
+                }
             },
         }
     }
@@ -280,6 +293,16 @@ mod tests {
             panic!()
         };
         assert_eq!(entries[0].1.kind, Kind::Null);
+    }
+
+    #[test]
+    fn an_empty_value_is_placed_on_its_keys_line() {
+        let node = parse("a: 1\nSECURE_PORT:\n\n\nb: 2\n").unwrap().unwrap();
+        let Kind::Map(entries) = node.kind else {
+            panic!()
+        };
+        assert_eq!(entries[1].1.kind, Kind::Null);
+        assert_eq!(entries[1].1.pos.line, 2);
     }
 
     #[test]
