@@ -4,6 +4,7 @@
 //! Every command that runs plans goes through here.
 
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -27,7 +28,7 @@ pub async fn run_plan(
     let logs = cluster.dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     std::fs::create_dir_all(cluster.dir.join("manifests"))?;
-    let log_path = logs.join(format!("{}-{label}.log", crate::stamp::now()));
+    let log_path = log_file_path(&logs, label);
     let log_file = std::fs::File::create(&log_path)
         .with_context(|| format!("creating {}", log_path.display()))?;
     let dry_run = options.dry_run;
@@ -35,11 +36,12 @@ pub async fn run_plan(
         .with_options(options)
         .with_controller(Arc::new(LocalTransport::new("controller")));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // A bar per host with work in this plan (targets may be a superset).
     let hosts: Vec<String> = plan
-        .targets()
-        .hosts
-        .iter()
-        .map(|h| h.name.clone())
+        .units()
+        .map(|u| u.host.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect();
     let (json, style) = (out.json, out.style);
     let consumer = tokio::task::spawn_blocking(move || {
@@ -62,4 +64,45 @@ pub async fn run_plan(
         eprintln!("run log: {}", log_path.display());
     }
     Ok(recap)
+}
+
+/// `logs/<UTC stamp>-<label>.log`, the label made file-name safe; never
+/// overwrites an earlier log (two runs in one second get `-1`, `-2`...).
+fn log_file_path(logs: &Path, label: &str) -> PathBuf {
+    let slug: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let base = format!("{}-{slug}", crate::stamp::now());
+    let mut path = logs.join(format!("{base}.log"));
+    let mut n = 1;
+    while path.exists() {
+        path = logs.join(format!("{base}-{n}.log"));
+        n += 1;
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_names_are_safe_and_never_collide() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = log_file_path(dir.path(), "add-node c1 10.0.0.9");
+        std::fs::write(&a, "").unwrap();
+        let b = log_file_path(dir.path(), "add-node c1 10.0.0.9");
+        assert_ne!(a, b);
+        let name = a.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.ends_with("-add-node-c1-10.0.0.9.log"), "{name}");
+        let odd = log_file_path(dir.path(), "../x/y");
+        assert_eq!(odd.parent(), Some(dir.path()));
+    }
 }

@@ -32,9 +32,10 @@ use crate::commands::setup::Output;
 use crate::etcd::ctl::Member;
 use crate::etcd::inventory::{load_with_hosts, EditedError};
 use crate::etcd::members::{list_errors, EtcdHosts, StepError, View};
-use crate::etcd::{self, plans, quorum};
+use crate::etcd::{self, quorum};
 use crate::exit::{ExitCode, Failure};
 use crate::home::Home;
+use crate::ops::plans;
 use crate::remote::SshConnector;
 use crate::view;
 

@@ -24,9 +24,10 @@ use serde_json::json;
 use crate::commands::backup::{human_size, save_snapshot};
 use crate::commands::setup::Output;
 use crate::etcd::members::{list_errors, EtcdHosts};
-use crate::etcd::{self, plans, snapshots};
+use crate::etcd::{self, snapshots};
 use crate::exit::{ExitCode, Failure};
 use crate::home::Home;
+use crate::ops::plans;
 use crate::remote::SshConnector;
 use crate::stamp;
 

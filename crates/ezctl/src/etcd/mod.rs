@@ -3,19 +3,18 @@
 //!
 //! * [`ctl`]: etcdctl command lines run ON a member (its binary, its certs)
 //!   and the JSON they print;
-//! * [`quorum`]: when adding or removing a member is safe;
+//! * [`quorum`]: when adding or removing a member, or restarting its
+//!   clients (upgrade), is safe;
 //! * [`snapshots`]: snapshot files on the controller (names, latest copy,
 //!   retention);
 //! * [`members`]: etcdctl over SSH, with errors that name the host and step;
 //! * [`inventory`]: `hosts.yml` with an edit applied, loaded and checked
 //!   before it is written;
-//! * [`plans`]: engine runs inside a command that already holds the lock;
-//! * [`stamp`]: UTC time stamps for file names.
+//! (UTC time stamps for file names are [`crate::stamp`].)
 
 pub mod ctl;
 pub mod inventory;
 pub mod members;
-pub mod plans;
 pub mod quorum;
 pub mod snapshots;
 

@@ -8,6 +8,7 @@ pub mod context;
 pub mod fleet;
 pub mod kube;
 pub mod pending;
+pub mod plans;
 pub mod upgrade_state;
 pub mod version;
 

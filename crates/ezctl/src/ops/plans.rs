@@ -1,4 +1,4 @@
-//! Engine runs inside a command that already holds the cluster lock and
+//! Plans run inside a day-2 command that already holds the cluster lock and
 //! runs several plans in a row (add-etcd: the new member, then the roll).
 //! Same rendering as `setup` (bars, lines or JSON, plus a run log per plan).
 
