@@ -53,6 +53,10 @@ fn render_error(err: &anyhow::Error) -> String {
 
 fn run(cli: Cli, style: Style) -> anyhow::Result<()> {
     let home = Home::new(&cli.home);
+    let out = &commands::setup::Output {
+        json: cli.json,
+        style,
+    };
     match cli.command {
         Command::New(c) => commands::new::run(&home, &c.cluster),
         Command::List => commands::list::list(&home, style),
@@ -89,50 +93,17 @@ fn run(cli: Cli, style: Style) -> anyhow::Result<()> {
             cli.json,
             style,
         ),
-        Command::Setup { cluster, step, run } => commands::setup::run(
-            &home,
-            &cluster,
-            &step,
-            &run,
-            &commands::setup::Output {
-                json: cli.json,
-                style,
-            },
-        ),
+        Command::Setup { cluster, step, run } => {
+            commands::setup::run(&home, &cluster, &step, &run, out)
+        }
         Command::Play {
             cluster,
             playbook,
             roles,
             run,
-        } => commands::setup::play(
-            &home,
-            &cluster,
-            &playbook,
-            roles.as_deref(),
-            &run,
-            &commands::setup::Output {
-                json: cli.json,
-                style,
-            },
-        ),
-        Command::Start(c) => commands::lifecycle::start(
-            &home,
-            &c.cluster,
-            false,
-            &commands::setup::Output {
-                json: cli.json,
-                style,
-            },
-        ),
-        Command::Stop(c) => commands::lifecycle::stop(
-            &home,
-            &c.cluster,
-            false,
-            &commands::setup::Output {
-                json: cli.json,
-                style,
-            },
-        ),
+        } => commands::setup::play(&home, &cluster, &playbook, roles.as_deref(), &run, out),
+        Command::Start(c) => commands::lifecycle::start(&home, &c.cluster, false, out),
+        Command::Stop(c) => commands::lifecycle::stop(&home, &c.cluster, false, out),
         Command::Upgrade {
             cluster,
             max_unavailable,
@@ -146,30 +117,12 @@ fn run(cli: Cli, style: Style) -> anyhow::Result<()> {
                 drain_timeout,
                 accept_new,
             },
-            &commands::setup::Output {
-                json: cli.json,
-                style,
-            },
+            out,
         ),
-        Command::Destroy { cluster, yes } => commands::lifecycle::destroy(
-            &home,
-            &cluster,
-            yes,
-            false,
-            &commands::setup::Output {
-                json: cli.json,
-                style,
-            },
-        ),
-        Command::Backup { cluster, keep } => commands::backup::run(
-            &home,
-            &cluster,
-            keep,
-            &commands::setup::Output {
-                json: cli.json,
-                style,
-            },
-        ),
+        Command::Destroy { cluster, yes } => {
+            commands::lifecycle::destroy(&home, &cluster, yes, false, out)
+        }
+        Command::Backup { cluster, keep } => commands::backup::run(&home, &cluster, keep, out),
         Command::Restore {
             cluster,
             snapshot,
@@ -181,10 +134,7 @@ fn run(cli: Cli, style: Style) -> anyhow::Result<()> {
                 snapshot: snapshot.as_deref(),
                 force,
             },
-            &commands::setup::Output {
-                json: cli.json,
-                style,
-            },
+            out,
         ),
         Command::AddEtcd(a) => commands::etcd_members::add(
             &home,
@@ -194,63 +144,21 @@ fn run(cli: Cli, style: Style) -> anyhow::Result<()> {
                 name: a.name.as_deref(),
                 accept_new: a.accept_new,
             },
-            &commands::setup::Output {
-                json: cli.json,
-                style,
-            },
+            out,
         ),
-        Command::AddMaster(a) => commands::scale::add_master(
-            &home,
-            &scale_add(&a),
-            &commands::setup::Output {
-                json: cli.json,
-                style,
-            },
-        ),
-        Command::AddNode(a) => commands::scale::add_node(
-            &home,
-            &scale_add(&a),
-            &commands::setup::Output {
-                json: cli.json,
-                style,
-            },
-        ),
+        Command::AddMaster(a) => commands::scale::add_master(&home, &scale_add(&a), out),
+        Command::AddNode(a) => commands::scale::add_node(&home, &scale_add(&a), out),
         Command::DelEtcd(a) => commands::etcd_members::del(
             &home,
             &commands::etcd_members::DelArgs {
                 cluster: &a.cluster,
                 ips: &a.ips,
             },
-            &commands::setup::Output {
-                json: cli.json,
-                style,
-            },
+            out,
         ),
-        Command::DelMaster(a) => commands::scale::del_master(
-            &home,
-            &scale_del(&a),
-            &commands::setup::Output {
-                json: cli.json,
-                style,
-            },
-        ),
-        Command::DelNode(a) => commands::scale::del_node(
-            &home,
-            &scale_del(&a),
-            &commands::setup::Output {
-                json: cli.json,
-                style,
-            },
-        ),
-        Command::KcaRenew(c) => commands::pki_cmds::kca_renew(
-            &home,
-            &c.cluster,
-            false,
-            &commands::setup::Output {
-                json: cli.json,
-                style,
-            },
-        ),
+        Command::DelMaster(a) => commands::scale::del_master(&home, &scale_del(&a), out),
+        Command::DelNode(a) => commands::scale::del_node(&home, &scale_del(&a), out),
+        Command::KcaRenew(c) => commands::pki_cmds::kca_renew(&home, &c.cluster, false, out),
         Command::KcfgAdm {
             cluster,
             add,
@@ -270,10 +178,7 @@ fn run(cli: Cli, style: Style) -> anyhow::Result<()> {
                 role: &role,
                 expiry: &expiry,
             },
-            &commands::setup::Output {
-                json: cli.json,
-                style,
-            },
+            out,
         ),
         Command::Download => commands::download::run(&home),
     }

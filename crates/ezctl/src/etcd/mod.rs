@@ -10,7 +10,8 @@
 //! * [`members`]: etcdctl over SSH, with errors that name the host and step;
 //! * [`inventory`]: `hosts.yml` with an edit applied, loaded and checked
 //!   before it is written;
-//! (UTC time stamps for file names are [`crate::stamp`].)
+//!
+//! UTC time stamps for file names are [`crate::stamp`].
 
 pub mod ctl;
 pub mod inventory;
