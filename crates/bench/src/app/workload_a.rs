@@ -81,31 +81,57 @@ pub fn run(bench: &mut Bench, a: &Ansible, n: usize) -> Result<()> {
                     ),
                 }
             };
-            let c = one(tool)?;
-            c.expect(tool.name(), Phase::Cold)?;
-            let w = one(tool.other())?;
-            w.expect(tool.other().name(), Phase::Warm)?;
-            say(format!(
-                "A N={n} rep {}/{}: {} cold {:.2} s ({} changes), {} warm {:.2} s",
-                rep + 1,
-                bench.cli.reps,
-                tool.name(),
-                c.wall.as_secs_f64(),
-                c.changed,
-                tool.other().name(),
-                w.wall.as_secs_f64()
-            ));
-            for (r, t, row) in [(&c, tool, &mut cold), (&w, tool.other(), &mut warm)] {
-                bench.note_rss(LABEL, n, t.name(), r.rss_kib);
-                r.record(if t == Tool::Ezctl {
-                    &mut row.ours
-                } else {
-                    &mut row.theirs
-                });
-            }
+            let runs = cold_then_warm(
+                one,
+                tool,
+                &format!("A N={n} rep {}/{}", rep + 1, bench.cli.reps),
+            )?;
+            record(bench, LABEL, n, runs, &mut cold, &mut warm);
         }
     }
     bench.rows.push(cold);
     bench.rows.push(warm);
     Ok(())
+}
+
+/// A cold run of `tool` on fresh machines, then a warm run of the other tool
+/// on the same machines, each checked (the cold one changed something, the
+/// warm one nothing) and said.
+pub fn cold_then_warm(
+    one: impl Fn(Tool) -> Result<ToolRun>,
+    tool: Tool,
+    what: &str,
+) -> Result<[(Tool, ToolRun); 2]> {
+    let c = one(tool)?;
+    c.expect(tool.name(), Phase::Cold)?;
+    let w = one(tool.other())?;
+    w.expect(tool.other().name(), Phase::Warm)?;
+    say(format!(
+        "{what}: {} cold {:.2} s ({} changes), {} warm {:.2} s",
+        tool.name(),
+        c.wall.as_secs_f64(),
+        c.changed,
+        tool.other().name(),
+        w.wall.as_secs_f64()
+    ));
+    Ok([(tool, c), (tool.other(), w)])
+}
+
+/// Adds a [`cold_then_warm`] pair to the rows and the peak RSS table.
+pub fn record(
+    bench: &mut Bench,
+    label: &str,
+    n: usize,
+    [(ct, c), (wt, w)]: [(Tool, ToolRun); 2],
+    cold: &mut Row,
+    warm: &mut Row,
+) {
+    for (r, t, row) in [(&c, ct, cold), (&w, wt, warm)] {
+        bench.note_rss(label, n, t.name(), r.rss_kib);
+        r.record(if t == Tool::Ezctl {
+            &mut row.ours
+        } else {
+            &mut row.theirs
+        });
+    }
 }

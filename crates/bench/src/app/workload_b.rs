@@ -11,7 +11,7 @@ use ez_bench::ansible::Ansible;
 use ez_bench::report::{Phase, Row};
 
 use super::tools::{self, ToolRun};
-use super::workload_a::Tool;
+use super::workload_a::{cold_then_warm, record, Tool};
 use super::{say, Bench};
 
 pub const LABEL: &str = "B etcd+containerd";
@@ -42,28 +42,12 @@ pub fn run(bench: &mut Bench, a: &Ansible, n: usize) -> Result<()> {
                     ),
                 }
             };
-            let c = one(tool)?;
-            c.expect(tool.name(), Phase::Cold)?;
-            let w = one(tool.other())?;
-            w.expect(tool.other().name(), Phase::Warm)?;
-            say(format!(
-                "B N={n} rep {}/{}: {} cold {:.2} s ({} changes), {} warm {:.2} s",
-                rep + 1,
-                bench.cli.reps,
-                tool.name(),
-                c.wall.as_secs_f64(),
-                c.changed,
-                tool.other().name(),
-                w.wall.as_secs_f64()
-            ));
-            for (r, t, row) in [(&c, tool, &mut cold), (&w, tool.other(), &mut warm)] {
-                bench.note_rss(LABEL, n, t.name(), r.rss_kib);
-                r.record(if t == Tool::Ezctl {
-                    &mut row.ours
-                } else {
-                    &mut row.theirs
-                });
-            }
+            let runs = cold_then_warm(
+                one,
+                tool,
+                &format!("B N={n} rep {}/{}", rep + 1, bench.cli.reps),
+            )?;
+            record(bench, LABEL, n, runs, &mut cold, &mut warm);
         }
     }
     bench.rows.push(cold);
