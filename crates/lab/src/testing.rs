@@ -19,6 +19,34 @@ use crate::lab::{down_by_name, Lab, LabSpec};
 
 static LAB: OnceLock<Option<Lab>> = OnceLock::new();
 
+/// A loopback TCP port for a test server that nothing else in this process
+/// was given, free when checked. Ports from the kernel (`bind :0`) come
+/// from the ephemeral range, where the next outgoing connection or the next
+/// caller may get the same one before the server binds it; these come from
+/// below that range (20000-32767), in turn from a per-process start.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_768;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!(
+        "no free TCP port on 127.0.0.1 from {LOW} to {}",
+        LOW + SPAN - 1
+    );
+}
+
 /// Why the lab cannot run here (not root, tools missing), or `None`.
 pub fn skip_reason() -> Option<String> {
     doctor::check().into_error().map(|e| e.to_string())
@@ -99,4 +127,22 @@ extern "C" fn teardown_at_exit() {
         }
         let _ = std::fs::remove_dir_all(home);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_below_the_ephemeral_range_and_bindable() {
+        let ports: Vec<u16> = (0..50).map(|_| free_port()).collect();
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ports.len(), "{ports:?}");
+        for p in ports {
+            assert!((20_000..=32_767).contains(&p), "{p}");
+            std::net::TcpListener::bind(("127.0.0.1", p)).expect("bindable");
+        }
+    }
 }

@@ -226,14 +226,8 @@ pub fn assert_expiry(cert: &Path, expiry: Duration) {
     );
 }
 
-/// A TCP port that was free a moment ago on 127.0.0.1.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[allow(unused_imports)]
+pub use ez_lab::testing::free_port;
 
 /// Kills and reaps a child process when dropped.
 pub struct Killer(pub std::process::Child);

@@ -5,7 +5,7 @@
 
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -81,10 +81,7 @@ pub fn keygen(dir: &Path, name: &str, kind: &str, passphrase: &str) -> PathBuf {
     path
 }
 
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
+pub use ez_lab::testing::free_port;
 
 /// Extra lines for sshd_config.
 #[derive(Clone, Default)]

@@ -6,7 +6,6 @@ use base64::Engine;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
 };
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -40,14 +39,7 @@ pub fn kubectl_bin() -> PathBuf {
     PathBuf::from("kubectl")
 }
 
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use ez_lab::testing::free_port;
 
 /// Extended key usages of an issued certificate.
 #[derive(Clone, Copy)]
