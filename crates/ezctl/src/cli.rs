@@ -247,6 +247,10 @@ pub struct DelHostArgs {
     pub drain_timeout: std::time::Duration,
     #[arg(long)]
     pub accept_new: bool,
+    /// The host is dead: when it does not answer over SSH, skip draining
+    /// and cleaning it and remove it from the cluster and hosts.yml anyway
+    #[arg(long)]
+    pub force: bool,
 }
 
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {

@@ -199,5 +199,6 @@ fn scale_del(a: &cli::DelHostArgs) -> commands::scale::DelArgs<'_> {
         ip: &a.ip,
         drain_timeout: a.drain_timeout,
         accept_new: a.accept_new,
+        force: a.force,
     }
 }

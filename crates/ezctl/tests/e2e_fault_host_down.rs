@@ -2,7 +2,9 @@
 //! silently dropped by a firewall). `ezctl setup` names that host as
 //! unreachable in one line (host, role, cause), every other host finishes,
 //! the exit code is 1, nothing is half-written, and once the host is back a
-//! re-run converges. Own test binary: it stops a lab machine.
+//! re-run converges. A node that died for good is removed with
+//! `del-node --force` (without it, the command stops and hosts.yml stays).
+//! Own test binary: it stops a lab machine.
 //! Needs root and the lab; says why and passes where missing.
 
 mod common;
@@ -164,4 +166,63 @@ fn a_host_that_answers_nothing_is_unreachable_after_the_connect_timeout() {
     let rerun = ezctl_json(env, "setup", &["01"]);
     assert!(rerun.status.success(), "{}", text(&rerun));
     assert_converged(env, "setup", &["01"]);
+}
+
+/// A node that died for good: `del-node` stops (it cannot clean the host)
+/// and leaves hosts.yml as it was; `del-node --force` removes it from the
+/// cluster, the other hosts and hosts.yml. Then the machine comes back and
+/// is set up again, for the other tests of this binary.
+#[test]
+fn a_dead_node_is_removed_with_force() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = common::env(4) else { return };
+    let (index, down) = victim(env);
+    let node = format!("k8s-{}", down.replace('.', "-"));
+    let masters = env.group(ez_lab::Role::KubeMaster);
+    let setup = ezctl_json(env, "setup", &["all"]);
+    assert!(setup.status.success(), "{}", text(&setup));
+    let inventory = inventory_bytes(env);
+    env.lab.stop_machine(index).expect("stop machine");
+
+    let refused = env.ezctl(&["del-node", &env.cluster, &down, "--drain-timeout", "30s"]);
+    let said = text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&down)
+            && said.contains("hosts.yml is unchanged")
+            && said.contains("add --force"),
+        "{said}"
+    );
+    assert_eq!(inventory, inventory_bytes(env), "hosts.yml was edited");
+
+    let forced = env.ezctl(&["del-node", &env.cluster, &down, "--force"]);
+    let said = text(&forced);
+    assert!(forced.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("{down} does not answer"))
+            && said.contains("neither drained nor cleaned"),
+        "{said}"
+    );
+    let hosts_yml =
+        std::fs::read_to_string(env.cluster_dir().join("hosts.yml")).expect("hosts.yml");
+    assert!(!hosts_yml.contains(&down), "{hosts_yml}");
+    let nodes = text(&env.kubectl(&masters[0], &["get", "nodes", "-o", "name"]));
+    assert!(!nodes.contains(&node), "{nodes}");
+    for ip in all_hosts(env).iter().filter(|ip| **ip != down) {
+        let (_, etc_hosts) = env.on(ip, "cat /etc/hosts");
+        assert!(
+            !etc_hosts.contains(&node),
+            "{ip} still resolves {node}:\n{etc_hosts}"
+        );
+    }
+    // Nothing left to do for the rest of the cluster.
+    assert_converged(env, "setup", &["all"]);
+
+    // The machine returns: back into hosts.yml and the cluster.
+    for (path, bytes) in &inventory {
+        std::fs::write(path, bytes).expect("restore inventory");
+    }
+    env.lab.start_machine(index).expect("start machine");
+    let rerun = ezctl_json(env, "setup", &["all"]);
+    assert!(rerun.status.success(), "{}", text(&rerun));
 }

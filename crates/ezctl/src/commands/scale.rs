@@ -35,6 +35,8 @@ pub struct DelArgs<'a> {
     pub ip: &'a str,
     pub drain_timeout: Duration,
     pub accept_new: bool,
+    /// Go on when the host does not answer (it is dead): no drain, no clean.
+    pub force: bool,
 }
 
 pub fn add_node(home: &Home, args: &AddArgs<'_>, out: &Output) -> Result<()> {
@@ -194,6 +196,21 @@ fn reachable(ops: &Ops<'_>, cluster: &Cluster, hosts: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Why `ip` cannot be reached over SSH, or `None` when it answers.
+fn unreachable_because(ops: &Ops<'_>, cluster: &Cluster, ip: &str) -> Option<String> {
+    let fleet = Fleet::new(cluster, ops.accept_new);
+    let outs = ops.block_on(async {
+        let o = fleet
+            .run(&[ip.to_string()], Duration::from_secs(30), |_| {
+                "true".to_string()
+            })
+            .await;
+        fleet.close().await;
+        o
+    });
+    outs.iter().find(|o| !o.ok()).map(|o| o.problem())
+}
+
 fn del(home: &Home, args: &DelArgs<'_>, out: &Output, group: Group) -> Result<()> {
     let started = Instant::now();
     let verb = verb(group, false);
@@ -215,25 +232,40 @@ fn del(home: &Home, args: &DelArgs<'_>, out: &Output, group: Group) -> Result<()
     let new = &staged.cluster;
     let ops = Ops::new(home, out, args.accept_new)?;
     let _lock = ops.lock(&old, &format!("{verb} {} {ip}", old.name))?;
-    let unchanged = format!("{verb} did not finish: hosts.yml is unchanged ({ip} still listed); fix the cause and run the same command again");
+    let unchanged = format!("{verb} did not finish: hosts.yml is unchanged ({ip} still listed); fix the cause and run the same command again (if {ip} is dead for good, add --force)");
 
     let kube = Kube::pick(home, &old, &[ip], ops.handle())?;
-    drain(&ops, &kube, &host.name, args.drain_timeout).map_err(|e| e.context(unchanged.clone()))?;
+    let ip_s = ip.to_string();
+    // A dead host cannot be drained (its pods never finish terminating) or
+    // cleaned; with --force the rest of the cluster forgets it anyway, and
+    // deleting its Node lets Kubernetes delete its pods.
+    let gone = match args.force {
+        true => unreachable_because(&ops, &old, &ip_s),
+        false => None,
+    };
+    match &gone {
+        Some(why) => ops.warn(format!(
+            "{ip} does not answer ({why}); --force: it is neither drained nor cleaned, only removed from the cluster and hosts.yml"
+        )),
+        None => drain(&ops, &kube, &host.name, args.drain_timeout)
+            .map_err(|e| e.context(unchanged.clone()))?,
+    }
 
     let after: BTreeSet<Group> = new
         .host(&ip.to_string())
         .map(|h| h.groups.clone())
         .unwrap_or_default();
     let scope = CleanScope::between(&host.groups, &after);
-    let ip_s = ip.to_string();
     let mut targets = ops.targets(new);
     let mut vars = old.host_vars(&host);
     vars.extend(scope.vars());
     let group_names: Vec<String> = after.iter().map(|g| g.key().to_string()).collect();
     vars.insert("group_names".into(), serde_json::json!(group_names));
-    add_host(&mut targets, &ip_s, &["removing"], vars.clone());
-    mark(&mut targets, "removing", std::slice::from_ref(&ip_s));
-    set_vars(&mut targets, &ip_s, &scope.vars());
+    if gone.is_none() {
+        add_host(&mut targets, &ip_s, &["removing"], vars.clone());
+        mark(&mut targets, "removing", std::slice::from_ref(&ip_s));
+        set_vars(&mut targets, &ip_s, &scope.vars());
+    }
     let playbook = if group == Group::KubeMaster {
         let ex_lb: Vec<String> = new.group(Group::ExLb).map(|h| h.ip.to_string()).collect();
         let installed = ops.hosts_with(new, &ex_lb, "/etc/ex-lb/conf/ex-lb.conf");
@@ -248,7 +280,9 @@ fn del(home: &Home, args: &DelArgs<'_>, out: &Output, group: Group) -> Result<()
         // kubeconfig may have pointed at the removed master.
         ops.ensure_pki(new)?;
     }
-    ops.say(format!("cleaning {ip}: {}", describe(&scope)));
+    if gone.is_none() {
+        ops.say(format!("cleaning {ip}: {}", describe(&scope)));
+    }
     ops.run_playbook(&old, targets, playbook, &format!("{verb} {ip}"))
         .map_err(|e| e.context(unchanged.clone()))?;
     kube.delete_node(&host.name)
