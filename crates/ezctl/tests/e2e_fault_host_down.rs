@@ -79,16 +79,15 @@ fn a_stopped_host_is_named_unreachable_the_others_finish_and_a_rerun_converges()
     kube_hosts.extend(env.group(ez_lab::Role::KubeNode));
     kube_hosts.sort();
     kube_hosts.dedup();
-    assert_eq!(
-        listed.lines().filter(|l| l.ends_with(" True")).count(),
-        kube_hosts.len() - 1,
-        "every kube host but the down one is Ready: {listed}"
-    );
-    assert!(
-        !listed.contains(&format!("k8s-{}", down.replace('.', "-"))),
-        "{listed}"
-    );
-
+    // (The down host's node may be listed, from a test of this binary that
+    // set it up before; it is not what this run is judged on.)
+    for ip in kube_hosts.iter().filter(|ip| **ip != down) {
+        let node = format!("k8s-{}", ip.replace('.', "-"));
+        assert!(
+            listed.lines().any(|l| l == format!("{node} True")),
+            "{node} is not Ready: {listed}"
+        );
+    }
     // The human output says it in one line: host, role, cause.
     let human = env.ezctl(&["setup", &env.cluster, "01"]);
     assert_eq!(human.status.code(), Some(1));
@@ -109,11 +108,14 @@ fn a_stopped_host_is_named_unreachable_the_others_finish_and_a_rerun_converges()
     env.lab.start_machine(index).expect("start machine");
     let rerun = ezctl_json(env, "setup", &["all"]);
     assert!(rerun.status.success(), "{}", text(&rerun));
+    // Every unit of the returning host ran (it changes things unless a
+    // test of this binary had set it up before it went down).
+    let back = &recap(&rerun)["hosts"][&down];
     assert!(
-        recap(&rerun)["hosts"][&down]["changed"]
-            .as_u64()
-            .unwrap_or(0)
-            > 0,
+        back["ok"].as_u64().unwrap_or(0) > 0
+            && back["failed"] == 0
+            && back["unreachable"] == 0
+            && back["units_skipped"] == 0,
         "the returning host is set up: {}",
         recap(&rerun)
     );
