@@ -1,7 +1,9 @@
 //! Running a tool and measuring it: wall time, the controller's CPU time
 //! (from `wait4`'s rusage, which covers the child and every descendant it
 //! waited for), its peak RSS (`VmHWM` of the child, sampled), and CPU used
-//! inside the lab's machines (their cgroup's `cpu.stat`).
+//! inside the lab's machines (their cgroup's `cpu.stat`), and the peak of
+//! the resident memory of all its processes together (Ansible's forks are
+//! separate processes; ezctl is one).
 //!
 //! Why not `ru_maxrss`: the kernel folds the high-water mark of the memory
 //! the child had before `exec` into it, and std spawns with vfork semantics,
@@ -57,6 +59,9 @@ pub struct Measured {
     /// Peak resident set of the child process itself (KiB; `VmHWM`, sampled
     /// every [`RSS_SAMPLE`]); 0 when it exited before the first sample.
     pub max_rss_kib: u64,
+    /// Peak over the samples of the summed `VmRSS` of every process in the
+    /// child's process group (KiB), at least `max_rss_kib`.
+    pub max_group_rss_kib: u64,
     /// User + system CPU of the child and its waited-for descendants.
     pub cpu: Duration,
 }
@@ -114,7 +119,7 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Measured, MeasureErro
         s.done = true;
         cv.notify_all();
     }
-    let (killed, peak_rss) = dog.join().unwrap_or((false, 0));
+    let (killed, peak_rss, peak_group) = dog.join().unwrap_or((false, 0, 0));
     if let Err(source) = waited {
         return Err(MeasureError::Wait { program, source });
     }
@@ -140,6 +145,7 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Measured, MeasureErro
         stdout: collect(out_rx),
         stderr: collect(err_rx),
         max_rss_kib: peak_rss,
+        max_group_rss_kib: peak_group.max(peak_rss),
         cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime),
     })
 }
@@ -149,32 +155,35 @@ struct WatchState {
     done: bool,
 }
 
-/// Samples the child's `VmHWM` and kills its process group at the deadline
-/// or on interrupt; returns (killed, peak RSS in KiB).
+/// Samples the child's `VmHWM` and its group's summed RSS, and kills its
+/// process group at the deadline or on interrupt; returns (killed, peak RSS
+/// of the child, peak RSS of the group, in KiB).
 fn watchdog(
     pid: libc::pid_t,
     timeout: Duration,
     state: &(Mutex<WatchState>, Condvar),
-) -> (bool, u64) {
+) -> (bool, u64, u64) {
     let deadline = Instant::now() + timeout;
     let (lock, cv) = state;
     let mut peak = 0;
+    let mut group = 0;
     let mut s = lock.lock().unwrap_or_else(|p| p.into_inner());
     loop {
         if s.done {
-            return (false, peak);
+            return (false, peak, group);
         }
         // Not reaped yet (done is set first), so the pid is still our child.
         if let Some(kib) = vm_hwm_kib(pid) {
             peak = peak.max(kib);
         }
+        group = group.max(group_rss_kib(pid));
         let now = Instant::now();
         if now >= deadline || INTERRUPTED.load(Ordering::Relaxed) {
             // SAFETY: plain syscall; the group leader is not reaped yet.
             unsafe {
                 libc::kill(-pid, libc::SIGKILL);
             }
-            return (true, peak);
+            return (true, peak, group);
         }
         let step = (deadline - now).min(RSS_SAMPLE);
         s = cv
@@ -182,6 +191,36 @@ fn watchdog(
             .map(|(g, _)| g)
             .unwrap_or_else(|p| p.into_inner().0);
     }
+}
+
+/// Summed `VmRSS` (KiB) of the live processes whose process group is `pgid`.
+fn group_rss_kib(pgid: libc::pid_t) -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|st| stat_pgrp(&st))
+                == Some(pgid)
+        })
+        .filter_map(|p| {
+            let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
+/// The process group (5th field) of a `/proc/<pid>/stat` line; the command
+/// name before it may hold spaces and parentheses, so count from the last `)`.
+fn stat_pgrp(stat: &str) -> Option<libc::pid_t> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(2)?.parse().ok()
 }
 
 /// `VmHWM` of a live process (KiB); `None` once it has exited.
@@ -357,7 +396,33 @@ mod tests {
         assert_eq!(m.stdout_str().trim(), "hi");
         assert_eq!(m.stderr_str(), "err");
         assert!(m.max_rss_kib > 60 * 1024, "rss {} KiB", m.max_rss_kib);
+        assert!(m.max_group_rss_kib >= m.max_rss_kib);
         assert!(!m.killed);
+    }
+
+    #[test]
+    fn the_group_total_counts_every_process_of_the_tool() {
+        // Four python3 children of one shell, each holding ~32 MiB at once.
+        let m = run(
+            Command::new("sh").args([
+                "-c",
+                "for i in 1 2 3 4; do python3 -c 'import time; b = bytearray(32 << 20); b[::4096] = b\"x\" * len(b[::4096]); time.sleep(1.5)' & done; wait",
+            ]),
+            Duration::from_secs(60),
+        )
+        .expect("sh runs");
+        assert!(m.success());
+        assert!(
+            m.max_rss_kib < 16 * 1024,
+            "the shell alone: {} KiB",
+            m.max_rss_kib
+        );
+        assert!(
+            m.max_group_rss_kib > 4 * 30 * 1024,
+            "the four children together: {} KiB",
+            m.max_group_rss_kib
+        );
+        assert_eq!(stat_pgrp("12 (a) b) c) S 1 77 77 0"), Some(77));
     }
 
     #[test]

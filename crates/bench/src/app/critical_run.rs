@@ -26,7 +26,15 @@ pub fn run(bench: &mut Bench, n: usize) -> Result<()> {
         cold.wall.as_secs_f64(),
         warm.wall.as_secs_f64()
     ));
-    bench.note_rss("setup all", n, "ezctl", cold.rss_kib.max(warm.rss_kib));
+    bench.note_rss(
+        "setup all",
+        n,
+        "ezctl",
+        (
+            cold.rss_kib.max(warm.rss_kib),
+            cold.group_rss_kib.max(warm.group_rss_kib),
+        ),
+    );
 
     let edges = plan_edges(
         &cluster_dir,

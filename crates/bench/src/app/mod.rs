@@ -54,7 +54,7 @@ pub struct Bench<'a> {
     pub lab: Option<Lab>,
     pub rows: Vec<Row>,
     /// (what, N, tool) -> largest controller RSS seen (KiB).
-    pub rss: Vec<(String, usize, String, u64)>,
+    pub rss: Vec<(String, usize, String, (u64, u64))>,
     /// Notes printed after the tables (critical path, ...).
     pub notes: Vec<String>,
     pub runtime: tokio::runtime::Runtime,
@@ -104,13 +104,15 @@ impl Bench<'_> {
             .context("the lab wrote no cluster folder")
     }
 
-    pub fn note_rss(&mut self, what: &str, n: usize, tool: &str, kib: u64) {
+    /// Keeps the largest peak RSS of `tool` at `what`/`n`: (main process,
+    /// all its processes), in KiB.
+    pub fn note_rss(&mut self, what: &str, n: usize, tool: &str, kib: (u64, u64)) {
         match self
             .rss
             .iter_mut()
             .find(|(w, m, t, _)| w == what && *m == n && t == tool)
         {
-            Some(e) => e.3 = e.3.max(kib),
+            Some(e) => e.3 = (e.3 .0.max(kib.0), e.3 .1.max(kib.1)),
             None => self.rss.push((what.into(), n, tool.into(), kib)),
         }
     }
@@ -243,12 +245,13 @@ fn print_results(bench: &Bench, took: Duration, load_before: Option<f64>) -> Res
     print!("{}", report::cpu_table(&bench.rows));
     if !bench.rss.is_empty() {
         println!();
-        println!("controller peak RSS (largest over the runs):");
+        println!("controller peak RSS (largest over the runs): the main process, and all the tool's processes together");
         let w = bench.rss.iter().map(|r| r.0.len()).max().unwrap_or(0);
-        for (what, n, tool, kib) in &bench.rss {
+        for (what, n, tool, (main, all)) in &bench.rss {
             println!(
-                "  {what:<w$} N={n:<3} {tool:<8} {:>8.1} MiB",
-                *kib as f64 / 1024.0
+                "  {what:<w$} N={n:<3} {tool:<8} {:>8.1} MiB main {:>8.1} MiB all",
+                *main as f64 / 1024.0,
+                *all as f64 / 1024.0
             );
         }
     }
@@ -259,7 +262,7 @@ fn print_results(bench: &Bench, took: Duration, load_before: Option<f64>) -> Res
     if let Some(path) = &cli.json_out {
         let doc = serde_json::json!({
             "rows": report::to_json(&bench.rows),
-            "rss_kib": bench.rss.iter().map(|(w, n, t, k)| serde_json::json!({"what": w, "n": n, "tool": t, "kib": k})).collect::<Vec<_>>(),
+            "rss_kib": bench.rss.iter().map(|(w, n, t, (main, all))| serde_json::json!({"what": w, "n": n, "tool": t, "main_kib": main, "all_kib": all})).collect::<Vec<_>>(),
             "notes": bench.notes,
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)

@@ -26,7 +26,10 @@ pub struct ToolRun {
     pub wall: Duration,
     pub controller_cpu: Duration,
     pub lab_cpu: Option<Duration>,
+    /// Peak RSS of the tool's main process (KiB).
     pub rss_kib: u64,
+    /// Peak RSS of all its processes together (KiB): Ansible's forks too.
+    pub group_rss_kib: u64,
     /// Tasks (ezctl) or task results (Ansible) reported changed.
     pub changed: u64,
     /// What changed, for messages.
@@ -53,6 +56,7 @@ impl ToolRun {
             _ => None,
         };
         self.rss_kib = self.rss_kib.max(next.rss_kib);
+        self.group_rss_kib = self.group_rss_kib.max(next.group_rss_kib);
         self.changed += next.changed;
         self.changes.extend(next.changes);
         self.events = next.events.or(self.events);
@@ -119,6 +123,7 @@ pub fn ezctl(bench: &Bench, args: &[&str]) -> Result<ToolRun> {
         controller_cpu: m.cpu,
         lab_cpu,
         rss_kib: m.max_rss_kib,
+        group_rss_kib: m.max_group_rss_kib,
         changed: report.tasks_changed as u64,
         changes: report.changes.clone(),
         events: Some(report),
@@ -228,6 +233,7 @@ pub fn ansible_playbook(
         controller_cpu: m.cpu + masters_cpu,
         lab_cpu,
         rss_kib: m.max_rss_kib,
+        group_rss_kib: m.max_group_rss_kib,
         changed: recap.changed,
         changes: ansible::changed_tasks(&out),
         events: None,

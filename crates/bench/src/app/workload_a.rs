@@ -127,7 +127,7 @@ pub fn record(
     warm: &mut Row,
 ) {
     for (r, t, row) in [(&c, ct, cold), (&w, wt, warm)] {
-        bench.note_rss(label, n, t.name(), r.rss_kib);
+        bench.note_rss(label, n, t.name(), (r.rss_kib, r.group_rss_kib));
         r.record(if t == Tool::Ezctl {
             &mut row.ours
         } else {
