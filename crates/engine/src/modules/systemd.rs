@@ -207,8 +207,9 @@ const DAEMON_RELOAD: &str = "systemctl daemon-reload";
 
 /// With a reload pending, (dis)abling goes first with `--no-reload` and the
 /// one `daemon-reload` then picks up the unit files and the new symlinks
-/// together: `systemctl enable` reloads on its own, and a reload (generators
-/// included) is the dearest thing here, about 100 ms of a host's CPU.
+/// together: `systemctl enable` reloads on its own, and a reload (PID 1
+/// re-reading its units, the generators run) is the dearest thing here,
+/// about 100 ms on a lab machine.
 /// Starting, stopping and restarting come after the reload, so they use the
 /// new unit file.
 fn ordered(steps: Vec<String>, reload: bool) -> Vec<String> {

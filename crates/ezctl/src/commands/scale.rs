@@ -171,18 +171,9 @@ fn add(home: &Home, args: &AddArgs<'_>, out: &Output, group: Group) -> Result<()
 
 /// Every new host answers over SSH before anything is done anywhere.
 fn reachable(ops: &Ops<'_>, cluster: &Cluster, hosts: &[String]) -> Result<()> {
-    let fleet = Fleet::new(cluster, ops.accept_new);
-    let outs = ops.block_on(async {
-        let o = fleet
-            .run(hosts, Duration::from_secs(30), |_| "true".to_string())
-            .await;
-        fleet.close().await;
-        o
-    });
-    let bad: Vec<String> = outs
-        .iter()
-        .filter(|o| !o.ok())
-        .map(|o| format!("  {}: {}", o.host, o.problem()))
+    let bad: Vec<String> = silent_hosts(ops, cluster, hosts)
+        .into_iter()
+        .map(|(host, why)| format!("  {host}: {why}"))
         .collect();
     if !bad.is_empty() {
         bail!(Failure::new(
@@ -196,19 +187,20 @@ fn reachable(ops: &Ops<'_>, cluster: &Cluster, hosts: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Why `ip` cannot be reached over SSH, or `None` when it answers.
-fn unreachable_because(ops: &Ops<'_>, cluster: &Cluster, ip: &str) -> Option<String> {
+/// Of `hosts`, those that do not answer over SSH, each with why.
+fn silent_hosts(ops: &Ops<'_>, cluster: &Cluster, hosts: &[String]) -> Vec<(String, String)> {
     let fleet = Fleet::new(cluster, ops.accept_new);
     let outs = ops.block_on(async {
         let o = fleet
-            .run(&[ip.to_string()], Duration::from_secs(30), |_| {
-                "true".to_string()
-            })
+            .run(hosts, Duration::from_secs(30), |_| "true".to_string())
             .await;
         fleet.close().await;
         o
     });
-    outs.iter().find(|o| !o.ok()).map(|o| o.problem())
+    outs.iter()
+        .filter(|o| !o.ok())
+        .map(|o| (o.host.to_string(), o.problem()))
+        .collect()
 }
 
 fn del(home: &Home, args: &DelArgs<'_>, out: &Output, group: Group) -> Result<()> {
@@ -240,7 +232,9 @@ fn del(home: &Home, args: &DelArgs<'_>, out: &Output, group: Group) -> Result<()
     // cleaned; with --force the rest of the cluster forgets it anyway, and
     // deleting its Node lets Kubernetes delete its pods.
     let gone = match args.force {
-        true => unreachable_because(&ops, &old, &ip_s),
+        true => silent_hosts(&ops, &old, std::slice::from_ref(&ip_s))
+            .pop()
+            .map(|(_, why)| why),
         false => None,
     };
     match &gone {
