@@ -12,8 +12,14 @@ fn kubectl_version_readyz_and_etcd_layout() {
     let v: serde_json::Value = serde_json::from_str(&v).unwrap();
     assert_eq!(v["serverVersion"]["gitVersion"], "v1.30.1");
     assert_eq!(c.ok(&["get", "--raw", "/readyz"]).trim(), "ok");
-    let keys = c.etcdctl(&["get", "--prefix", "/registry", "--keys-only"]);
-    let keys = String::from_utf8_lossy(&keys.stdout).into_owned();
+    // As with a real apiserver, /readyz can answer before the bootstrap
+    // controller has written the `kubernetes` Service: give it a moment.
+    let mut keys = String::new();
+    wait_until(10, || {
+        let out = c.etcdctl(&["get", "--prefix", "/registry", "--keys-only"]);
+        keys = String::from_utf8_lossy(&out.stdout).into_owned();
+        keys.contains("/registry/services/specs/default/kubernetes")
+    });
     assert!(keys.contains("/registry/namespaces/kube-system"), "{keys}");
     assert!(
         keys.contains("/registry/services/specs/default/kubernetes"),
