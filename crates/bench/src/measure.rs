@@ -382,11 +382,14 @@ mod tests {
 
     #[test]
     fn captures_output_exit_code_and_rss_of_the_child() {
-        // python3 holds ~64 MiB resident; the shell alone stays far below.
+        // python3 holds ~64 MiB resident. The peak is sampled every
+        // RSS_SAMPLE, so the memory is held for many periods: a process that
+        // exits right after touching it can be missed on a loaded machine
+        // (CI saw 55 MiB of the 64 when it exited at once).
         let m = run(
             Command::new("python3").args([
                 "-c",
-                "import sys; b = bytearray(64 << 20); b[::4096] = b'x' * len(b[::4096]); print('hi'); sys.stderr.write('err'); sys.exit(3)",
+                "import sys, time; b = bytearray(64 << 20); b[::4096] = b'x' * len(b[::4096]); time.sleep(0.5); print('hi'); sys.stderr.write('err'); sys.exit(3)",
             ]),
             Duration::from_secs(60),
         )
