@@ -12,7 +12,7 @@ use tokio::sync::OnceCell;
 use crate::error::TaskError;
 use crate::events::{Cause, Event, EventSink, Status};
 use crate::modules::files::{HashCache, StatCache};
-use crate::modules::{Args, Cx, HostState};
+use crate::modules::{Args, CommandArgs, Cx, HostState, Module, ModuleKind};
 use crate::role::{LoopSpec, Role, Task};
 use crate::scheduler::RunOptions;
 use crate::targets::TargetHost;
@@ -308,38 +308,17 @@ impl UnitJob {
                 return;
             }
         };
+        if self
+            .run_batched(task, transport, vars, stats, &items, out)
+            .await
+        {
+            return;
+        }
         for item in items {
             if let Some(it) = &item {
                 vars.insert("item", it);
             }
             match self.run_item(task, transport, vars, stats).await {
-                Ok(ItemResult::Skipped(reason)) => {
-                    out.reason.get_or_insert(reason);
-                    out.results.push(item_result(
-                        &item,
-                        json!({"skipped": true, "changed": false}),
-                    ));
-                }
-                Ok(ItemResult::Done {
-                    changed,
-                    change,
-                    diff,
-                    data,
-                    failed,
-                }) => {
-                    out.ran += 1;
-                    out.changed |= changed;
-                    out.changes.extend(change);
-                    out.diffs.extend(diff);
-                    let mut r = Value::Object(data);
-                    r["changed"] = changed.into();
-                    r["failed"] = failed.is_some().into();
-                    out.results.push(item_result(&item, r));
-                    if let Some(f) = failed {
-                        out.error = Some(TaskError::Failed(f));
-                        return;
-                    }
-                }
                 // In dry-run, a task that needs the output of a task that did
                 // not run cannot be judged: skip it, and say why.
                 Err(e @ TaskError::Render { .. })
@@ -353,16 +332,143 @@ impl UnitJob {
                         json!({"skipped": true, "changed": false}),
                     ));
                 }
-                Err(e) => {
-                    out.ran += 1;
-                    out.results.push(item_result(
-                        &item,
-                        json!({"failed": true, "changed": false, "msg": e.to_string()}),
-                    ));
-                    out.error = Some(e);
-                    return;
+                r => {
+                    if !out.record(&item, r) {
+                        return;
+                    }
                 }
             }
+        }
+    }
+
+    /// A loop of plain remote commands runs in one round trip
+    /// ([`Transport::exec_batch`]) instead of one per item: on a converged
+    /// host the per-command session cost is most of a run. Returns false,
+    /// having changed nothing, when the loop does not qualify (a guard
+    /// command, input, a timeout, the controller, dry-run, fewer than two
+    /// commands to run, an item that does not render); the caller then runs
+    /// it item by item, which gives the same results.
+    async fn run_batched(
+        &self,
+        task: &Task,
+        transport: &dyn Transport,
+        vars: &mut tera::Context,
+        stats: &StatCache,
+        items: &[Option<Value>],
+        out: &mut TaskRun,
+    ) -> bool {
+        let commands = matches!(task.module, ModuleKind::Command | ModuleKind::Shell);
+        if !commands || task.delegate_controller || self.options.dry_run || items.len() < 2 {
+            return false;
+        }
+        enum Slot {
+            Skipped(String),
+            Unchanged(Map<String, Value>),
+            Run(Box<CommandArgs>, String),
+        }
+        let mut slots = Vec::with_capacity(items.len());
+        let mut batch = Vec::new();
+        for item in items {
+            if let Some(it) = item {
+                vars.insert("item", it);
+            }
+            let mut skipped = None;
+            for cond in &task.when {
+                match eval_condition(cond, vars) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        skipped = Some(format!("when: {cond}"));
+                        break;
+                    }
+                    Err(_) => return false,
+                }
+            }
+            if let Some(reason) = skipped {
+                slots.push(Slot::Skipped(reason));
+                continue;
+            }
+            let Ok(Args::Command(c)) = render_args(task, vars) else {
+                return false;
+            };
+            let Some(command) = c.batch_command() else {
+                return false;
+            };
+            let cx = self.cx(transport, vars, stats, task);
+            match c.check(&cx).await {
+                Ok(None) => slots.push(Slot::Unchanged(c.unchanged_data())),
+                Ok(Some(change)) => {
+                    batch.push(command);
+                    slots.push(Slot::Run(Box::new(c), change.summary));
+                }
+                Err(_) => return false,
+            }
+        }
+        if batch.len() < 2 {
+            return false;
+        }
+        let (mut outputs, mut error) = match transport.exec_batch(&batch).await {
+            Ok(outputs) => (outputs.into_iter(), None),
+            Err(e) => (Vec::new().into_iter(), Some(e)),
+        };
+        let mut any_changed = false;
+        for (item, slot) in items.iter().zip(slots) {
+            if let Some(it) = item {
+                vars.insert("item", it);
+            }
+            let r = match slot {
+                Slot::Skipped(reason) => Ok(ItemResult::Skipped(reason)),
+                Slot::Unchanged(data) => Ok(ItemResult::Done {
+                    changed: false,
+                    change: None,
+                    diff: None,
+                    data,
+                    failed: None,
+                }),
+                Slot::Run(c, summary) => match (outputs.next(), error.take()) {
+                    (Some(output), _) => c.judge(output, vars).map(|applied| {
+                        any_changed |= applied.changed;
+                        ItemResult::Done {
+                            changed: applied.changed,
+                            change: applied.changed.then_some(summary),
+                            diff: None,
+                            data: applied.data,
+                            failed: applied.failed,
+                        }
+                    }),
+                    (None, Some(e)) => Err(e.into()),
+                    // An earlier command failed and stopped the batch; its
+                    // result already ended the loop.
+                    (None, None) => break,
+                },
+            };
+            if !out.record(item, r) {
+                break;
+            }
+        }
+        // A command may have touched any file; forget what was gathered.
+        if any_changed {
+            stats.clear();
+        }
+        true
+    }
+
+    fn cx<'a>(
+        &'a self,
+        transport: &'a dyn Transport,
+        vars: &'a tera::Context,
+        stats: &'a StatCache,
+        task: &Task,
+    ) -> Cx<'a> {
+        Cx {
+            transport,
+            target: transport,
+            controller: &*self.controller,
+            role: &self.role,
+            vars,
+            stats,
+            hashes: &self.hashes,
+            host: &self.host_state,
+            want_diff: (self.options.dry_run || self.options.diff) && !task.no_log,
         }
     }
 
@@ -390,15 +496,8 @@ impl UnitJob {
             (transport, stats)
         };
         let cx = Cx {
-            transport,
             target,
-            controller: &*self.controller,
-            role: &self.role,
-            vars,
-            stats,
-            hashes: &self.hashes,
-            host: &self.host_state,
-            want_diff: (self.options.dry_run || self.options.diff) && !task.no_log,
+            ..self.cx(transport, vars, stats, task)
         };
         let Some(change) = module.check(&cx).await? else {
             return Ok(ItemResult::Done {
@@ -457,6 +556,54 @@ struct TaskRun {
     results: Vec<Value>,
     error: Option<TaskError>,
     reason: Option<String>,
+}
+
+impl TaskRun {
+    /// Adds one item's outcome; false when the loop must stop (it failed).
+    fn record(&mut self, item: &Option<Value>, r: Result<ItemResult, TaskError>) -> bool {
+        match r {
+            Ok(ItemResult::Skipped(reason)) => {
+                self.reason.get_or_insert(reason);
+                self.results.push(item_result(
+                    item,
+                    json!({"skipped": true, "changed": false}),
+                ));
+                true
+            }
+            Ok(ItemResult::Done {
+                changed,
+                change,
+                diff,
+                data,
+                failed,
+            }) => {
+                self.ran += 1;
+                self.changed |= changed;
+                self.changes.extend(change);
+                self.diffs.extend(diff);
+                let mut r = Value::Object(data);
+                r["changed"] = changed.into();
+                r["failed"] = failed.is_some().into();
+                self.results.push(item_result(item, r));
+                match failed {
+                    Some(f) => {
+                        self.error = Some(TaskError::Failed(f));
+                        false
+                    }
+                    None => true,
+                }
+            }
+            Err(e) => {
+                self.ran += 1;
+                self.results.push(item_result(
+                    item,
+                    json!({"failed": true, "changed": false, "msg": e.to_string()}),
+                ));
+                self.error = Some(e);
+                false
+            }
+        }
+    }
 }
 
 enum ItemResult {

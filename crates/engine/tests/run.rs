@@ -570,3 +570,75 @@ async fn a_tag_filtered_run_sees_skipped_results_of_left_out_tasks() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_loop_of_commands_is_one_round_trip_with_per_item_results() {
+    let d = tempfile::tempdir().unwrap();
+    let pb = Playbook::from_plays("batched", vec![Play::new("batched", "all")]);
+    let plan = |fail: bool| {
+        let mut targets = cluster(d.path(), 2);
+        targets.globals.insert("fail_loop".into(), fail.into());
+        Plan::build(
+            &roles_dir(),
+            std::slice::from_ref(&pb),
+            targets,
+            &PlanFilter::default(),
+        )
+        .unwrap()
+    };
+    let counters = Arc::new(Counters::default());
+    let runner = Runner::new(Arc::new(CountingConnector {
+        counters: counters.clone(),
+    }));
+    let (first, events) = run_plan(&plan(false), &runner).await;
+    assert!(first.ok(), "{first}\n{:?}", errors(&events));
+    // Per host: one exec, the batch of the four commands `when` lets
+    // through; nothing per item. Two stats: the prefetch (the `creates`
+    // targets) and the report file, whose path is known only once
+    // `probes` is registered.
+    assert_eq!(
+        counters.exec.load(Ordering::SeqCst),
+        2,
+        "one batch per host"
+    );
+    assert_eq!(counters.stat_many.load(Ordering::SeqCst), 4);
+    // The `creates` of item 4 was checked before the batch, when the marker
+    // did not exist yet, so it ran: the same as a loop run item by item.
+    assert_eq!(
+        read(root(d.path(), "h1").join("probes.txt")),
+        "1 changed=false skipped=false rc=0 out=first-h1 err=\n\
+         2 changed=true skipped=false rc=0 out=made err=\n\
+         3 changed=false skipped=true rc=- out=- err=-\n\
+         4 changed=true skipped=false rc=0 out=guarded\nmade err=\n\
+         5 changed=false skipped=false rc=0 out=no-newline err=to-stderr\n\n"
+    );
+    assert_eq!(first.host("h1").changed, 2, "{first}");
+
+    // Second run: item 4 is now guarded by `creates`; still one batch.
+    let counters = Arc::new(Counters::default());
+    let runner = Runner::new(Arc::new(CountingConnector {
+        counters: counters.clone(),
+    }));
+    let (second, _) = run_plan(&plan(false), &runner).await;
+    assert!(second.ok(), "{second}");
+    let probes = read(root(d.path(), "h2").join("probes.txt"));
+    assert!(
+        probes.contains("4 changed=false skipped=false rc=0 out= err=\n"),
+        "{probes}"
+    );
+
+    // A failing item stops the loop there, as item by item would, and the
+    // error names the exit code and output.
+    let (third, events) = run_plan(&plan(true), &runner).await;
+    assert!(!third.ok());
+    let errs = errors(&events);
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("h1 failing loop: exit 1")),
+        "{errs:?}"
+    );
+    assert_eq!(
+        read(root(d.path(), "h1").join("failing.log")),
+        "ran-1\nran-2\n"
+    );
+}

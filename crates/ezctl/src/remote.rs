@@ -199,8 +199,11 @@ impl Transport for SshTransport {
             PutSource::Bytes(b) => ez_ssh::Source::Bytes(b.as_ref().clone()),
             PutSource::Path(p) => ez_ssh::Source::File(p),
         };
+        // The engine only writes after its own comparison (one batched stat
+        // per unit), so the session's compare-then-send would be a second
+        // probe round trip per file.
         self.session
-            .upload(source, dest, mode.unwrap_or(0o644), owner_ref)
+            .write_file(source, dest, mode.unwrap_or(0o644), owner_ref)
             .await
             .map(|_| ())
             .map_err(|e| transport_error(&self.name, e))

@@ -137,17 +137,7 @@ impl Session {
         owner: Option<(&str, &str)>,
     ) -> Result<UploadOutcome, SshError> {
         let src = src.into();
-        self.check_remote_path(dest)?;
-        if mode > 0o7777 {
-            return Err(self.invalid(format!("file mode {mode:o}")));
-        }
-        if let Some((user, group)) = owner {
-            for name in [user, group] {
-                if !valid_account(name) {
-                    return Err(self.invalid(format!("owner name `{name}`")));
-                }
-            }
-        }
+        self.check_upload_args(dest, mode, owner)?;
         let (local_hash, len) =
             local_sha256(&src)
                 .await
@@ -176,6 +166,68 @@ impl Session {
                 return Ok(UploadOutcome::MetadataChanged);
             }
         }
+        self.send(src, len, dest, mode, owner).await
+    }
+
+    /// [`Session::upload`] without the comparison: the content is always
+    /// sent. For callers that already know the remote file differs (the
+    /// engine compares every target in one batched stat before it writes),
+    /// so no probe round trip and no local hashing is spent twice.
+    pub async fn write_file(
+        &self,
+        src: impl Into<Source>,
+        dest: &str,
+        mode: u32,
+        owner: Option<(&str, &str)>,
+    ) -> Result<UploadOutcome, SshError> {
+        let src = src.into();
+        self.check_upload_args(dest, mode, owner)?;
+        let len = match &src {
+            Source::Bytes(b) => b.len() as u64,
+            Source::File(p) => tokio::fs::metadata(p)
+                .await
+                .map_err(|source| SshError::Io {
+                    host: self.host().to_string(),
+                    op: "read upload source".into(),
+                    path: p.clone(),
+                    source,
+                })?
+                .len(),
+        };
+        self.send(src, len, dest, mode, owner).await
+    }
+
+    fn check_upload_args(
+        &self,
+        dest: &str,
+        mode: u32,
+        owner: Option<(&str, &str)>,
+    ) -> Result<(), SshError> {
+        self.check_remote_path(dest)?;
+        if mode > 0o7777 {
+            return Err(self.invalid(format!("file mode {mode:o}")));
+        }
+        if let Some((user, group)) = owner {
+            for name in [user, group] {
+                if !valid_account(name) {
+                    return Err(self.invalid(format!("owner name `{name}`")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stream `len` bytes of `src` into a temp file next to `dest`, set mode
+    /// and owner, rename over `dest`.
+    async fn send(
+        &self,
+        src: Source,
+        len: u64,
+        dest: &str,
+        mode: u32,
+        owner: Option<(&str, &str)>,
+    ) -> Result<UploadOutcome, SshError> {
+        let op = format!("upload {dest}");
         let script = upload_script(dest, len, mode, owner);
         let source_path = match &src {
             Source::File(p) => Some(p.clone()),

@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use super::args::Deferred;
 use super::{last_lines, Applied, Change, Cx, Module};
 use crate::error::TaskError;
-use crate::transport::{shell_quote, ExecOpts, Transport};
+use crate::transport::{shell_quote, BatchCommand, ExecOpts, ExecOutput, Transport};
 use crate::vars::eval_condition;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -69,6 +69,64 @@ impl CommandArgs {
         }
     }
 
+    /// This command as one item of a batch (several loop items in one round
+    /// trip), when nothing in it needs a round trip of its own: a guard
+    /// command, input, a timeout, or the controller.
+    pub(crate) fn batch_command(&self) -> Option<BatchCommand> {
+        let alone = self.on_controller
+            || self.unless.is_some()
+            || self.stdin.is_some()
+            || self.timeout.is_some();
+        (!alone).then(|| BatchCommand {
+            cmd: self.command_line(),
+            env: self.env.clone().into_iter().collect(),
+        })
+    }
+
+    /// What a finished run means: its `result`, failed or not, changed or not.
+    pub(crate) fn judge(
+        &self,
+        out: ExecOutput,
+        vars: &tera::Context,
+    ) -> Result<Applied, TaskError> {
+        let result = json!({
+            "rc": out.code,
+            "stdout": out.stdout.trim_end_matches('\n'),
+            "stderr": out.stderr.trim_end_matches('\n'),
+            "stdout_lines": out.stdout.lines().collect::<Vec<_>>(),
+        });
+        let mut data = Map::new();
+        if let Value::Object(m) = &result {
+            data = m.clone();
+        }
+        if !out.success() {
+            return Ok(Applied {
+                changed: false,
+                data,
+                failed: Some(format!(
+                    "exit {}: {}",
+                    out.code,
+                    last_lines(&format!("{}\n{}", out.stdout, out.stderr), 20)
+                )),
+            });
+        }
+        let changed = match &self.changed_when {
+            None => true,
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(expr)) => {
+                let mut vars = vars.clone();
+                vars.insert("result", &result);
+                eval_condition(expr, &vars)?
+            }
+            Some(_) => true,
+        };
+        Ok(Applied {
+            changed,
+            data,
+            failed: None,
+        })
+    }
+
     fn transport<'a>(&self, cx: &'a Cx<'_>) -> &'a dyn Transport {
         if self.on_controller {
             cx.controller
@@ -120,42 +178,7 @@ impl Module for CommandArgs {
                 },
             )
             .await?;
-        let result = json!({
-            "rc": out.code,
-            "stdout": out.stdout.trim_end_matches('\n'),
-            "stderr": out.stderr.trim_end_matches('\n'),
-            "stdout_lines": out.stdout.lines().collect::<Vec<_>>(),
-        });
-        let mut data = Map::new();
-        if let Value::Object(m) = &result {
-            data = m.clone();
-        }
-        if !out.success() {
-            return Ok(Applied {
-                changed: false,
-                data,
-                failed: Some(format!(
-                    "exit {}: {}",
-                    out.code,
-                    last_lines(&format!("{}\n{}", out.stdout, out.stderr), 20)
-                )),
-            });
-        }
-        let changed = match &self.changed_when {
-            None => true,
-            Some(Value::Bool(b)) => *b,
-            Some(Value::String(expr)) => {
-                let mut vars = cx.vars.clone();
-                vars.insert("result", &result);
-                eval_condition(expr, &vars)?
-            }
-            Some(_) => true,
-        };
-        Ok(Applied {
-            changed,
-            data,
-            failed: None,
-        })
+        self.judge(out, cx.vars)
     }
 
     fn read_only(&self) -> bool {

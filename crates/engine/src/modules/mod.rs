@@ -27,6 +27,7 @@ use crate::role::Role;
 use crate::transport::Transport;
 use files::{FileWrite, HashCache, StatCache};
 
+pub(crate) use command::CommandArgs;
 pub(crate) use systemd::SvcState;
 
 /// The module names a task may use (`service` is an alias of `systemd`).

@@ -2,6 +2,7 @@
 //! [`LocalTransport`] runs on the controller, an SSH adapter is plugged in by
 //! the binary through a [`Connector`].
 
+mod batch;
 mod local;
 mod stat;
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use batch::BatchCommand;
 pub(crate) use local::sha256_file;
 pub use local::{LocalConnector, LocalTransport};
 pub use stat::{FileKind, FileStat};
@@ -147,6 +149,37 @@ pub trait Transport: Send + Sync {
             host: self.host().to_string(),
             message,
         })
+    }
+
+    /// Run `cmds` one after another in one round trip, stopping after the
+    /// first that fails; one output per command that ran. The default runs
+    /// one framed script through [`Transport::exec`] (see `batch.rs`).
+    async fn exec_batch(&self, cmds: &[BatchCommand]) -> Result<Vec<ExecOutput>, TransportError> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marker = batch::marker();
+        let out = self
+            .exec(&batch::script(&marker, cmds), ExecOpts::default())
+            .await?;
+        let err = |message: String| TransportError::Other {
+            host: self.host().to_string(),
+            message,
+        };
+        let outs = batch::parse(&marker, cmds.len(), &out.stdout, &out.stderr)
+            .map_err(|e| err(format!("batch of {} commands: {e}", cmds.len())))?;
+        let stopped_by_failure = outs.last().is_some_and(|o| !o.success());
+        if outs.len() < cmds.len() && !stopped_by_failure {
+            let next = &cmds[outs.len()].cmd;
+            return Err(err(format!(
+                "batch of {} commands cut off (exit {}) while running `{}`: {}",
+                cmds.len(),
+                out.code,
+                next.lines().next().unwrap_or_default(),
+                batch::tail(&marker, &out.stderr)
+            )));
+        }
+        Ok(outs)
     }
 
     /// The whole content of a remote file.

@@ -310,3 +310,42 @@ async fn sha256_and_stat_of_many_files_in_one_round_trip_and_download_body() {
         .collect();
     assert!(leftovers.is_empty(), "download temp file left behind");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_file_sends_without_probing_in_one_channel() {
+    support::bounded(write_file_sends_without_probing_in_one_channel_body()).await
+}
+
+async fn write_file_sends_without_probing_in_one_channel_body() {
+    let Some(()) = support::ready("write_file_sends_without_probing") else {
+        return;
+    };
+    let sshd = Sshd::start();
+    let opts = sshd.options(sshd.dir.path());
+    let s = connect(&sshd.host("root"), &opts).await.expect("connect");
+    let dir = sshd.dir.path().join("remote/w");
+    let dest = dir.join("unit.conf");
+    let dest_s = dest.to_str().expect("utf8");
+    for round in 0..2 {
+        let channels_before = s.channels_opened();
+        let sent_before = s.bytes_sent();
+        let out = s
+            .write_file("same content\n", dest_s, 0o600, None)
+            .await
+            .expect("write_file");
+        // Same content the second time: still sent, in one channel, no probe.
+        assert_eq!(out, UploadOutcome::Uploaded { bytes: 13 }, "round {round}");
+        assert_eq!(s.channels_opened() - channels_before, 1, "round {round}");
+        assert!(s.bytes_sent() - sent_before >= 13);
+        assert_eq!(std::fs::read(&dest).expect("dest"), b"same content\n");
+        let meta = std::fs::metadata(&dest).expect("dest exists");
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+        assert_eq!(strays(&dir, "unit.conf"), Vec::<String>::new());
+    }
+    // A missing source file is a clear error naming it, and nothing is sent.
+    let err = s
+        .write_file(sshd.dir.path().join("no-such-file"), dest_s, 0o644, None)
+        .await
+        .expect_err("missing source");
+    assert!(err.to_string().contains("no-such-file"), "{err}");
+}
