@@ -103,6 +103,9 @@ impl Channel {
             .await
             .map_err(|_| format!("dial tcp {addr}: timeout"))?
             .map_err(|e| format!("dial tcp {addr}: {e}"))?;
+        // gRPC writes a request as a HEADERS and a DATA frame: with Nagle
+        // on, the second waits for the peer's delayed ACK (~40 ms per call).
+        let _ = tcp.set_nodelay(true);
         match &self.tls {
             Some((connector, name)) => {
                 let stream = tokio::time::timeout(

@@ -106,6 +106,9 @@ impl HttpClient {
                 addr: addr.clone(),
                 source,
             })?;
+        // Headers and body go out as separate writes; without this the body
+        // waits for the server's delayed ACK (~40 ms per request).
+        let _ = tcp.set_nodelay(true);
         let http_err = |e: hyper::Error| ClientError::Http {
             addr: addr.clone(),
             message: e.to_string(),

@@ -87,6 +87,9 @@ pub async fn serve(
                 continue;
             }
         };
+        // Responses go out as several writes (headers, body, TLS records);
+        // with Nagle on, a client waits for our delayed ACK between them.
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let handler = handler.clone();
         tokio::spawn(async move {
