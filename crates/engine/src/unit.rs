@@ -344,10 +344,10 @@ impl UnitJob {
     /// A loop of plain remote commands runs in one round trip
     /// ([`Transport::exec_batch`]) instead of one per item: on a converged
     /// host the per-command session cost is most of a run. Returns false,
-    /// having changed nothing, when the loop does not qualify (a guard
-    /// command, input, a timeout, the controller, dry-run, fewer than two
-    /// commands to run, an item that does not render); the caller then runs
-    /// it item by item, which gives the same results.
+    /// having changed nothing, when the loop does not qualify (a `creates`
+    /// or `unless` guard, input, a timeout, the controller, dry-run, fewer
+    /// than two commands to run, an item that does not render); the caller
+    /// then runs it item by item, which gives the same results.
     async fn run_batched(
         &self,
         task: &Task,

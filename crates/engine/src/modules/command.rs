@@ -71,9 +71,12 @@ impl CommandArgs {
 
     /// This command as one item of a batch (several loop items in one round
     /// trip), when nothing in it needs a round trip of its own: a guard
-    /// command, input, a timeout, or the controller.
+    /// command, input, a timeout, or the controller. A `creates` guard
+    /// too: an earlier item of the loop may create the path, and item by
+    /// item that guard is checked after it ran, not before the batch.
     pub(crate) fn batch_command(&self) -> Option<BatchCommand> {
         let alone = self.on_controller
+            || self.creates.is_some()
             || self.unless.is_some()
             || self.stdin.is_some()
             || self.timeout.is_some();
