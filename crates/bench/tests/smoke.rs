@@ -11,10 +11,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn skip_reason() -> Option<String> {
-    ez_lab::testing::skip_reason()
-}
-
 /// ezctl built next to this test's ezbench, if any (cargo test does not
 /// build other packages' binaries).
 fn ezctl() -> Option<PathBuf> {
@@ -78,8 +74,7 @@ fn assert_rows(stdout: &str, workload: &str, peer: &str) {
 
 #[test]
 fn smoke_exec() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipping: {why}");
+    if ez_lab::testing::ready().is_none() {
         return;
     }
     let lab = "ezbench-smoke-exec";
@@ -100,12 +95,11 @@ fn smoke_exec() {
 #[test]
 #[ignore = "needs ansible-core from PyPI (cached after the first run) and a few minutes"]
 fn smoke_all() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipping: {why}");
+    if ez_lab::testing::ready().is_none() {
         return;
     }
     let Some(ezctl) = ezctl() else {
-        eprintln!("skipping: build ezctl first (cargo build -p ezctl -p ez-standins)");
+        ez_lab::testing::skip("build ezctl first (cargo build -p ezctl)");
         return;
     };
     let lab = "ezbench-smoke-all";

@@ -296,8 +296,12 @@ async fn sysctl_writes_the_file_and_loads_it_on_change() {
 async fn modprobe_persists_a_loaded_module_without_reloading_it() {
     // `kernel` is always present in /sys/module; modprobe itself may not even
     // be installed, so success proves it was not called.
-    if !Path::new("/sys/module/kernel").is_dir() {
-        eprintln!("skipping: /sys/module/kernel missing");
+    if ez_lab::testing::require(
+        Path::new("/sys/module/kernel").is_dir(),
+        "/sys/module/kernel missing",
+    )
+    .is_none()
+    {
         return;
     }
     let r = OneRole::new(
@@ -447,8 +451,12 @@ fn have(tool: &str) -> bool {
 
 #[tokio::test]
 async fn wait_https_with_client_certificate() {
-    if !have("openssl") || !have("curl") {
-        eprintln!("skipping: needs openssl and curl");
+    if ez_lab::testing::require(
+        have("openssl") && have("curl"),
+        "needs openssl and curl (apt-get install openssl curl)",
+    )
+    .is_none()
+    {
         return;
     }
     let d = tempfile::tempdir().unwrap();

@@ -24,8 +24,7 @@ fn ezlab(home: &Path, args: &[&str]) -> cmd::Output {
 
 #[test]
 fn ezlab_up_status_ssh_down() {
-    if let Some(why) = testing::skip_reason() {
-        eprintln!("skipping: {why}");
+    if testing::ready().is_none() {
         return;
     }
     let name = format!("c{}", &testing::lab_name()[1..]);
@@ -110,8 +109,7 @@ impl Drop for CliDown<'_> {
 /// removes everything, and a new `up` of the same name works afterwards.
 #[test]
 fn down_cleans_up_after_a_killed_up() {
-    if let Some(why) = testing::skip_reason() {
-        eprintln!("skipping: {why}");
+    if testing::ready().is_none() {
         return;
     }
     let name = format!("k{}", &testing::lab_name()[1..]);

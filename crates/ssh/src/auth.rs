@@ -383,7 +383,7 @@ mod tests {
     fn key_files_are_classified() {
         let dir = tempfile::tempdir().expect("tempdir");
         let Some(plain) = keygen(dir.path(), "plain", "ed25519", "") else {
-            eprintln!("skip: ssh-keygen not available");
+            ez_lab::testing::skip("ssh-keygen not available (apt-get install openssh-client)");
             return;
         };
         assert!(matches!(load_key_file(&plain), KeyFile::Usable(_)));

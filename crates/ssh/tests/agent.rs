@@ -26,7 +26,7 @@ fn encrypted_key_is_used_through_the_agent() {
         return;
     }
     if support::which("ssh-agent").is_none() || support::which("ssh-add").is_none() {
-        eprintln!("SKIP agent: ssh-agent/ssh-add not installed (apt-get install openssh-client)");
+        ez_lab::testing::skip("ssh-agent/ssh-add not installed (apt-get install openssh-client)");
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -44,10 +44,13 @@ pub fn skip_reason() -> Option<String> {
 pub fn ready(test: &str) -> Option<()> {
     match skip_reason() {
         Some(why) => {
-            eprintln!("SKIP {test}: {why}");
+            ez_lab::testing::skip(&format!("{test}: {why}"));
             None
         }
-        None => Some(()),
+        None => {
+            ez_lab::testing::record_run();
+            Some(())
+        }
     }
 }
 
@@ -421,7 +424,9 @@ impl TestUser {
     /// `None` (with the reason printed) when useradd is missing.
     pub fn create(test: &str, password: &str) -> Option<TestUser> {
         if which("useradd").is_none() || which("chpasswd").is_none() {
-            eprintln!("SKIP {test}: useradd/chpasswd not installed (apt-get install passwd)");
+            ez_lab::testing::skip(&format!(
+                "{test}: useradd/chpasswd not installed (apt-get install passwd)"
+            ));
             return None;
         }
         let suffix = &ez_ssh_random_suffix()[..8];
@@ -450,7 +455,7 @@ impl TestUser {
     /// Allow sudo; `nopasswd` selects the NOPASSWD policy.
     pub fn allow_sudo(&mut self, test: &str, nopasswd: bool) -> Option<()> {
         if which("sudo").is_none() {
-            eprintln!("SKIP {test}: sudo not installed (apt-get install sudo)");
+            ez_lab::testing::skip(&format!("{test}: sudo not installed (apt-get install sudo)"));
             return None;
         }
         let path = PathBuf::from(format!("/etc/sudoers.d/{}", self.name));

@@ -20,7 +20,9 @@ pub fn have(tool: &str) -> bool {
         .map(|s| s.success())
         .unwrap_or(false);
     if !ok {
-        eprintln!("SKIP: {tool} not installed (apt-get install etcd-server etcd-client; kubectl)");
+        ez_lab::testing::skip(&format!(
+            "{tool} not installed (apt-get install etcd-server etcd-client; kubectl)"
+        ));
     }
     ok
 }
