@@ -29,7 +29,13 @@ fn cluster() -> Option<(&'static Env, String)> {
     let env = common::env(7)?;
     let spare = SPARE
         .get_or_init(|| {
-            let last = env.lab.hosts().last().expect("a lab machine").ip.to_string();
+            let last = env
+                .lab
+                .hosts()
+                .last()
+                .expect("a lab machine")
+                .ip
+                .to_string();
             let hosts = env.cluster_dir().join("hosts.yml");
             let mut t = std::fs::read_to_string(&hosts).expect("read hosts.yml");
             for g in ez_inventory::Group::ALL {

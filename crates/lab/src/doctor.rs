@@ -16,11 +16,62 @@ const TOOLS: &[(&str, &str)] = &[
     ("ssh", "openssh-client"),
 ];
 
-/// inotify limits the machines need: past ~27 machines systemd fails with
-/// "Too many open files" at the defaults.
-const INOTIFY: &[(&str, u64)] = &[
-    ("/proc/sys/fs/inotify/max_user_instances", 8192),
-    ("/proc/sys/fs/inotify/max_user_watches", 1_048_576),
+/// A kernel setting of the VM the machines need, and how it must compare.
+struct HostSysctl {
+    path: &'static str,
+    want: u64,
+    /// `true`: at least `want` (a limit); `false`: exactly `want`.
+    at_least: bool,
+}
+
+/// Kernel settings of the VM the machines need. Inside a machine
+/// `/proc/sys` (but `net`) is the VM's and read-only, so they are set here:
+/// - inotify limits: past ~27 machines systemd fails with "Too many open
+///   files" at the defaults;
+/// - what a real kubelet insists on at start (`setupKernelTunables` in its
+///   container manager): it writes them when they differ and stops when it
+///   cannot. kind's nodes change the same settings of their Docker host.
+const HOST_SYSCTLS: &[HostSysctl] = &[
+    HostSysctl {
+        path: "/proc/sys/fs/inotify/max_user_instances",
+        want: 8192,
+        at_least: true,
+    },
+    HostSysctl {
+        path: "/proc/sys/fs/inotify/max_user_watches",
+        want: 1_048_576,
+        at_least: true,
+    },
+    HostSysctl {
+        path: "/proc/sys/vm/overcommit_memory",
+        want: 1,
+        at_least: false,
+    },
+    HostSysctl {
+        path: "/proc/sys/vm/panic_on_oom",
+        want: 0,
+        at_least: false,
+    },
+    HostSysctl {
+        path: "/proc/sys/kernel/panic",
+        want: 10,
+        at_least: false,
+    },
+    HostSysctl {
+        path: "/proc/sys/kernel/panic_on_oops",
+        want: 1,
+        at_least: false,
+    },
+    HostSysctl {
+        path: "/proc/sys/kernel/keys/root_maxkeys",
+        want: 1_000_000,
+        at_least: true,
+    },
+    HostSysctl {
+        path: "/proc/sys/kernel/keys/root_maxbytes",
+        want: 25_000_000,
+        at_least: true,
+    },
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,22 +211,31 @@ pub fn install(report: &Report) -> Result<()> {
     Ok(())
 }
 
-/// Raises the inotify limits to what many machines need (never lowers them).
-/// Returns the settings it changed.
-pub fn raise_inotify_limits() -> Result<Vec<String>> {
+/// Sets the VM's kernel settings the machines need (limits are only ever
+/// raised). Returns the settings it changed, as `name old -> new`.
+pub fn apply_host_sysctls() -> Result<Vec<String>> {
     let mut changed = Vec::new();
-    for (path, want) in INOTIFY {
-        let p = Path::new(path);
+    for s in HOST_SYSCTLS {
+        let p = Path::new(s.path);
+        if !p.exists() {
+            continue; // e.g. no keyrings in this kernel: nothing to satisfy
+        }
         let now: u64 = std::fs::read_to_string(p)
             .map_err(|e| LabError::io(p, e))?
             .trim()
             .parse()
             .unwrap_or(0);
-        if now < *want {
-            std::fs::write(p, want.to_string()).map_err(|e| LabError::io(p, e))?;
+        let ok = if s.at_least {
+            now >= s.want
+        } else {
+            now == s.want
+        };
+        if !ok {
+            std::fs::write(p, s.want.to_string()).map_err(|e| LabError::io(p, e))?;
             changed.push(format!(
-                "{} {now} -> {want}",
-                path.trim_start_matches("/proc/sys/").replace('/', ".")
+                "{} {now} -> {}",
+                s.path.trim_start_matches("/proc/sys/").replace('/', "."),
+                s.want
             ));
         }
     }

@@ -192,8 +192,11 @@ impl Lab {
         if let Some(e) = doctor::check().into_error() {
             return Err(e);
         }
-        for c in doctor::raise_inotify_limits()? {
-            say(spec.progress, &format!("raised {c}"));
+        for c in doctor::apply_host_sysctls()? {
+            say(
+                spec.progress,
+                &format!("set {c} (the VM's, for the machines)"),
+            );
         }
         let paths = Paths::new(&spec.state_root, &spec.name);
         let _lock = FileLock::acquire(&paths.lab_lock(&spec.name), Duration::from_secs(1800))?;

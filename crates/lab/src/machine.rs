@@ -130,8 +130,10 @@ fn launcher_script(m: &MachineState, lab: &str) -> String {
         r#"#!/bin/sh
 # Written by ezlab for machine {host}. Started with setsid; its pid is in state.json.
 for f in {cgroups}; do echo $$ > "$f" || exit 90; done
-# Needed for containers (containerd/runc) to work inside the machine.
-export SYSTEMD_SECCOMP=0 SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1
+# Containers (containerd/runc) inside the machine need seccomp off. The
+# cgroup layout stays the host's (v1 controllers + unified): the v2 tree here
+# has no cpu or memory controller, so a kubelet could not set limits in it.
+export SYSTEMD_SECCOMP=0
 # The machine owns its network namespace, so its net sysctls are its own to
 # set, as on a VM (the rest of /proc/sys stays read-only: it is the host's).
 export SYSTEMD_NSPAWN_API_VFS_WRITABLE=network
@@ -140,7 +142,7 @@ while :; do
   systemd-nspawn -q -D '{root}' -M '{host}' --boot --register=no --keep-unit \
     --network-namespace-path='/run/netns/{netns}' --console=passive \
     --capability=all --link-journal=no --resolv-conf=off --timezone=off \
-    --bind='{containerd}:/var/lib/containerd' &
+    --bind=/dev/kmsg --bind='{containerd}:/var/lib/containerd' &
   echo $! > '{pidfile}'
   wait $!
   rc=$?
@@ -341,5 +343,8 @@ mod tests {
         assert!(s.contains("SYSTEMD_SECCOMP=0"));
         assert!(s.contains("--network-namespace-path='/run/netns/ezlab-t.0'"));
         assert!(s.contains(":/var/lib/containerd'"));
+        // Hybrid cgroups and the kernel log: what a kubelet inside needs.
+        assert!(!s.contains("UNIFIED_HIERARCHY"));
+        assert!(s.contains("--bind=/dev/kmsg"));
     }
 }

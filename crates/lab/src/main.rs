@@ -171,8 +171,8 @@ fn doctor_cmd(install: bool) -> Result<ExitCode> {
         report = doctor::check();
     }
     if doctor::is_root() {
-        for c in doctor::raise_inotify_limits()? {
-            println!("raised {c}");
+        for c in doctor::apply_host_sysctls()? {
+            println!("set {c}");
         }
     }
     if report.ok() {

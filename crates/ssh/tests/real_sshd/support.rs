@@ -455,7 +455,9 @@ impl TestUser {
     /// Allow sudo; `nopasswd` selects the NOPASSWD policy.
     pub fn allow_sudo(&mut self, test: &str, nopasswd: bool) -> Option<()> {
         if which("sudo").is_none() {
-            ez_lab::testing::skip(&format!("{test}: sudo not installed (apt-get install sudo)"));
+            ez_lab::testing::skip(&format!(
+                "{test}: sudo not installed (apt-get install sudo)"
+            ));
             return None;
         }
         let path = PathBuf::from(format!("/etc/sudoers.d/{}", self.name));
