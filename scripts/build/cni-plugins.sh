@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2154,SC2164 # $out and $work come from build-components.sh; cd runs under set -e
 # Recipe for scripts/build-components.sh (sourced): the reference CNI plugins
 # (github.com/containernetworking/plugins), every Linux one, static.
 # The version string each plugin prints ("CNI bridge plugin v1.10.0") is

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2154,SC2164 # $out and $work come from build-components.sh; cd runs under set -e
 # Recipe for scripts/build-components.sh (sourced): containerd, its runc shim
 # and ctr, static (CGO_ENABLED=0, so no libc at all on the hosts).
 # - The only cgo user is the btrfs snapshotter (its files are `cgo && !no_btrfs`);

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2154,SC2164 # $out and $work come from build-components.sh; cd runs under set -e
 # Recipe for scripts/build-components.sh (sourced): CoreDNS with the plugins
 # of its own plugin.cfg (the generated list is committed upstream). Its go.mod
 # has no replace directives and `package main` is the module root, so the

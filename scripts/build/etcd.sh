@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2154,SC2164 # $out and $work come from build-components.sh; cd runs under set -e
 # Recipe for scripts/build-components.sh (sourced): etcd, etcdctl, etcdutl.
 # Each command is its own module upstream (server/v3, etcdctl/v3, etcdutl/v3)
 # whose go.mod points its etcd siblings at local folders; as a dependency those

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2154,SC2164 # $out and $work come from build-components.sh; cd runs under set -e
 # Recipe for scripts/build-components.sh (sourced): the pod sandbox's pause
 # program, a static C binary. Its source ships in the k8s.io/kubernetes module
 # (build/pause/linux/pause.c); VERSION is the pause tag, which that module's

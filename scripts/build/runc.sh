@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2154,SC2164 # $out and $work come from build-components.sh; cd runs under set -e
 # Recipe for scripts/build-components.sh (sourced): runc, static.
 # Why build it: containerd 2.4 is tested upstream against runc 1.5
 # (script/setup/runc-version in its module), Debian 12 ships 1.1.5.
