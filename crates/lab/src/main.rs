@@ -63,8 +63,9 @@ enum Cmd {
     },
     /// Container images without Docker.
     Image {
+        // Boxed: its flags would make every `Cmd` as large as this one.
         #[command(subcommand)]
-        command: ImageCmd,
+        command: Box<ImageCmd>,
     },
 }
 
@@ -211,59 +212,58 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let err = ssh.exec();
             bail!("cannot run ssh: {err}")
         }
-        Cmd::Image {
-            command:
-                ImageCmd::Build {
-                    root,
-                    tags,
-                    output,
-                    entrypoint,
-                    cmd,
-                    user,
-                    env,
-                    workdir,
-                    expose,
-                    labels,
-                    file_caps,
-                    arch,
-                },
-        } => {
-            let mut config = ez_lab::image::ImageConfig::new(tags);
-            config.architecture = arch;
-            config.entrypoint = entrypoint;
-            config.cmd = cmd;
-            config.user = user;
-            config.env = env;
-            config.working_dir = workdir;
-            config.exposed_ports = expose;
-            for l in labels {
-                let (k, v) = l
-                    .split_once('=')
-                    .with_context(|| format!("--label {l:?}: expected KEY=value"))?;
-                config.labels.insert(k.to_string(), v.to_string());
-            }
-            for f in file_caps {
-                let (path, caps) = f
-                    .split_once('=')
-                    .with_context(|| format!("--file-cap {f:?}: expected PATH=CAP[,CAP]"))?;
-                config.file_caps.insert(
-                    path.to_string(),
-                    caps.split(',').map(str::to_string).collect(),
+        Cmd::Image { command } => match *command {
+            ImageCmd::Build {
+                root,
+                tags,
+                output,
+                entrypoint,
+                cmd,
+                user,
+                env,
+                workdir,
+                expose,
+                labels,
+                file_caps,
+                arch,
+            } => {
+                let mut config = ez_lab::image::ImageConfig::new(tags);
+                config.architecture = arch;
+                config.entrypoint = entrypoint;
+                config.cmd = cmd;
+                config.user = user;
+                config.env = env;
+                config.working_dir = workdir;
+                config.exposed_ports = expose;
+                for l in labels {
+                    let (k, v) = l
+                        .split_once('=')
+                        .with_context(|| format!("--label {l:?}: expected KEY=value"))?;
+                    config.labels.insert(k.to_string(), v.to_string());
+                }
+                for f in file_caps {
+                    let (path, caps) = f
+                        .split_once('=')
+                        .with_context(|| format!("--file-cap {f:?}: expected PATH=CAP[,CAP]"))?;
+                    config.file_caps.insert(
+                        path.to_string(),
+                        caps.split(',').map(str::to_string).collect(),
+                    );
+                }
+                let built = ez_lab::image::build(&root, &config, &output)?;
+                println!(
+                    "{} {}: id {} layer {} ({} entries, {} bytes), archive {} bytes",
+                    if built.written { "wrote" } else { "unchanged" },
+                    output.display(),
+                    built.image_id,
+                    built.diff_id,
+                    built.entries,
+                    built.layer_bytes,
+                    built.archive_bytes
                 );
+                Ok(ExitCode::SUCCESS)
             }
-            let built = ez_lab::image::build(&root, &config, &output)?;
-            println!(
-                "{} {}: id {} layer {} ({} entries, {} bytes), archive {} bytes",
-                if built.written { "wrote" } else { "unchanged" },
-                output.display(),
-                built.image_id,
-                built.diff_id,
-                built.entries,
-                built.layer_bytes,
-                built.archive_bytes
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        },
     }
 }
 
