@@ -187,6 +187,7 @@ main() {
       echo "$CACHE/images/$1/$IMAGE_TAG"
       return
     fi
+    image_plan "$@" # refuses an unknown image before building ezlab
     setup_inputs
     setup_ezlab
     build_image "$@"
