@@ -1,8 +1,11 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2154,SC2164 # $out and $work come from build-components.sh; cd runs under set -e
 # Recipe for scripts/build-components.sh (sourced): runc, static.
-# Why build it: containerd 2.4 is tested upstream against runc 1.5
-# (script/setup/runc-version in its module), Debian 12 ships 1.1.5.
+# Why build it: containerd's docs/RUNC.md recommends a runc equal to or newer
+# than the one its CI uses (script/setup/runc-version: v1.5.2 for 2.4.2);
+# Debian 12 ships 1.1.5, last updated in Feb 2024 (CVE-2024-21626). 1.1.5 does
+# start plain containers under containerd 2.4.2 (seen with ctr run), but it is
+# below what containerd supports and misses later runc security fixes.
 # - runc needs cgo (libcontainer/nsenter is C that runs before the Go runtime)
 #   and, with the `seccomp` tag, libseccomp: Debian's libseccomp-dev provides
 #   the static archive (scripts/install-deps.sh installs it).
