@@ -58,6 +58,9 @@ build_image_coredns() {
 # busybox: Debian's busybox-static at the pinned version ($BUSYBOX_DEB_VERSION,
 # from the archive apt uses), one symlink per applet at the path busybox
 # itself lists, for test pods (sh, sleep, wget, nslookup, nc, ...).
+# Seen under containerd 2.4 + runc 1.5: nslookup (busybox's own resolver) and
+# wget by name (static glibc reads /etc/hosts and /etc/resolv.conf) work;
+# Debian 12's busybox wget has no -T: `wget -T N` segfaults, use `timeout N wget`.
 build_image_busybox() {
   local root=$work/root deb=$work/deb
   rm -rf "$deb" && mkdir -p "$deb"
