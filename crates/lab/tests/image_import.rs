@@ -1,12 +1,15 @@
 //! Images from `ezlab image build` are accepted by the real consumers:
 //! containerd (`ctr images import`, unpacked by its overlayfs snapshotter,
-//! file capability included) and skopeo (`docker-archive:` source).
+//! file capability included; `ctr run` through runc) and skopeo
+//! (`docker-archive:` source).
 //!
 //! containerd runs on the controller in a temporary root with its socket in
-//! a temporary directory; nothing of the host's containerd is touched. The
-//! binaries are the ones `scripts/build-components.sh` builds (the version
-//! `bin/versions.toml` `[build]` pins), else `$EZ_CONTAINERD_DIR`, else
-//! Debian's (`scripts/install-deps.sh`).
+//! a temporary directory; nothing of the host's containerd is touched. Its
+//! binaries: `$EZ_CONTAINERD_DIR`, else the ones `scripts/build-components.sh`
+//! builds (the version `bin/versions.toml` `[build]` pins), else Debian's
+//! (`scripts/install-deps.sh`); runc likewise (`$EZ_RUNC` first). Both
+//! Debian's (containerd 1.6.20, runc 1.1.5) and the built ones (2.4.2, 1.5.3)
+//! were seen passing.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,8 +21,8 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// `[build] containerd = "X"` from bin/versions.toml.
-fn pinned_containerd() -> Option<String> {
+/// `[build] KEY = "X"` from bin/versions.toml.
+fn pinned(key: &str) -> Option<String> {
     let text = std::fs::read_to_string(repo().join("bin/versions.toml")).ok()?;
     let mut in_build = false;
     for line in text.lines() {
@@ -27,13 +30,34 @@ fn pinned_containerd() -> Option<String> {
         if line.starts_with('[') {
             in_build = line == "[build]";
         } else if in_build {
-            if let Some(v) = line.strip_prefix("containerd") {
-                let v = v.trim_start().strip_prefix('=')?.trim();
-                return Some(v.trim_matches('"').to_string());
+            if let Some((k, v)) = line.split_once('=') {
+                if k.trim() == key {
+                    return Some(v.trim().trim_matches('"').to_string());
+                }
             }
         }
     }
     None
+}
+
+fn build_cache() -> PathBuf {
+    std::env::var_os("EZCTL_BUILD_CACHE")
+        .map_or_else(|| PathBuf::from("/var/cache/ezctl-build"), PathBuf::from)
+}
+
+/// A runc: `$EZ_RUNC`, else the built one (`[build] runc`), else Debian's.
+fn runc() -> Option<PathBuf> {
+    if let Some(r) = std::env::var_os("EZ_RUNC").map(PathBuf::from) {
+        return r.is_file().then_some(r);
+    }
+    let built = pinned("runc").map(|v| build_cache().join("runc").join(v).join("runc"));
+    built
+        .into_iter()
+        .chain([
+            PathBuf::from("/usr/sbin/runc"),
+            PathBuf::from("/usr/bin/runc"),
+        ])
+        .find(|p| p.is_file())
 }
 
 /// A directory holding `containerd` and `ctr`, and what it is.
@@ -42,10 +66,8 @@ fn containerd_dir() -> Option<(PathBuf, String)> {
     if let Some(d) = std::env::var_os("EZ_CONTAINERD_DIR").map(PathBuf::from) {
         return has(&d).then(|| (d, "EZ_CONTAINERD_DIR".into()));
     }
-    let cache = std::env::var_os("EZCTL_BUILD_CACHE")
-        .map_or_else(|| PathBuf::from("/var/cache/ezctl-build"), PathBuf::from);
-    if let Some(v) = pinned_containerd() {
-        let d = cache.join("containerd").join(&v);
+    if let Some(v) = pinned("containerd") {
+        let d = build_cache().join("containerd").join(&v);
         if has(&d) {
             return Some((d, format!("built containerd {v}")));
         }
@@ -64,7 +86,9 @@ struct Containerd {
 }
 
 impl Containerd {
-    fn start(bin: &Path, dir: &Path) -> Containerd {
+    /// `runc`: the directory of the runc its shim runs (put first in the
+    /// daemon's PATH, where containerd finds its shim and the shim runc).
+    fn start(bin: &Path, dir: &Path, runc: Option<&Path>) -> Containerd {
         let (root, state, socket) = (dir.join("root"), dir.join("state"), dir.join("c.sock"));
         std::fs::create_dir_all(dir).expect("containerd dir");
         let config = dir.join("config.toml");
@@ -84,9 +108,16 @@ impl Containerd {
         )
         .expect("config");
         let log = dir.join("containerd.log");
+        let mut path = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .collect::<Vec<_>>();
+        path.insert(0, bin.to_path_buf());
+        if let Some(r) = runc {
+            path.insert(0, r.to_path_buf());
+        }
         let child = Command::new(bin.join("containerd"))
             .arg("--config")
             .arg(&config)
+            .env("PATH", std::env::join_paths(path).expect("PATH"))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).expect("log"))
             .stderr(std::fs::File::create(dir.join("containerd.err")).expect("log"))
@@ -244,7 +275,7 @@ fn ctr_imports_and_unpacks_an_ezlab_image_with_its_file_capability() {
     let image_id = digest_after(&summary, "id");
     let diff_id = digest_after(&summary, "layer");
 
-    let c = Containerd::start(&bin, &t.path().join("ctd"));
+    let c = Containerd::start(&bin, &t.path().join("ctd"), None);
 
     // A broken archive (manifest naming a layer that is not there) is
     // refused and leaves no image: the check below can see a failure.
@@ -421,4 +452,139 @@ fn skopeo_reads_the_archive() {
         serde_json::json!(["/server"])
     );
     assert_eq!(config["config"]["User"], "65532:65532");
+}
+
+/// A static C program that binds UDP :53 and says whether it could.
+const BIND53_C: &str = r#"
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+int main(void) {
+  struct sockaddr_in a;
+  int s = socket(AF_INET, SOCK_DGRAM, 0);
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons(53);
+  a.sin_addr.s_addr = htonl(INADDR_ANY);
+  if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0) {
+    printf("uid=%d bind :53: %s\n", (int)getuid(), strerror(errno));
+    return 1;
+  }
+  printf("uid=%d bound :53\n", (int)getuid());
+  return 0;
+}
+"#;
+
+/// What upstream's coredns image relies on, end to end through our image
+/// format: a non-root process binds :53 because its file carries
+/// cap_net_bind_service (unpacked from the layer's PAX xattr by containerd,
+/// exec'd by runc under no_new_privs), and without the capability it cannot.
+/// The container has its own network namespace (only loopback).
+#[test]
+fn a_non_root_container_binds_port_53_through_the_file_capability() {
+    if testing::require(doctor::is_root(), "containerd needs root").is_none() {
+        return;
+    }
+    let found = containerd_dir();
+    let runc = runc();
+    let gcc = Command::new("gcc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let why =
+        "needs containerd, runc and gcc (scripts/install-deps.sh, scripts/build-components.sh)";
+    if testing::require(found.is_some() && runc.is_some() && gcc, why).is_none() {
+        return;
+    }
+    let (bin, what) = found.expect("checked");
+    let runc = runc.expect("checked");
+    testing::record_run();
+    println!(
+        "using {what} from {}, runc {}",
+        bin.display(),
+        runc.display()
+    );
+
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = t.path().join("bind53.c");
+    std::fs::write(&src, BIND53_C).expect("source");
+    let root = t.path().join("root");
+    std::fs::create_dir_all(&root).expect("root");
+    let cc = cmd::run(
+        Command::new("gcc")
+            .args(["-static", "-Os", "-o"])
+            .arg(root.join("bind53"))
+            .arg(&src),
+        Duration::from_secs(120),
+    )
+    .expect("gcc ran");
+    assert!(cc.status.success(), "gcc: {}", cc.stderr);
+
+    let image = |tag: &str, cap: bool| {
+        let out = t
+            .path()
+            .join(format!("{}.tar", tag.replace([':', '/'], "_")));
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ezlab"));
+        c.args(["image", "build", "--root"])
+            .arg(&root)
+            .args([
+                "--tag",
+                tag,
+                "--entrypoint",
+                "/bind53",
+                "--user",
+                "65532:65532",
+                "-o",
+            ])
+            .arg(&out);
+        if cap {
+            c.args(["--file-cap", "/bind53=cap_net_bind_service"]);
+        }
+        let o = cmd::run(&mut c, Duration::from_secs(60)).expect("ezlab ran");
+        assert!(o.status.success(), "ezlab image build: {}", o.stderr);
+        out
+    };
+    let with_cap = image("lab.local/bind53:cap", true);
+    let without = image("lab.local/bind53:nocap", false);
+
+    let runc_dir = runc.parent().expect("runc dir");
+    let c = Containerd::start(&bin, &t.path().join("ctd"), Some(runc_dir));
+    for a in [&with_cap, &without] {
+        let imp = c.ctr(&["images", "import", a.to_str().expect("utf-8")]);
+        assert!(
+            imp.status.success(),
+            "import: {}{}",
+            imp.stderr,
+            c.log_tail()
+        );
+    }
+    let id = |s: &str| format!("bind53-{s}-{}", std::process::id());
+    let run = |image: &str, name: &str| {
+        let o = c.ctr(&["run", "--rm", image, name]);
+        println!("$ ctr run {image}\n{}{}", o.stdout, o.stderr);
+        o
+    };
+    let denied = run("lab.local/bind53:nocap", &id("nocap"));
+    assert!(
+        denied
+            .stdout
+            .contains("uid=65532 bind :53: Permission denied"),
+        "without the capability a non-root bind of :53 must fail:\n{}{}\n{}",
+        denied.stdout,
+        denied.stderr,
+        c.log_tail()
+    );
+    let bound = run("lab.local/bind53:cap", &id("cap"));
+    assert!(
+        bound.status.success() && bound.stdout.contains("uid=65532 bound :53"),
+        "with cap_net_bind_service the bind must work:\n{}{}\n{}",
+        bound.stdout,
+        bound.stderr,
+        c.log_tail()
+    );
+    let left = c.ctr(&["containers", "ls", "-q"]).stdout;
+    assert!(left.trim().is_empty(), "containers left behind: {left}");
 }
