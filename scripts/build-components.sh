@@ -99,6 +99,7 @@ inputs_of() { # inputs_of NAME
       sha256sum "$EZLAB" | cut -c1-64
       declare -f image_base | sha256sum | cut -c1-64
       [ -z "${IMAGE_SRC:-}" ] || cat "$IMAGE_SRC/.stamp"
+      [ "$1" != images/busybox ] || echo "busybox-static $BUSYBOX_DEB_VERSION"
       ;;
   esac
 }
