@@ -50,6 +50,8 @@ pub enum ImageError {
     CapPath(String),
     #[error("{0:?} is not a directory")]
     NotADirectory(PathBuf),
+    #[error("encoding the image JSON: {0}")]
+    Json(#[from] serde_json::Error),
     #[error("invalid {what} {value:?}: {reason}")]
     Invalid {
         what: &'static str,
@@ -175,8 +177,7 @@ pub fn archive_bytes(root: &Path, config: &ImageConfig) -> Result<(Vec<u8>, Buil
         config: &config_path,
         repo_tags: &config.repo_tags,
         layers: vec![&layer_path],
-    }])
-    .map_err(json_err)?;
+    }])?;
 
     let mut w = TarWriter::new(Vec::new());
     let member = |path: &str, kind: EntryKind, mode: u32| Entry {
@@ -210,13 +211,6 @@ pub fn archive_bytes(root: &Path, config: &ImageConfig) -> Result<(Vec<u8>, Buil
         written: false,
     };
     Ok((archive, built))
-}
-
-fn json_err(e: serde_json::Error) -> ImageError {
-    ImageError::Io {
-        path: PathBuf::from("<json>"),
-        source: e.into(),
-    }
 }
 
 #[derive(Serialize)]
@@ -316,7 +310,7 @@ fn config_json(c: &ImageConfig, diff_hex: &str) -> Result<Vec<u8>, ImageError> {
             created_by: "ezlab image build",
         }],
     };
-    serde_json::to_vec(&file).map_err(json_err)
+    Ok(serde_json::to_vec(&file)?)
 }
 
 /// The layer tar of `root`'s contents (not `root` itself) and its number
