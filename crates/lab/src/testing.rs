@@ -42,10 +42,7 @@ fn current_test() -> String {
         .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .unwrap_or_default();
     // cargo names test binaries `<name>-<hash>`.
-    let bin = exe
-        .rsplit_once('-')
-        .map_or(exe.as_str(), |(b, _)| b)
-        .to_string();
+    let bin = exe.rsplit_once('-').map_or(exe.as_str(), |(b, _)| b).to_string();
     match std::thread::current().name() {
         Some(t) if t != "main" => format!("{bin}::{t}"),
         _ => bin,
