@@ -111,16 +111,16 @@ pub const SETTINGS: &[Setting] = settings! {
         "CONTEXT_NAME": Name => "context-cluster1",
         "CA_EXPIRY": Expiry => "876000h",
         "CERT_EXPIRY": Expiry => "438000h",
-        "K8S_VER": Name => "1.30.1",
-        "ETCD_VER": Name => "3.4.23",
-        "CONTAINERD_VER": Name => "1.6.20",
+        "K8S_VER": Name => "1.37.2",
+        "ETCD_VER": Name => "3.6.17",
+        "CONTAINERD_VER": Name => "2.4.2",
         "BACKUP_KEEP": Int { min: 1, max: 10000 } => "10",
     }
     "cluster" {
         "SECURE_PORT": Port => "6443",
         "CONTAINER_RUNTIME": OneOf(RUNTIMES) => "containerd",
         "CLUSTER_NETWORK": OneOf(NETWORK_PLUGINS) => "calico",
-        "PROXY_MODE": OneOf(&["ipvs", "iptables", "nftables"]) => "ipvs",
+        "PROXY_MODE": OneOf(&["ipvs", "iptables", "nftables"]) => "iptables",
         "SERVICE_CIDR": Cidr => "10.68.0.0/16",
         "CLUSTER_CIDR": Cidr => "172.20.0.0/16",
         "NODE_PORT_RANGE": PortRange => "30000-32767",
@@ -137,8 +137,9 @@ pub const SETTINGS: &[Setting] = settings! {
         "ENABLE_MIRROR_REGISTRY": Bool => "false",
         "MIRROR_REGISTRIES": List => "[]",
         "INSECURE_REG": Registries => "[]",
-        "SANDBOX_IMAGE": Name => "registry.k8s.io/pause:3.9",
+        "SANDBOX_IMAGE": Name => "registry.k8s.io/pause:3.10.2",
         "CONTAINERD_STORAGE_DIR": AbsPath => "/var/lib/containerd",
+        "CONTAINERD_RESTRICT_OOM_SCORE_ADJ": Bool => "false",
     }
     "kube-master" {
         "MASTER_CERT_HOSTS": CertHosts => "[]",
@@ -147,19 +148,21 @@ pub const SETTINGS: &[Setting] = settings! {
     "kube-node" {
         "KUBELET_ROOT_DIR": AbsPath => "/var/lib/kubelet",
         "MAX_PODS": Int { min: 1, max: 1000 } => "110",
+        "KUBELET_ALLOW_CGROUP_V1": Bool => "false",
+        "KUBE_PROXY_CONNTRACK_MAX_PER_CORE": Int { min: 0, max: 1048576 } => "32768",
     }
     "calico" {
         "CALICO_IPV4POOL_IPIP": OneOf(&["Always", "CrossSubnet", "Never"]) => "Always",
         "IP_AUTODETECTION_METHOD": Name => "first-found",
-        "CALICO_NETWORKING_BACKEND": OneOf(&["bird", "vxlan", "none"]) => "bird",
+        "CALICO_NETWORKING_BACKEND": OneOf(&["bird", "vxlan", "none"]) => "vxlan",
         "CALICO_RR_ENABLED": Bool => "false",
         "CALICO_RR_NODES": List => "[]",
-        "CALICO_IMAGE_REGISTRY": Name => "quay.io",
-        "calico_ver": Name => "v3.26.4",
+        "CALICO_IMAGE_REGISTRY": Name => "docker.io",
+        "calico_ver": Name => "v3.28.5",
     }
     "cluster-addon" {
         "dns_install": Bool => "true",
-        "corednsVer": Name => "1.11.1",
+        "corednsVer": Name => "1.15.0",
         "ENABLE_LOCAL_DNS_CACHE": Bool => "false",
         "dnsNodeCacheVer": Name => "1.22.28",
         "LOCAL_DNS_CACHE": Ip => "169.254.20.10",
