@@ -78,10 +78,10 @@ netimg_debian_rootfs() {
     case " $* " in *" $p "*) keep+=("$p"); continue ;; esac
     case $p in
       *perl* | libpam* | libsemanage* | libaudit* | libdebian-installer* | libnewt* | libslang* | libtextwrap* | libelogind*) ;;
-      lib*) keep+=("$p") ;;
+      lib* | zlib1g) keep+=("$p") ;;
     esac
   done
-  (cd "$debs" && apt-get download -q "${keep[@]}" >/dev/null) || die "apt-get download ${keep[*]} failed (apt-get update first?)"
+  (cd "$debs" && apt-get -o APT::Sandbox::User=root download -q "${keep[@]}" >/dev/null) || die "apt-get download ${keep[*]} failed (apt-get update first?)"
   mkdir -p "$root"/usr/{bin,sbin,lib,lib64} "$root"/{etc,tmp,var/run,run,proc,sys,dev}
   chmod 1777 "$root/tmp"
   for p in bin sbin lib lib64; do ln -sfn "usr/$p" "$root/$p"; done
@@ -89,9 +89,13 @@ netimg_debian_rootfs() {
   for deb in "$debs"/*.deb; do
     dpkg-deb --fsys-tarfile "$deb" | tar -x --keep-directory-symlink -C "$root"
   done
-  rm -rf "$root"/usr/share/{doc,man,info,locale,lintian,bug}
+  # Documentation, headers and glibc's iconv modules (8 MB): nothing in these
+  # images reads them.
+  rm -rf "${root:?}"/usr/share/{doc,man,info,locale,lintian,bug} "$root"/usr/include "$root"/usr/lib/x86_64-linux-gnu/gconv
   # /bin/sh is made by dash's postinst.
   [ -e "$root/usr/bin/dash" ] && ln -sfn dash "$root/usr/bin/sh"
+  # `which` is an alternative debianutils' postinst would register.
+  [ -e "$root/usr/bin/which.debianutils" ] && ln -sfn which.debianutils "$root/usr/bin/which"
   printf '%s\n' "${keep[@]}" >"$root.packages"
 }
 
@@ -230,6 +234,9 @@ build_calico() {
     netimg_iptables_switch "$root"
     # Module zips keep no file modes: the runit services, start_runit and
     # rc.local are scripts.
+    # Debian's runit makes /etc/service a link into its own runsvdir tree;
+    # calico's services live in a real /etc/service.
+    rm -f "${root:?}/etc/service"
     cp -r "$mod/node/filesystem/etc/." "${root:?}/etc/"
     chmod -R u+w,a+rX "${root:?}/etc"
     find "$root/etc/service" -name run -exec chmod 0755 {} +
@@ -255,7 +262,8 @@ build_calico() {
     mkdir -p "$root/opt/cni/bin" "$root/tmp" "$root/licenses"
     chmod 1777 "$root/tmp"
     install -m 0755 "$out/bin/calico" "$out/bin/install" "$root/opt/cni/bin/"
-    ln -s calico "$root/opt/cni/bin/calico-ipam"
+    # A hard link, not a symlink: install copies regular files to the host.
+    ln "$root/opt/cni/bin/calico" "$root/opt/cni/bin/calico-ipam"
     for cn in host-local loopback portmap tuning bandwidth; do install -m 0755 "$out/bin/$cn" "$root/opt/cni/bin/"; done
     cp "$mod/LICENSE.md" "$root/licenses/LICENSE.md"
     netimg_pack "$registry/calico/cni:v$v" "$root" "$img/cni.tar" \

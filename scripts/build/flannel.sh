@@ -21,6 +21,81 @@
 #   SOURCE
 FLANNEL_CNI_PLUGIN_MODULE_VERSION=v0.9.1
 
+# flannel_tencentvpc_stub DIR: flanneld links every backend, and its
+# tencentvpc backend imports the Tencent Cloud VPC SDK, whose module
+# (github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/vpc) the Go proxy
+# refuses to serve. This writes a module of that path with only the API
+# surface the backend calls, every call failing: Backend "tencent-vpc" then
+# fails to register its routes, and every other backend is untouched. Our
+# own code, written from flannel's call sites (pkg/backend/tencentvpc).
+flannel_tencentvpc_stub() {
+  local dir=$1
+  mkdir -p "$dir/v20170312"
+  printf 'module github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/vpc\n\ngo 1.21\n' >"$dir/go.mod"
+  cat >"$dir/v20170312/stub.go" <<'GO'
+// Package v20170312 stands in for the Tencent Cloud VPC SDK, which the Go
+// module proxy here does not serve. Every call fails.
+package v20170312
+
+import "errors"
+
+var errNotBuilt = errors.New("tencent-vpc backend: Tencent Cloud VPC API not built into this flanneld")
+
+type Client struct{}
+
+func NewClientWithSecretId(secretID, secretKey, region string) (*Client, error) {
+	return nil, errNotBuilt
+}
+
+type Filter struct {
+	Name   *string
+	Values []*string
+}
+
+type Route struct {
+	DestinationCidrBlock *string
+	GatewayType          *string
+	GatewayId            *string
+	RouteId              *uint64
+	RouteType            *string
+	Enabled              *bool
+}
+
+type RouteTable struct {
+	RouteTableId *string
+	RouteSet     []*Route
+}
+
+type DescribeRouteTablesRequest struct{ Filters []*Filter }
+
+type DescribeRouteTablesResponseParams struct{ RouteTableSet []*RouteTable }
+
+type DescribeRouteTablesResponse struct {
+	Response *DescribeRouteTablesResponseParams
+}
+
+type RoutesRequest struct {
+	RouteTableId *string
+	Routes       []*Route
+}
+
+type DeleteRoutesRequest = RoutesRequest
+type CreateRoutesRequest = RoutesRequest
+
+type RoutesResponse struct{}
+
+func NewDescribeRouteTablesRequest() *DescribeRouteTablesRequest { return &DescribeRouteTablesRequest{} }
+func NewDeleteRoutesRequest() *DeleteRoutesRequest               { return &RoutesRequest{} }
+func NewCreateRoutesRequest() *CreateRoutesRequest               { return &RoutesRequest{} }
+
+func (*Client) DescribeRouteTables(*DescribeRouteTablesRequest) (*DescribeRouteTablesResponse, error) {
+	return nil, errNotBuilt
+}
+func (*Client) DeleteRoutes(*DeleteRoutesRequest) (*RoutesResponse, error) { return nil, errNotBuilt }
+func (*Client) CreateRoutes(*CreateRoutesRequest) (*RoutesResponse, error) { return nil, errNotBuilt }
+GO
+}
+
 build_flannel() {
   local v=$1 helpers_rev=1 cnv=$FLANNEL_CNI_PLUGIN_MODULE_VERSION
   local registry=${FLANNEL_IMAGE_REGISTRY:-docker.io}
@@ -30,14 +105,19 @@ build_flannel() {
     local mod
     mod=$(go mod download -json "github.com/flannel-io/flannel@v$v" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
     [ -f "$mod/go.mod" ] || die "flannel: module github.com/flannel-io/flannel@v$v not downloaded"
-    # flannel's go.mod has no replace lines: a plain wrapper is enough.
+    # flannel's go.mod has no replace lines: the wrapper only swaps in the
+    # VPC SDK stand-in (see flannel_tencentvpc_stub).
     mkdir -p flanneld cni-plugin "$out/bin"
+    rm -rf flanneld/tencentvpc-stub
+    flannel_tencentvpc_stub "$work/flanneld/tencentvpc-stub"
     {
       echo "module ezctl.local/build/flannel"
       echo
       sed -n 's/^go \(.*\)/go \1/p' "$mod/go.mod" | head -1
       echo
       echo "require github.com/flannel-io/flannel v$v"
+      echo
+      echo "replace github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/vpc => ./tencentvpc-stub"
     } >flanneld/go.mod
     rm -f flanneld/go.sum
     local t=$SECONDS
