@@ -96,6 +96,13 @@ netimg_debian_rootfs() {
   [ -e "$root/usr/bin/dash" ] && ln -sfn dash "$root/usr/bin/sh"
   # `which` is an alternative debianutils' postinst would register.
   [ -e "$root/usr/bin/which.debianutils" ] && ln -sfn which.debianutils "$root/usr/bin/which"
+  # What an installer writes: without /etc/hosts `localhost` goes to DNS
+  # (calico-node's readiness probe asks localhost:9099); passwd and group
+  # name root and nobody for tools that look users up.
+  [ -e "$root/etc/hosts" ] || printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
+  [ -e "$root/etc/passwd" ] || printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n' >"$root/etc/passwd"
+  [ -e "$root/etc/group" ] || printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+  [ -e "$root/etc/nsswitch.conf" ] || printf 'passwd: files\ngroup: files\nhosts: files dns\n' >"$root/etc/nsswitch.conf"
   printf '%s\n' "${keep[@]}" >"$root.packages"
 }
 
@@ -171,7 +178,7 @@ netimg_pack() {
 }
 
 build_calico() {
-  local v=$1 helpers_rev=1 modver commit
+  local v=$1 helpers_rev=2 modver commit
   read -r modver commit < <(calico_module_of "$v") ||
     die "calico $v: no served module version known (only 3.28.5: github.com/projectcalico/calico@v1.11.0-cni-plugin.0.20250813170300-a0db560f0520)"
   : "$helpers_rev"

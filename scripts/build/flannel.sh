@@ -97,7 +97,7 @@ GO
 }
 
 build_flannel() {
-  local v=$1 helpers_rev=1 cnv=$FLANNEL_CNI_PLUGIN_MODULE_VERSION
+  local v=$1 helpers_rev=2 cnv=$FLANNEL_CNI_PLUGIN_MODULE_VERSION
   local registry=${FLANNEL_IMAGE_REGISTRY:-docker.io}
   : "$helpers_rev"
   (
