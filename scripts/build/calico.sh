@@ -189,6 +189,9 @@ build_calico() {
     mod=$(go mod download -json "github.com/projectcalico/calico@$modver" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
     [ -f "$mod/go.mod" ] || die "calico: module github.com/projectcalico/calico@$modver not downloaded"
     api=$(calico_api_dir "$commit")
+    # A relative replace path: the binaries' build info records it, so the
+    # same inputs give the same binaries whatever the cache directory is.
+    rm -rf api && cp -r "$api" api
     # The wrapper requires calico and repeats its replace lines (ignored for
     # a dependency): the k8s.io staging modules at calico's pinned release,
     # knftables at its pinned commit, and api at the local tree.
@@ -199,7 +202,7 @@ build_calico() {
       echo
       echo "require github.com/projectcalico/calico $modver"
       echo
-      echo "replace github.com/projectcalico/api => $api"
+      echo "replace github.com/projectcalico/api => ./api"
       awk '/^replace \(/ { r = 1; next } r && /^\)/ { r = 0 } r && /=>/ && $3 !~ /^\./ { print "replace", $1, $2, $3, $4 }' "$mod/go.mod"
     } >go.mod
     rm -f go.sum
