@@ -73,7 +73,8 @@ netimg_debian_rootfs() {
   rm -rf "$debs" && mkdir -p "$debs" "$root"
   local closure keep=() p
   closure=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
-    --no-breaks --no-replaces --no-enhances "$@" | grep -v '^[ <]' | sort -u)
+    --no-breaks --no-replaces --no-enhances "$@" | grep -v '^[ <]' | sort -u) ||
+    die "apt-cache depends $* failed (run apt-get update first)"
   for p in $closure; do
     case " $* " in *" $p "*) keep+=("$p"); continue ;; esac
     case $p in

@@ -120,6 +120,9 @@ build_flannel() {
       echo "replace github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/vpc => ./tencentvpc-stub"
     } >flanneld/go.mod
     rm -f flanneld/go.sum
+    if ! command -v gcc >/dev/null || [ ! -f /usr/lib/x86_64-linux-gnu/libc.a ]; then
+      die "flannel: flanneld needs cgo linked statically: apt-get install gcc libc6-dev"
+    fi
     local t=$SECONDS
     # The udp backend is cgo on amd64 (C packet proxy): cgo on, linked
     # statically as upstream does, with Go's own resolver and user lookup
