@@ -151,13 +151,41 @@ netimg_check_runs() {
   chroot "$root" "$@" >/dev/null 2>&1 || die "in image tree $root: '$*' does not run: $(chroot "$root" "$@" 2>&1 | tail -2)"
 }
 
-# netimg_pack REF ROOTFS TAR CONFIG: one-layer docker-archive, the format
-# `ctr images import` and `skopeo copy docker-archive:` read. CONFIG is the
-# JSON of the image config's "config" object (Entrypoint, Cmd, Env, User...).
-# Reproducible: entries sorted, mtimes at SOURCE_DATE_EPOCH (default 0),
-# owners kept numerically (files are root's unless a recipe chowned them).
+# netimg_pack REF ROOTFS TAR [--entrypoint A]... [--cmd A]... [--env K=V]...
+#   [--user U] [--workdir W]: a one-layer docker-archive, the format
+# `ctr images import` and `skopeo copy docker-archive:` read. The flags are
+# those of `ezlab image build`; with NETIMG_PACKER=ezlab and $EZLAB set, that
+# command packs instead. Our packer: entries sorted, mtimes at
+# SOURCE_DATE_EPOCH (default 0), owners kept numerically (files are root's
+# unless a recipe chowned them), hard links kept.
 netimg_pack() {
-  local ref=$1 rootfs=$2 tarball=$3 config=$4 d epoch=${SOURCE_DATE_EPOCH:-0}
+  local ref=$1 rootfs=$2 tarball=$3
+  shift 3
+  if [ "${NETIMG_PACKER:-}" = ezlab ]; then
+    [ -x "${EZLAB:-}" ] || die "NETIMG_PACKER=ezlab but \$EZLAB is not an executable"
+    "$EZLAB" image build --root "$rootfs" --tag "$ref" -o "$tarball" "$@"
+    echo "$ref" >"${tarball%.tar}.ref"
+    return
+  fi
+  local entry=() cmd=() env=() user="" workdir=""
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --entrypoint) entry+=("$2") ;;
+      --cmd) cmd+=("$2") ;;
+      --env) env+=("$2") ;;
+      --user) user=$2 ;;
+      --workdir) workdir=$2 ;;
+      *) die "netimg_pack: unknown flag $1" ;;
+    esac
+    shift 2
+  done
+  local config="{" d epoch=${SOURCE_DATE_EPOCH:-0}
+  [ ${#env[@]} -eq 0 ] || config+="\"Env\":$(netimg_json_list "${env[@]}"),"
+  [ ${#entry[@]} -eq 0 ] || config+="\"Entrypoint\":$(netimg_json_list "${entry[@]}"),"
+  [ ${#cmd[@]} -eq 0 ] || config+="\"Cmd\":$(netimg_json_list "${cmd[@]}"),"
+  [ -z "$user" ] || config+="\"User\":$(netimg_json_list "$user" | sed 's/^\[//; s/\]$//'),"
+  [ -z "$workdir" ] || config+="\"WorkingDir\":$(netimg_json_list "$workdir" | sed 's/^\[//; s/\]$//'),"
+  config="${config%,}}"
   d=$(mktemp -d)
   (cd "$rootfs" && find . -mindepth 1 -printf '%P\n' | LC_ALL=C sort >"$d/list")
   tar -C "$rootfs" --no-recursion -T "$d/list" --numeric-owner --mtime="@$epoch" \
@@ -178,8 +206,18 @@ netimg_pack() {
   echo "$ref" >"${tarball%.tar}.ref"
 }
 
+# netimg_json_list STR...: a JSON array of strings (escapes \\ and ").
+netimg_json_list() {
+  local out="[" x
+  for x in "$@"; do
+    x=${x//\\/\\\\}
+    out+="\"${x//\"/\\\"}\","
+  done
+  echo "${out%,}]"
+}
+
 build_calico() {
-  local v=$1 helpers_rev=2 modver commit
+  local v=$1 helpers_rev=3 modver commit
   read -r modver commit < <(calico_module_of "$v") ||
     die "calico $v: no served module version known (only 3.28.5: github.com/projectcalico/calico@v1.11.0-cni-plugin.0.20250813170300-a0db560f0520)"
   : "$helpers_rev"
@@ -266,7 +304,8 @@ build_calico() {
     done
     case $(chroot "$root" iptables-switch) in nft | legacy) ;; *) die "iptables-switch picks no backend" ;; esac
     netimg_pack "$registry/calico/node:v$v" "$root" "$img/node.tar" \
-      '{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","SVDIR=/etc/service/enabled"],"Cmd":["start_runit"]}'
+      --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --env SVDIR=/etc/service/enabled \
+      --cmd start_runit
 
     # calico/cni: static binaries only.
     root=$img/cni.rootfs
@@ -278,7 +317,8 @@ build_calico() {
     for cn in host-local loopback portmap tuning bandwidth; do install -m 0755 "$out/bin/$cn" "$root/opt/cni/bin/"; done
     cp "$mod/LICENSE.md" "$root/licenses/LICENSE.md"
     netimg_pack "$registry/calico/cni:v$v" "$root" "$img/cni.tar" \
-      '{"Env":["PATH=/opt/cni/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"WorkingDir":"/opt/cni/bin","Cmd":["/opt/cni/bin/install"]}'
+      --env PATH=/opt/cni/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+      --workdir /opt/cni/bin --cmd /opt/cni/bin/install
 
     # calico/kube-controllers: runs as uid 999 and writes its status file.
     root=$img/kube-controllers.rootfs
@@ -289,7 +329,8 @@ build_calico() {
     chown 999 "$root/status/status.json" "$root/profiles/mem.pprof" "$root/profiles/cpu.pprof"
     cp "$mod/LICENSE.md" "$root/licenses/LICENSE.md"
     netimg_pack "$registry/calico/kube-controllers:v$v" "$root" "$img/kube-controllers.tar" \
-      '{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"User":"999","Entrypoint":["/usr/bin/kube-controllers"]}'
+      --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+      --user 999 --entrypoint /usr/bin/kube-controllers
 
     mkdir -p "$out/manifests"
     install -m 0644 "$mod/manifests/calico-vxlan.yaml" "$mod/manifests/calico.yaml" "$out/manifests/"

@@ -97,7 +97,7 @@ GO
 }
 
 build_flannel() {
-  local v=$1 helpers_rev=2 cnv=$FLANNEL_CNI_PLUGIN_MODULE_VERSION
+  local v=$1 helpers_rev=3 cnv=$FLANNEL_CNI_PLUGIN_MODULE_VERSION
   local registry=${FLANNEL_IMAGE_REGISTRY:-docker.io}
   : "$helpers_rev"
   (
@@ -171,7 +171,8 @@ build_flannel() {
     rm -f "$root/tmp/x"
     case $(chroot "$root" iptables-switch) in nft | legacy) ;; *) die "iptables-switch picks no backend" ;; esac
     netimg_pack "$registry/flannel/flannel:v$v" "$root" "$img/flannel.tar" \
-      '{"Env":["PATH=/opt/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Entrypoint":["/opt/bin/flanneld"]}'
+      --env PATH=/opt/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+      --entrypoint /opt/bin/flanneld
 
     # flannel-cni-plugin image: kube-flannel.yml's init container runs
     # `cp -f /flannel /opt/cni/bin/flannel`, so a static busybox supplies cp.
@@ -183,7 +184,7 @@ build_flannel() {
     netimg_check_runs "$root" cp -f /flannel /tmp/flannel
     rm -f "$root/tmp/flannel"
     netimg_pack "$registry/flannel/flannel-cni-plugin:$cnv" "$root" "$img/flannel-cni-plugin.tar" \
-      '{"Env":["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["/bin/sh"]}'
+      --env PATH=/usr/sbin:/usr/bin:/sbin:/bin --cmd /bin/sh
 
     mkdir -p "$out/manifests"
     install -m 0644 "$mod/Documentation/kube-flannel.yml" "$out/manifests/"
