@@ -33,6 +33,10 @@ pub fn controller_vars(home: &Home, cluster: &Cluster) -> serde_json::Map<String
         })
         .unwrap_or_default();
     m.insert("bundle_dir".into(), json!(bundle.display().to_string()));
+    m.insert(
+        "offline_images".into(),
+        json!(offline_images(&bundle.join("images"))),
+    );
     m.insert("ssl_dir".into(), json!(ssl.display().to_string()));
     m.insert(
         "cluster_dir".into(),
@@ -50,6 +54,46 @@ pub fn controller_vars(home: &Home, cluster: &Cluster) -> serde_json::Map<String
         )),
     );
     m
+}
+
+/// The images the bundle carries for every node (`bin/images/*.tar`,
+/// docker-archives): `{file, ref}` per archive, `ref` being the first name in
+/// its `manifest.json`. Roles import them into containerd, as kubeasz loads
+/// its offline images. An archive that cannot be read is left out here and
+/// reported by the import task on the host, where `ctr` says why.
+pub fn offline_images(dir: &Path) -> Vec<Value> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tar"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .filter_map(|file| {
+            let image = image_ref(&dir.join(&file))?;
+            Some(json!({ "file": file, "ref": image }))
+        })
+        .collect()
+}
+
+/// The first `RepoTags` entry of a docker-archive's `manifest.json`.
+fn image_ref(archive: &Path) -> Option<String> {
+    let mut tar = tar::Archive::new(std::fs::File::open(archive).ok()?);
+    for entry in tar.entries().ok()? {
+        let mut entry = entry.ok()?;
+        if entry.path().ok()?.as_os_str() != "manifest.json" {
+            continue;
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut text).ok()?;
+        let manifest: Value = serde_json::from_str(&text).ok()?;
+        return manifest[0]["RepoTags"][0].as_str().map(str::to_string);
+    }
+    None
 }
 
 /// The engine's view: globals from the settings and derived values, one
