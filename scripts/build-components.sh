@@ -14,6 +14,7 @@
 #   scripts/build-components.sh kubernetes 1.37.2
 #   scripts/build-components.sh --print-dir kubernetes 1.37.2
 #   scripts/build-components.sh image coredns [REF]   one image (REF: name:tag)
+#   scripts/build-components.sh --available calico 3.28.5   can it be built here?
 #   scripts/build-components.sh --print-dir image coredns [REF]
 #
 # Versions come from bin/versions.toml ([build] table) unless given; image
@@ -180,6 +181,14 @@ main() {
   local print_dir=0
   if [ "${1:-}" = --print-dir ]; then print_dir=1; shift; fi
   mkdir -p "$CACHE"
+  if [ "${1:-}" = --available ]; then
+    # --available COMPONENT VERSION: exit 0 when it can be built here (a
+    # recipe may say no, e.g. calico without its api tree), else say why.
+    local fn="available_${2//-/_}"
+    declare -F "$fn" >/dev/null || return 0
+    "$fn" "${3:?usage: build-components.sh --available COMPONENT VERSION}"
+    return
+  fi
   if [ "${1:-}" = image ]; then
     [ $# -ge 2 ] || die "usage: build-components.sh [--print-dir] image NAME [REF]"
     shift

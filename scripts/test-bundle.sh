@@ -56,13 +56,31 @@ for p in bridge host-local loopback portmap bandwidth tuning ptp; do
   put "$cni/$p" "cni/$p"
 done
 
-# The pod network: its images and the upstream manifest of that release.
-if calico_v=$(pin calico) && [ -n "$calico_v" ]; then
+# The pod networks: images under images/<network>/ (a node imports only its
+# cluster's CLUSTER_NETWORK) and the upstream manifests of the release.
+# flannel is always built; calico where its source is available (its api
+# module is not served by the Go proxy: docs/real-kubernetes.md).
+flannel_v=$(pin flannel)
+[ "${NO_BUILD:-0}" = 1 ] || "$build" flannel "$flannel_v" >&2
+flannel=$(dir_of flannel "$flannel_v")
+for i in flannel flannel-cni-plugin; do
+  put "$flannel/images/$i.tar" "images/flannel/$i.tar"
+done
+put "$flannel/manifests/kube-flannel.yml" manifests/flannel/kube-flannel.yml
+calico_v=$(pin calico)
+if why=$("$build" --available calico "$calico_v"); then
+  [ "${NO_BUILD:-0}" = 1 ] || "$build" calico "$calico_v" >&2
   calico=$(dir_of calico "$calico_v")
   for i in node cni kube-controllers; do
-    put "$calico/images/$i.tar" "images/calico-$i.tar"
+    put "$calico/images/$i.tar" "images/calico/$i.tar"
   done
-  put "$calico/manifests/calico.yaml" manifests/calico.yaml
+  for m in calico.yaml calico-vxlan.yaml; do
+    put "$calico/manifests/$m" "manifests/calico/$m"
+  done
+  echo "test-bundle: networks: calico $calico_v, flannel $flannel_v" >&2
+else
+  rm -rf "$dest/images/calico" "$dest/manifests/calico"
+  echo "test-bundle: networks: flannel $flannel_v; no calico: $why" >&2
 fi
 # Images every node gets offline (kubeasz's way: no registry on the internet).
 for i in pause coredns busybox; do

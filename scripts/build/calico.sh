@@ -29,6 +29,20 @@ calico_module_of() { # calico_module_of VERSION -> "MODULE_VERSION COMMIT"
   esac
 }
 
+# available_calico VERSION: whether calico VERSION can be built here (or is
+# built already): its api tree is cached, or a git clone has the commit.
+# Prints why not.
+available_calico() {
+  local modver commit
+  [ -f "$CACHE/calico/$1/.stamp" ] && return 0
+  read -r modver commit <<<"$(calico_module_of "$1")" || { echo "no served module version of calico $1 is known"; return 1; }
+  : "$modver"
+  [ -f "$CACHE/src/calico-api-$commit/go.mod" ] && return 0
+  git -C "${CALICO_GIT_DIR:-/work/.mirror/projectcalico+calico/repo}" cat-file -e "$commit^{commit}" 2>/dev/null && return 0
+  echo "calico's api module (github.com/projectcalico/api) is not served by the Go proxy; set CALICO_GIT_DIR to a git clone of projectcalico/calico that has commit $commit"
+  return 1
+}
+
 # calico_api_dir COMMIT: a directory holding calico's `api` module
 # (github.com/projectcalico/api) at COMMIT. The calico module's zip leaves
 # api/ out (it is a nested module) and the proxy serves no version of

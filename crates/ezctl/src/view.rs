@@ -35,7 +35,10 @@ pub fn controller_vars(home: &Home, cluster: &Cluster) -> serde_json::Map<String
     m.insert("bundle_dir".into(), json!(bundle.display().to_string()));
     m.insert(
         "offline_images".into(),
-        json!(offline_images(&bundle.join("images"))),
+        json!(offline_images(
+            &bundle.join("images"),
+            cluster.settings.text("CLUSTER_NETWORK")
+        )),
     );
     m.insert("ssl_dir".into(), json!(ssl.display().to_string()));
     m.insert(
@@ -56,26 +59,42 @@ pub fn controller_vars(home: &Home, cluster: &Cluster) -> serde_json::Map<String
     m
 }
 
-/// The images the bundle carries for every node (`bin/images/*.tar`,
-/// docker-archives): `{file, ref}` per archive, `ref` being the first name in
-/// its `manifest.json`. Roles import them into containerd, as kubeasz loads
-/// its offline images. An archive that cannot be read is left out here and
-/// reported by the import task on the host, where `ctr` says why.
-pub fn offline_images(dir: &Path) -> Vec<Value> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
+/// The images the bundle carries for every node, as docker-archives:
+/// `images/*.tar`, plus `images/<network>/*.tar` of the cluster's
+/// `CLUSTER_NETWORK` only. Each is `{file, name, ref}`: `file` relative to
+/// `images/`, `name` a flat file name for the node, `ref` the first name in
+/// the archive's `manifest.json`. Roles import them into containerd, as
+/// kubeasz loads its offline images. An archive that cannot be read is left
+/// out here; its import then never happens and the pod that needs it says
+/// which image it lacks.
+pub fn offline_images(dir: &Path, network: &str) -> Vec<Value> {
+    let tars = |sub: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(sub)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".tar"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
     };
-    let mut files: Vec<String> = entries
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".tar"))
-        .collect();
-    files.sort();
+    let mut files: Vec<String> = tars(dir);
+    if !network.is_empty() && !network.contains('/') && network != ".." {
+        files.extend(
+            tars(&dir.join(network))
+                .into_iter()
+                .map(|n| format!("{network}/{n}")),
+        );
+    }
     files
         .into_iter()
         .filter_map(|file| {
             let image = image_ref(&dir.join(&file))?;
-            Some(json!({ "file": file, "ref": image }))
+            let name = file.replace('/', "-");
+            Some(json!({ "file": file, "name": name, "ref": image }))
         })
         .collect()
 }

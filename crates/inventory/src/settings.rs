@@ -101,7 +101,7 @@ macro_rules! settings {
 
 use Kind::*;
 
-pub const NETWORK_PLUGINS: &[&str] = &["calico", "none"];
+pub const NETWORK_PLUGINS: &[&str] = &["calico", "flannel", "none"];
 pub const RUNTIMES: &[&str] = &["containerd"];
 
 /// Every setting `config.yml` may hold. Defaults follow kubeasz where sensible.
@@ -153,12 +153,19 @@ pub const SETTINGS: &[Setting] = settings! {
     }
     "calico" {
         "CALICO_IPV4POOL_IPIP": OneOf(&["Always", "CrossSubnet", "Never"]) => "Always",
-        "IP_AUTODETECTION_METHOD": Name => "first-found",
+        "IP_AUTODETECTION_METHOD": Text => "\"\"",
         "CALICO_NETWORKING_BACKEND": OneOf(&["bird", "vxlan", "none"]) => "vxlan",
         "CALICO_RR_ENABLED": Bool => "false",
         "CALICO_RR_NODES": List => "[]",
         "CALICO_IMAGE_REGISTRY": Name => "docker.io",
         "calico_ver": Name => "v3.28.5",
+    }
+    "flannel" {
+        "FLANNEL_BACKEND": OneOf(&["vxlan", "host-gw"]) => "vxlan",
+        "DIRECT_ROUTING": Bool => "false",
+        "FLANNEL_IMAGE_REGISTRY": Name => "docker.io",
+        "flannel_ver": Name => "v0.28.10",
+        "flannel_cni_plugin_ver": Name => "v0.9.1",
     }
     "cluster-addon" {
         "dns_install": Bool => "true",
