@@ -51,6 +51,9 @@ pub enum Kind {
     AbsPath,
     /// An absolute path, or empty.
     OptAbsPath,
+    /// Kubelet eviction thresholds in its flag syntax,
+    /// `signal<quantity[,signal<quantity]...`.
+    Eviction,
 }
 
 impl Kind {
@@ -78,6 +81,10 @@ impl Kind {
             }
             Kind::AbsPath => "an absolute path such as /opt/kube/bin".into(),
             Kind::OptAbsPath => "an absolute path, or \"\"".into(),
+            Kind::Eviction => format!(
+                "thresholds such as memory.available<300Mi,nodefs.available<10% (signals: {})",
+                EVICTION_SIGNALS.join(", ")
+            ),
         }
     }
 }
@@ -149,6 +156,8 @@ pub const SETTINGS: &[Setting] = settings! {
         "KUBELET_ROOT_DIR": AbsPath => "/var/lib/kubelet",
         "MAX_PODS": Int { min: 1, max: 1000 } => "110",
         "KUBELET_ALLOW_CGROUP_V1": Bool => "false",
+        "KUBELET_EVICTION_HARD": Eviction => "\"memory.available<300Mi,nodefs.available<10%,nodefs.inodesFree<5%,imagefs.available<15%\"",
+        "KUBELET_IMAGE_GC_HIGH_PERCENT": Int { min: 1, max: 100 } => "85",
         "KUBE_PROXY_CONNTRACK_MAX_PER_CORE": Int { min: 0, max: 1048576 } => "32768",
     }
     "calico" {
@@ -446,8 +455,54 @@ fn check_value(s: &Setting, node: &Node, rep: &mut Reporter<'_>) -> Option<Value
                 bad(rep, s, node, text)
             }
         }
+        Kind::Eviction => match eviction_thresholds(text) {
+            Some(_) => Some(Value::Text(text.to_string())),
+            None => bad(rep, s, node, text),
+        },
         Kind::List | Kind::CertHosts | Kind::Registries => None,
     }
+}
+
+/// The kubelet's eviction signals (`evictionHard` keys).
+pub const EVICTION_SIGNALS: &[&str] = &[
+    "memory.available",
+    "nodefs.available",
+    "nodefs.inodesFree",
+    "imagefs.available",
+    "imagefs.inodesFree",
+    "containerfs.available",
+    "containerfs.inodesFree",
+    "pid.available",
+];
+
+/// `signal<quantity,...` as (signal, quantity) pairs; each signal known and
+/// given once, each quantity a percentage (0-100%) or a number with an
+/// optional binary or decimal suffix (300Mi, 1G, 1000). `None` when any part
+/// is not: the value is written into the kubelet's YAML config, so nothing
+/// else may pass.
+pub fn eviction_thresholds(text: &str) -> Option<Vec<(&str, &str)>> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for part in text.split(',') {
+        let (signal, quantity) = part.trim().split_once('<')?;
+        if !EVICTION_SIGNALS.contains(&signal) || out.iter().any(|(s, _)| *s == signal) {
+            return None;
+        }
+        let ok = match quantity.strip_suffix('%') {
+            Some(p) => p.parse::<f64>().is_ok_and(|v| (0.0..=100.0).contains(&v)),
+            None => {
+                let digits = quantity.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+                let suffix = &quantity[digits.len()..];
+                !digits.is_empty()
+                    && digits.chars().all(|c| c.is_ascii_digit())
+                    && ["", "Ki", "Mi", "Gi", "Ti", "k", "M", "G", "T"].contains(&suffix)
+            }
+        };
+        if !ok {
+            return None;
+        }
+        out.push((signal, quantity));
+    }
+    Some(out)
 }
 
 /// An entry of a list setting is checked against what that list holds.
@@ -576,6 +631,33 @@ pub fn parse_port_range(text: &str) -> Option<(u16, u16)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn eviction_thresholds_are_parsed_and_anything_else_refused() {
+        assert_eq!(
+            super::eviction_thresholds("memory.available<300Mi,nodefs.available<10%"),
+            Some(vec![
+                ("memory.available", "300Mi"),
+                ("nodefs.available", "10%")
+            ])
+        );
+        assert!(super::eviction_thresholds("imagefs.available<0%").is_some());
+        for bad in [
+            "",
+            "memory.available>300Mi",
+            "memory<300Mi",
+            "nodefs.available<101%",
+            "memory.available<300Mb",
+            "memory.available<3 00Mi",
+            "memory.available<1Mi,memory.available<2Mi",
+            "memory.available<1Mi\"\nx: y",
+        ] {
+            assert!(
+                super::eviction_thresholds(bad).is_none(),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -148,6 +148,14 @@ pub fn config_yml(state: &LabState) -> String {
              KUBELET_ALLOW_CGROUP_V1: true\n",
         );
     }
+    // Every machine's disk is the VM's, shared with the others and with the
+    // controller: a kubelet judging it full would evict and taint the node.
+    y.push_str(
+        "# The disk is the VM's, shared by every machine: kubelets neither evict for it\n\
+         # nor remove images (kind's settings for nodes in containers).\n\
+         KUBELET_EVICTION_HARD: \"memory.available<100Mi,nodefs.available<0%,nodefs.inodesFree<0%,imagefs.available<0%\"\n\
+         KUBELET_IMAGE_GC_HIGH_PERCENT: 100\n",
+    );
     // The conntrack table is the VM's: a kube-proxy in a machine cannot size it.
     y.push_str(
         "# The conntrack table is the VM's, not the machine's: kube-proxy leaves it alone.\n\
