@@ -16,6 +16,7 @@ fn cluster() -> Option<(&'static day2::Setup, std::sync::MutexGuard<'static, ()>
         machines: 8,
         spare: true,
         ex_lb: false,
+        kube_version: None,
     })
 }
 
@@ -39,7 +40,7 @@ fn a_spare_machine_joins_as_a_node_then_leaves_clean() {
         .find(|n| n.0 == name)
         .unwrap_or_else(|| panic!("{name} not registered: {listed:?}"));
     assert!(joined.1, "{name} not Ready: {listed:?}");
-    assert_eq!(joined.2, "v1.30.1");
+    assert_eq!(joined.2, format!("v{}", common::kube_version()));
     let hosts = std::fs::read_to_string(hosts_path(env)).expect("hosts.yml");
     assert!(hosts.contains(&format!("  - {spare}\n")), "{hosts}");
     assert!(

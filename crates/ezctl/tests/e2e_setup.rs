@@ -584,11 +584,14 @@ fn setup_all_runs_real_pods_then_ex_lb_and_registry_on_seven_machines() {
     // A real apiserver closes its port at once on SIGTERM, then waits up to
     // its --request-timeout (60 s) for clients' open watches: the test goes
     // on once the port is closed.
+    let listening = "ss -Hltnp 'sport = :6443' | grep -q '\"kube-apiserver\"'";
+    let (code, out) = env.on(&masters[0], listening);
+    assert_eq!(code, 0, "the probe must see the apiserver listen first: {out}");
     let (code, out) = env.on(&masters[0], "systemctl --no-block stop kube-apiserver");
     assert_eq!(code, 0, "{out}");
     let (code, out) = env.on(
         &masters[0],
-        "for i in $(seq 100); do ss -Hltn 'sport = :6443' | grep -q . || exit 0; sleep 0.2; done; exit 1",
+        "for i in $(seq 100); do ss -Hltnp 'sport = :6443' | grep -q '\"kube-apiserver\"' || exit 0; sleep 0.2; done; exit 1",
     );
     assert_eq!(
         code, 0,

@@ -86,14 +86,24 @@ pub fn build_bundle(dest: &Path, version: &str) {
     );
 }
 
-/// The Kubernetes release the bundle is built for by default.
-pub fn kube_version() -> String {
+/// A `[build]` version from bin/versions.toml.
+fn build_pin(key: &str) -> String {
     let text = std::fs::read_to_string(repo().join("bin/versions.toml")).expect("versions.toml");
     let table: toml::Value = text.parse().expect("versions.toml parses");
-    table["build"]["kubernetes"]
+    table["build"][key]
         .as_str()
-        .expect("[build] kubernetes")
+        .unwrap_or_else(|| panic!("bin/versions.toml has no [build] {key}"))
         .to_string()
+}
+
+/// The Kubernetes release the bundle is built for by default (`1.37.2`).
+pub fn kube_version() -> String {
+    build_pin("kubernetes")
+}
+
+/// The older release the upgrade tests start from.
+pub fn kube_previous_version() -> String {
+    build_pin("kubernetes-previous")
 }
 
 /// The pod network the lab runs: calico when the bundle has it (its source
