@@ -463,6 +463,20 @@ fn resolve(
             );
         }
         let merged = ssh.or(&doc.ssh);
+        // A host's own jump host may not be itself (a cluster-wide one may:
+        // that host is then reached directly).
+        if let Some((_, addr, port)) = ssh.jump.as_deref().and_then(crate::syntax::jump_host) {
+            let port = port.unwrap_or(22);
+            if addr == ip.to_string() && port == merged.port.unwrap_or(22) {
+                let e = ssh_from.unwrap_or(entries[0]);
+                hrep.error_help(
+                    e.pos,
+                    &format!("{}.ssh.jump", e.field),
+                    format!("{ip} would be reached through itself"),
+                    "remove `jump` from this host, or name another host",
+                );
+            }
+        }
         let key = merged.key.as_deref().map(|k| resolve_path(dir, k));
         hosts.push((
             Host {

@@ -418,12 +418,12 @@ fn read_ssh(v: &Node, field: &str, rep: &mut Reporter<'_>) -> SshSettings {
                 ),
             },
             "jump" => match text {
-                Some(t) if !t.is_empty() => out.jump = Some(t.to_string()),
+                Some(t) if syntax::jump_host(t).is_some() => out.jump = Some(t.to_string()),
                 _ => rep.error_help(
                     val.pos,
                     &sub,
                     "expected a jump host",
-                    "e.g. ops@bastion.example.com:22",
+                    "[user@]host[:port], e.g. ops@bastion.example.com:22",
                 ),
             },
             "sudo" => out.sudo = read_bool(val, &sub, rep),

@@ -370,6 +370,41 @@ pub fn mirror(s: &str) -> bool {
 pub const MIRROR_ALLOWED: &str =
     "a list of registry URLs, http:// or https:// then host[:port] and an optional path, e.g. [\"https://mirror.example.com/\"]";
 
+/// A jump host `[user@]host[:port]`: `(user, host, port)`. The host is an
+/// IP address (IPv6 in brackets) or a DNS name.
+pub fn jump_host(text: &str) -> Option<(Option<&str>, &str, Option<u16>)> {
+    let (user, rest) = match text.split_once('@') {
+        Some((u, r)) => (Some(u), r),
+        None => (None, text),
+    };
+    let user_ok = user.is_none_or(|u| {
+        !u.is_empty()
+            && u.len() <= 32
+            && u.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    });
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (ip, tail) = v6.split_once(']')?;
+        ip.parse::<std::net::Ipv6Addr>().ok()?;
+        match tail.strip_prefix(':') {
+            Some(p) => (ip, Some(p)),
+            None if tail.is_empty() => (ip, None),
+            None => return None,
+        }
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    let port = match port {
+        Some(p) => Some(p.parse::<u16>().ok().filter(|n| *n > 0)?),
+        None => None,
+    };
+    (user_ok && (host.parse::<IpAddr>().is_ok() || valid_dns_subdomain(host)))
+        .then_some((user, host, port))
+}
+
 /// Calico's `IP_AUTODETECTION_METHOD`: `first-found`,
 /// `kubernetes-internal-ip`, `can-reach=HOST`, `interface=REGEX[,REGEX]`,
 /// `skip-interface=REGEX[,REGEX]` or `cidr=CIDR[,CIDR]`. Interface patterns
