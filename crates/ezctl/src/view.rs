@@ -51,9 +51,12 @@ pub fn controller_vars(home: &Home, cluster: &Cluster) -> serde_json::Map<String
     );
     m.insert(
         "kubectl".into(),
+        // A command prefix that roles put in shell commands as is: each
+        // controller path in it is one shell word, whatever --home is.
         json!(format!(
-            "{kubectl_bin} --kubeconfig={}{server}",
-            ssl.join("kubectl.kubeconfig").display()
+            "{} --kubeconfig={}{server}",
+            ez_engine::shell_word(&kubectl_bin),
+            ez_engine::shell_word(&ssl.join("kubectl.kubeconfig").display().to_string())
         )),
     );
     m

@@ -4,18 +4,18 @@
 //! `check`; a converged host is one where every `check` returns `None`.
 
 pub(crate) mod args;
-mod command;
-mod copy;
+pub(crate) mod command;
+pub(crate) mod copy;
 mod fetch;
-mod file;
+pub(crate) mod file;
 pub(crate) mod files;
-mod lineinfile;
+pub(crate) mod lineinfile;
 mod manifest;
 mod modprobe;
 mod sysctl;
 mod systemd;
-mod template;
-mod wait;
+pub(crate) mod template;
+pub(crate) mod wait;
 
 use std::sync::atomic::AtomicBool;
 

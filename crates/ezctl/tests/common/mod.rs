@@ -106,14 +106,23 @@ pub fn kube_previous_version() -> String {
     build_pin("kubernetes-previous")
 }
 
-/// The pod network the lab runs: calico when the bundle has it (its source
-/// is not served by the Go proxy, so a fresh machine may not build it),
-/// else flannel. Said on stderr, so every test log shows which one ran.
+/// The pod network the lab runs: `EZ_LAB_NETWORK` (calico or flannel) when
+/// set, else calico when the bundle has it (its source is not served by the
+/// Go proxy, so a fresh machine may not build it), else flannel. Said on
+/// stderr, so every test log shows which one ran.
 pub fn choose_network(home: &Path, cluster_dir: &Path) -> &'static str {
-    let network = if home.join("bin/manifests/calico").is_dir() {
-        "calico"
-    } else {
-        "flannel"
+    let network = match std::env::var("EZ_LAB_NETWORK").as_deref() {
+        Ok("flannel") => "flannel",
+        Ok("calico") => {
+            assert!(
+                home.join("bin/manifests/calico").is_dir(),
+                "EZ_LAB_NETWORK=calico, but the bundle has no calico (scripts/build-lab-components.sh says why)"
+            );
+            "calico"
+        }
+        Ok(other) => panic!("EZ_LAB_NETWORK={other}: allowed: calico, flannel"),
+        Err(_) if home.join("bin/manifests/calico").is_dir() => "calico",
+        Err(_) => "flannel",
     };
     eprintln!("lab network: {network}");
     let config = cluster_dir.join("config.yml");
