@@ -586,7 +586,10 @@ fn setup_all_runs_real_pods_then_ex_lb_and_registry_on_seven_machines() {
     // on once the port is closed.
     let listening = "ss -Hltnp 'sport = :6443' | grep -q '\"kube-apiserver\"'";
     let (code, out) = env.on(&masters[0], listening);
-    assert_eq!(code, 0, "the probe must see the apiserver listen first: {out}");
+    assert_eq!(
+        code, 0,
+        "the probe must see the apiserver listen first: {out}"
+    );
     let (code, out) = env.on(&masters[0], "systemctl --no-block stop kube-apiserver");
     assert_eq!(code, 0, "{out}");
     let (code, out) = env.on(

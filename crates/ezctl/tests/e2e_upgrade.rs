@@ -214,7 +214,9 @@ fn rolling_upgrade_survives_a_failed_node_and_resumes() {
     let log = common::text(&out);
     assert_eq!(out.status.code(), Some(3), "{log}");
     assert!(
-        log.contains(&format!("newer than the bundle's {from} (downgrades are refused)")),
+        log.contains(&format!(
+            "newer than the bundle's {from} (downgrades are refused)"
+        )),
         "{log}"
     );
     assert!(

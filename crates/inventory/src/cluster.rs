@@ -314,6 +314,15 @@ impl Cluster {
             json!(d.ex_lb_vip.map(|v| v.to_string()).unwrap_or_default()),
         );
         m.insert("api_endpoint".into(), json!(d.api_endpoint));
+        // KUBELET_EVICTION_HARD (validated flag syntax) as the kubelet
+        // config's mapping: signal -> quantity.
+        let eviction: Map<String, Json> =
+            crate::settings::eviction_thresholds(self.settings.text("KUBELET_EVICTION_HARD"))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(signal, quantity)| (signal.to_string(), json!(quantity)))
+                .collect();
+        m.insert("kubelet_eviction_hard".into(), Json::Object(eviction));
         let mut groups = Map::new();
         for g in Group::ALL {
             groups.insert(

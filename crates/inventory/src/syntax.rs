@@ -451,7 +451,7 @@ pub fn autodetection_method(s: &str) -> bool {
     }
 }
 
-pub const AUTODETECT_ALLOWED: &str = "first-found, kubernetes-internal-ip, can-reach=HOST, interface=REGEX, skip-interface=REGEX or cidr=CIDR (regular expressions of [A-Za-z0-9._-*+?^$|()[]{}] separated by `,`)";
+pub const AUTODETECT_ALLOWED: &str = "\"\" (can-reach=<first master>), first-found, kubernetes-internal-ip, can-reach=HOST, interface=REGEX, skip-interface=REGEX or cidr=CIDR (regular expressions of [A-Za-z0-9._-*+?^$|()[]{}] separated by `,`)";
 
 #[cfg(test)]
 mod tests {
@@ -642,6 +642,7 @@ mod tests {
             assert!(!name(bad), "{bad}");
         }
         for ok in [
+            "",
             "first-found",
             "kubernetes-internal-ip",
             "can-reach=8.8.8.8",
@@ -654,7 +655,6 @@ mod tests {
             assert!(autodetection_method(ok), "{ok}");
         }
         for bad in [
-            "",
             "first",
             "interface=",
             "interface=eth0\"",

@@ -127,6 +127,50 @@ impl ManifestArgs {
     }
 }
 
+/// What a manifest task reads before editing: the source's path and text,
+/// and the image rewrites with their prefixes rendered.
+type Inputs = (PathBuf, String, Vec<(String, String)>);
+
+impl ManifestArgs {
+    fn inputs(
+        &self,
+        role_dir: &std::path::Path,
+        vars: &tera::Context,
+    ) -> Result<Inputs, TaskError> {
+        let path = if self.src.starts_with('/') {
+            PathBuf::from(&self.src)
+        } else {
+            role_dir.join("files").join(&self.src)
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| TaskError::Failed(format!("manifest source {}: {e}", path.display())))?;
+        // Values are rendered with the other arguments; keys are not, and a
+        // registry prefix may well come from a variable.
+        let mut images = Vec::with_capacity(self.images.len());
+        for (prefix, to) in &self.images {
+            let prefix = crate::vars::render_str(prefix, vars)?;
+            if prefix.is_empty() || images.iter().any(|(p, _)| *p == prefix) {
+                return Err(TaskError::Args(format!(
+                    "images: prefix `{prefix}` is empty or given twice"
+                )));
+            }
+            images.push((prefix, to.clone()));
+        }
+        Ok((path, text, images))
+    }
+
+    /// The edited manifest as it would be written (for `inspect`).
+    pub(crate) fn render(
+        &self,
+        role_dir: &std::path::Path,
+        vars: &tera::Context,
+    ) -> Result<String, TaskError> {
+        let (path, text, images) = self.inputs(role_dir, vars)?;
+        transform(&text, &images, &self.set, &self.drop)
+            .map_err(|e| TaskError::Failed(format!("manifest {}: {e}", path.display())))
+    }
+}
+
 #[async_trait]
 impl Module for ManifestArgs {
     async fn check(&self, cx: &Cx<'_>) -> Result<Option<Change>, TaskError> {
@@ -136,26 +180,7 @@ impl Module for ManifestArgs {
             .map(|m| m.get("mode").map(|m| m.0))
             .transpose()
             .map_err(TaskError::Args)?;
-        let path = if self.src.starts_with('/') {
-            PathBuf::from(&self.src)
-        } else {
-            cx.role.dir.join("files").join(&self.src)
-        };
-        let text = tokio::fs::read_to_string(&path)
-            .await
-            .map_err(|e| TaskError::Failed(format!("manifest source {}: {e}", path.display())))?;
-        // Values are rendered with the other arguments; keys are not, and a
-        // registry prefix may well come from a variable.
-        let mut images = Vec::with_capacity(self.images.len());
-        for (prefix, to) in &self.images {
-            let prefix = crate::vars::render_str(prefix, cx.vars)?;
-            if prefix.is_empty() || images.iter().any(|(p, _)| *p == prefix) {
-                return Err(TaskError::Args(format!(
-                    "images: prefix `{prefix}` is empty or given twice"
-                )));
-            }
-            images.push((prefix, to.clone()));
-        }
+        let (path, text, images) = self.inputs(&cx.role.dir, cx.vars)?;
         let (set, drop) = (self.set.clone(), self.drop.clone());
         // Upstream manifests with CRDs run to megabytes: keep it off the runtime.
         let out = tokio::task::spawn_blocking(move || transform(&text, &images, &set, &drop))
