@@ -78,11 +78,17 @@ fn a_spare_machine_joins_as_a_node_then_leaves_clean() {
 
     // A bare pod on the node: the drain must delete it (--force).
     let pod = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{ name: lonely, namespace: default }}\nspec:\n  nodeName: {name}\n  containers: [{{ name: c, image: registry.k8s.io/pause:3.9 }}]\n"
+        "apiVersion: v1\nkind: Pod\nmetadata: {{ name: lonely, namespace: default }}\nspec:\n  nodeName: {name}\n  containers: [{{ name: c, image: \"registry.k8s.io/pause:3.10.2\", imagePullPolicy: Never }}]\n"
     );
     let path = env.cluster_dir().join("lonely-pod.yaml");
     std::fs::write(&path, pod).expect("write pod");
     let out = env.kubectl(master, &["apply", "-f", &path.display().to_string()]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    // Running on the node first: the drain then has a real pod to move.
+    let out = env.kubectl(
+        master,
+        &["wait", "--for=condition=Ready", "pod/lonely", "--timeout=120s"],
+    );
     assert!(out.status.success(), "{}", common::text(&out));
 
     let out = timed(env, "del-node", &[&spare]);
@@ -195,12 +201,18 @@ fn a_drain_that_cannot_finish_names_the_pod_and_changes_nothing() {
         .expect("a node");
     let name = node_name(victim);
     let manifest = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{ name: guarded, namespace: default, labels: {{ app: guarded }} }}\nspec:\n  nodeName: {name}\n  containers: [{{ name: c, image: registry.k8s.io/pause:3.9 }}]\n---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {{ name: guarded, namespace: default }}\nspec:\n  minAvailable: 1\n  selector: {{ matchLabels: {{ app: guarded }} }}\n"
+        "apiVersion: v1\nkind: Pod\nmetadata: {{ name: guarded, namespace: default, labels: {{ app: guarded }} }}\nspec:\n  nodeName: {name}\n  containers: [{{ name: c, image: \"registry.k8s.io/pause:3.10.2\", imagePullPolicy: Never }}]\n---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {{ name: guarded, namespace: default }}\nspec:\n  minAvailable: 1\n  selector: {{ matchLabels: {{ app: guarded }} }}\n"
     );
     let path = env.cluster_dir().join("guarded.yaml");
     std::fs::write(&path, manifest).expect("write");
     let path = path.display().to_string();
     let out = env.kubectl(master, &["apply", "-f", &path]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    // A running, healthy pod: its budget allows no disruption.
+    let out = env.kubectl(
+        master,
+        &["wait", "--for=condition=Ready", "pod/guarded", "--timeout=120s"],
+    );
     assert!(out.status.success(), "{}", common::text(&out));
     let before = std::fs::read(hosts_path(env)).expect("hosts.yml");
 
