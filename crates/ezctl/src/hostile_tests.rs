@@ -103,7 +103,7 @@ impl Field {
     /// An empty value means "not set" for these, and templates branch on it.
     fn empty_means_unset(&self) -> bool {
         // "" selects a default rather than being written: calico's
-        // autodetection then is can-reach=<first master>.
+        // autodetection then is kubernetes-internal-ip.
         matches!(self, Field::Setting(s) if matches!(s.kind, Kind::OptAbsPath | Kind::OptIp | Kind::Autodetect))
     }
 

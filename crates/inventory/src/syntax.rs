@@ -411,7 +411,7 @@ pub fn jump_host(text: &str) -> Option<(Option<&str>, &str, Option<u16>)> {
 /// are regular expressions, limited to characters that need no quoting in
 /// a YAML double-quoted string.
 pub fn autodetection_method(s: &str) -> bool {
-    // "": ezctl's default, `can-reach=<first master>` (the calico role).
+    // "": ezctl's default, `kubernetes-internal-ip` (the calico role).
     if matches!(s, "" | "first-found" | "kubernetes-internal-ip") {
         return true;
     }
@@ -451,7 +451,7 @@ pub fn autodetection_method(s: &str) -> bool {
     }
 }
 
-pub const AUTODETECT_ALLOWED: &str = "\"\" (can-reach=<first master>), first-found, kubernetes-internal-ip, can-reach=HOST, interface=REGEX, skip-interface=REGEX or cidr=CIDR (regular expressions of [A-Za-z0-9._-*+?^$|()[]{}] separated by `,`)";
+pub const AUTODETECT_ALLOWED: &str = "\"\" (the node's InternalIP), first-found, kubernetes-internal-ip, can-reach=HOST, interface=REGEX, skip-interface=REGEX or cidr=CIDR (regular expressions of [A-Za-z0-9._-*+?^$|()[]{}] separated by `,`)";
 
 #[cfg(test)]
 mod tests {
