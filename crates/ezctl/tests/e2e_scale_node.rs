@@ -87,7 +87,12 @@ fn a_spare_machine_joins_as_a_node_then_leaves_clean() {
     // Running on the node first: the drain then has a real pod to move.
     let out = env.kubectl(
         master,
-        &["wait", "--for=condition=Ready", "pod/lonely", "--timeout=120s"],
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "pod/lonely",
+            "--timeout=120s",
+        ],
     );
     assert!(out.status.success(), "{}", common::text(&out));
 
@@ -211,7 +216,12 @@ fn a_drain_that_cannot_finish_names_the_pod_and_changes_nothing() {
     // A running, healthy pod: its budget allows no disruption.
     let out = env.kubectl(
         master,
-        &["wait", "--for=condition=Ready", "pod/guarded", "--timeout=120s"],
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "pod/guarded",
+            "--timeout=120s",
+        ],
     );
     assert!(out.status.success(), "{}", common::text(&out));
     let before = std::fs::read(hosts_path(env)).expect("hosts.yml");
