@@ -146,7 +146,9 @@ setup_inputs() {
 setup_ezlab() {
   if [ -z "${EZLAB:-}" ]; then
     cargo build -q -p ez-lab --bin ezlab || die "cannot build ezlab"
-    EZLAB=$repo/${CARGO_TARGET_DIR:-target}/debug/ezlab
+    local target=${CARGO_TARGET_DIR:-target}
+    case $target in /*) ;; *) target=$repo/$target ;; esac
+    EZLAB=$target/debug/ezlab
   fi
   [ -x "$EZLAB" ] || die "no ezlab binary at $EZLAB"
   export EZLAB
