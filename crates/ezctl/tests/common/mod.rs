@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod workload;
+
 pub use ez_lab::Lab;
 
 pub fn repo() -> PathBuf {
