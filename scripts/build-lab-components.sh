@@ -3,7 +3,7 @@
 # the build cache (scripts/build-components.sh does the work; warm: seconds):
 # the pinned components and images, the pod networks (calico only where its
 # source is available, see docs/real-kubernetes.md), and the older
-# Kubernetes release the upgrade tests start from.
+# Kubernetes, etcd and containerd releases the upgrade test starts from.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=scripts/build-components.sh
@@ -19,4 +19,6 @@ else
   echo "build-lab-components: calico not built: $why" >&2
 fi
 "$build" kubernetes "$(pin kubernetes-previous)"
+"$build" etcd "$(pin etcd-previous)"
+"$build" containerd "$(pin containerd-previous)"
 echo "build-lab-components: ready in $((SECONDS - start)) s" >&2

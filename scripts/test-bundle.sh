@@ -8,6 +8,9 @@
 #
 #   scripts/test-bundle.sh DEST [KUBE_VERSION]     e.g. scripts/test-bundle.sh bin 1.37.2
 #
+# ETCD_VERSION and CONTAINERD_VERSION choose other builds of those (the
+# upgrade test starts from the `-previous` pins of bin/versions.toml).
+#
 # Builds what is missing (a warm cache: seconds). Files whose content is
 # already in place are left alone (mtime kept), so a re-run changes nothing
 # and ezctl sees nothing new to push.
@@ -46,9 +49,15 @@ kube=$(dir_of kubernetes "$kube_version")
 for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
   put "$kube/$b" "$b"
 done
-etcd=$(dir_of etcd "$(pin etcd)")
+etcd_version=${ETCD_VERSION:-$(pin etcd)}
+containerd_version=${CONTAINERD_VERSION:-$(pin containerd)}
+if [ "${NO_BUILD:-0}" != 1 ]; then
+  "$build" etcd "$etcd_version" >&2
+  "$build" containerd "$containerd_version" >&2
+fi
+etcd=$(dir_of etcd "$etcd_version")
 for b in etcd etcdctl etcdutl; do put "$etcd/$b" "$b"; done
-containerd=$(dir_of containerd "$(pin containerd)")
+containerd=$(dir_of containerd "$containerd_version")
 for b in containerd containerd-shim-runc-v2 ctr; do put "$containerd/$b" "$b"; done
 put "$(dir_of runc "$(pin runc)")/runc" runc
 cni=$(dir_of cni-plugins "$(pin cni-plugins)")

@@ -19,7 +19,7 @@ fn a_spare_machine_joins_as_a_master_then_leaves() {
         machines: 8,
         spare: true,
         ex_lb: true,
-        kube_version: None,
+        previous_release: false,
     }) else {
         return;
     };

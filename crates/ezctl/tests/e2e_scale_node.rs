@@ -21,7 +21,7 @@ fn cluster() -> Option<(&'static day2::Setup, std::sync::MutexGuard<'static, ()>
         machines: 8,
         spare: true,
         ex_lb: false,
-        kube_version: None,
+        previous_release: false,
     })
 }
 

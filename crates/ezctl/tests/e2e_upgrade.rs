@@ -1,6 +1,8 @@
-//! `ezctl upgrade` on 7 real machines, from real Kubernetes one minor back
-//! (`[build] kubernetes-previous`, 1.36) to the pinned release (1.37), both
-//! built from their Go modules: /readyz of every master is sampled every
+//! `ezctl upgrade` on 8 real machines, from real Kubernetes one minor back
+//! (`[build] kubernetes-previous`, 1.36) to the pinned release (1.37), and
+//! from etcd and containerd one patch back (`etcd-previous`,
+//! `containerd-previous`) to theirs, all built from their Go modules: etcd
+//! members move one at a time, containerd with its drained node; /readyz of every master is sampled every
 //! 0.5 s and never more than one is down; a node whose kubelet cannot start
 //! stops the upgrade midway with its progress saved; once fixed, the same
 //! command finishes it, skipping the hosts already done; every node ends at
@@ -38,7 +40,7 @@ fn rolling_upgrade_survives_a_failed_node_and_resumes() {
         machines: 8,
         spare: false,
         ex_lb: false,
-        kube_version: Some(common::kube_previous_version()),
+        previous_release: true,
     }) else {
         return;
     };
@@ -49,7 +51,22 @@ fn rolling_upgrade_survives_a_failed_node_and_resumes() {
     let state_file = env.cluster_dir().join("upgrade-state.json");
     let from = format!("v{}", common::kube_previous_version());
     let to = format!("v{}", common::kube_version());
+    let etcd_from = common::build_pin("etcd-previous");
+    let etcd_to = common::build_pin("etcd");
+    let containerd_from = format!("containerd://{}", common::build_pin("containerd-previous"));
+    let containerd_to = format!("containerd://{}", common::build_pin("containerd"));
     assert!(nodes(env, &masters[0]).iter().all(|n| n.2 == from));
+    assert_eq!(
+        runtimes(env, &masters[0]),
+        vec![containerd_from.clone(); masters.len() + workers.len()],
+        "every node starts on the previous containerd"
+    );
+    let etcd_members = env.group(ez_lab::Role::Etcd);
+    assert_eq!(
+        etcd_versions(env, &etcd_members),
+        vec![etcd_from.clone(); etcd_members.len()],
+        "every member starts on the previous etcd"
+    );
     assert!(workers.len() >= 3, "the layout has 3 nodes: {workers:?}");
     // The client asks the masters' kube-proxies: they stay in the cluster
     // (and Ready) through the run, while every node is drained in turn.
@@ -117,6 +134,18 @@ fn rolling_upgrade_survives_a_failed_node_and_resumes() {
         out.status.code(),
         Some(1),
         "the upgrade should stop at {broken}:\n{log}"
+    );
+    // etcd went first, one member at a time, each at the new version and
+    // healthy before the next (the role's health gate, then the survey).
+    for m in &etcd_members {
+        assert!(
+            log.contains(&format!("etcd member {m} runs v{etcd_to} and is healthy")),
+            "{m}:\n{log}"
+        );
+    }
+    assert_eq!(
+        etcd_versions(env, &etcd_members),
+        vec![etcd_to.clone(); etcd_members.len()]
     );
     assert!(
         log.contains("progress is saved in") && log.contains("upgrade-state.json"),
@@ -219,6 +248,11 @@ fn rolling_upgrade_survives_a_failed_node_and_resumes() {
         let (_, v) = env.on(m, "/opt/kube/bin/kube-apiserver --version");
         assert!(v.contains(&to), "{m}: {v}");
     }
+    assert_eq!(
+        runtimes(env, &masters[0]),
+        vec![containerd_to.clone(); masters.len() + workers.len()],
+        "every node runs the bundle's containerd"
+    );
 
     // Once done, again: nothing to do.
     let out = timed(env, "upgrade", &[]);
@@ -244,4 +278,41 @@ fn rolling_upgrade_survives_a_failed_node_and_resumes() {
         "a refused upgrade changed something"
     );
     common::build_bundle(&env.home.join("bin"), &common::kube_version());
+}
+
+/// Each node's container runtime, as its kubelet reports it.
+fn runtimes(env: &common::Env, master: &str) -> Vec<String> {
+    let out = env.kubectl(
+        master,
+        &[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={range .items[*]}{.status.nodeInfo.containerRuntimeVersion}{\"\\n\"}{end}",
+        ],
+    );
+    assert!(out.status.success(), "{}", common::text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The version each etcd member runs, from its own status.
+fn etcd_versions(env: &common::Env, members: &[String]) -> Vec<String> {
+    members
+        .iter()
+        .map(|ip| {
+            let out = env.etcdctl(
+                &format!("https://{ip}:2379"),
+                &["endpoint", "status", "-w", "json"],
+            );
+            assert!(out.status.success(), "{ip}: {}", common::text(&out));
+            let status: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+            status[0]["Status"]["version"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{ip}: no version in {status}"))
+                .to_string()
+        })
+        .collect()
 }

@@ -1,14 +1,19 @@
 //! `ezctl upgrade <cluster> [--max-unavailable N]`: a rolling upgrade to
-//! the Kubernetes binaries in `bin/`.
+//! the Kubernetes, etcd and containerd binaries in `bin/`.
 //!
-//! 1. The target is what `bin/kube-apiserver --version` prints; what runs is
-//!    read from every host (`--version` of its binaries) and from the API
-//!    (each apiserver's /version, each node's kubelet version). Downgrades
-//!    and minor-version skips are refused before anything changes.
-//! 2. Masters one at a time: the others must be ready first; binaries,
+//! 1. The target is what `bin/kube-apiserver --version` prints (and
+//!    `bin/etcd`'s and `bin/containerd`'s, where the bundle has them); what
+//!    runs is read from every host (`--version` of its binaries) and from
+//!    the API (each apiserver's /version, each node's kubelet and runtime
+//!    version) and etcd (each member's status). Downgrades and minor-version
+//!    skips are refused before anything changes.
+//! 2. etcd members one at a time, each only while the quorum has a failure
+//!    to spare: binaries, restart, healthy at the new version.
+//! 3. Masters one at a time: the others must be ready first; binaries,
 //!    restart, /readyz and the new version gate the next one.
-//! 3. Nodes in batches of N: cordon, drain, binaries, restart, Ready with
-//!    the new version, uncordon.
+//! 4. Nodes in batches of N: cordon, drain, binaries (containerd's too:
+//!    it is upgraded with its node, drained first), restart, Ready with the
+//!    new versions, uncordon.
 //!
 //! Before anything changes, and again before each master, etcd must be able
 //! to lose one more member (see [`crate::etcd::quorum::check_margin`]).
@@ -50,25 +55,55 @@ pub struct UpgradeArgs<'a> {
 /// How long a restarted master or node may take to report the new version.
 const SETTLE: Duration = Duration::from_secs(120);
 
+/// What a version belongs to: each is compared with its own target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Component {
+    Kubernetes,
+    Containerd,
+    Etcd,
+}
+
+/// The versions the bundle in `bin/` brings. `kube` names the upgrade (the
+/// state file, the messages); etcd and containerd are upgraded when the
+/// bundle has their binaries.
+#[derive(Debug, Clone)]
+struct Target {
+    kube: KubeVersion,
+    etcd: Option<KubeVersion>,
+    containerd: Option<KubeVersion>,
+}
+
+impl Target {
+    fn of(&self, c: Component) -> Option<&KubeVersion> {
+        match c {
+            Component::Kubernetes => Some(&self.kube),
+            Component::Containerd => self.containerd.as_ref(),
+            Component::Etcd => self.etcd.as_ref(),
+        }
+    }
+}
+
 /// One host and the versions found on it.
 #[derive(Debug, Clone)]
 struct Found {
     host: Host,
-    /// (what, version): `kube-apiserver binary`, `kubelet (running)`, ...
-    versions: Vec<(String, Option<KubeVersion>)>,
+    /// (what, version, whose): `kube-apiserver binary`, `kubelet running`,
+    /// `containerd running`, ...
+    versions: Vec<(String, Option<KubeVersion>, Component)>,
 }
 
 impl Found {
-    fn at_target(&self, target: &KubeVersion) -> bool {
+    /// Every version of a component the bundle brings is the bundle's.
+    fn at_target(&self, target: &Target) -> bool {
         self.versions
             .iter()
-            .all(|(_, v)| v.as_ref() == Some(target))
+            .all(|(_, v, c)| target.of(*c).is_none_or(|t| v.as_ref() == Some(t)))
     }
 
     fn summary(&self) -> String {
         self.versions
             .iter()
-            .map(|(w, v)| {
+            .map(|(w, v, _)| {
                 format!(
                     "{w} {}",
                     v.as_ref().map_or("?".to_string(), |v| v.text.clone())
@@ -87,7 +122,13 @@ pub fn run(home: &Home, args: &UpgradeArgs<'_>, out: &Output) -> Result<()> {
     let cluster = home.load(args.cluster)?;
     let ops = Ops::new(home, out, args.accept_new)?;
     let _lock = ops.lock(&cluster, &format!("upgrade {}", cluster.name))?;
-    let target = bundle_version(&home.dir.join("bin"))?;
+    let bin = home.dir.join("bin");
+    let bundle = Target {
+        kube: bundle_version(&bin)?,
+        etcd: runtime_version(&bin.join("etcd"))?,
+        containerd: runtime_version(&bin.join("containerd"))?,
+    };
+    let target = bundle.kube.clone();
 
     let mut state = match UpgradeState::load(&cluster.dir)? {
         Some(s) if s.target == target.text => {
@@ -113,17 +154,33 @@ pub fn run(home: &Home, args: &UpgradeArgs<'_>, out: &Output) -> Result<()> {
     };
 
     let kube = Kube::pick(home, &cluster, &[], ops.handle())?;
+    let members = survey_etcd(&ops, &cluster)?;
     let found = survey(&ops, &cluster, &kube, &state)?;
-    check_rules(&found, &target, &state)?;
+    check_rules(&found, &bundle, &state)?;
+    check_rules(&members, &bundle, &UpgradeState::new(&target.text))?;
+    let etcd_todo: Vec<&Found> = members.iter().filter(|f| !f.at_target(&bundle)).collect();
     let todo: Vec<&Found> = found
         .iter()
-        .filter(|f| !state.is_done(&f.host.ip.to_string()) && !f.at_target(&target))
+        .filter(|f| !state.is_done(&f.host.ip.to_string()) && !f.at_target(&bundle))
         .collect();
+    for f in &members {
+        ops.say(format!(
+            "{:<15} {:<11} {}  [{}]",
+            f.host.ip.to_string(),
+            "etcd",
+            f.summary(),
+            if f.at_target(&bundle) {
+                "already at target"
+            } else {
+                "to upgrade"
+            }
+        ));
+    }
     for f in &found {
         let ip = f.host.ip.to_string();
         let verdict = if state.is_done(&ip) {
             "done earlier"
-        } else if f.at_target(&target) {
+        } else if f.at_target(&bundle) {
             "already at target"
         } else {
             "to upgrade"
@@ -135,13 +192,27 @@ pub fn run(home: &Home, args: &UpgradeArgs<'_>, out: &Output) -> Result<()> {
             f.summary()
         ));
     }
-    if todo.is_empty() {
+    if todo.is_empty() && etcd_todo.is_empty() {
         UpgradeState::remove(&cluster.dir)?;
         ops.say(format!("every host runs {target}: nothing to upgrade"));
         return Ok(());
     }
     etcd_guard(&ops, &cluster, args.accept_new)?;
     state.save(&cluster.dir)?;
+
+    // etcd first (an apiserver may rely on what a newer etcd serves, never
+    // the other way round), one member at a time, each behind the guard.
+    for f in &etcd_todo {
+        let t = Instant::now();
+        etcd_guard(&ops, &cluster, args.accept_new)?;
+        let etcd_target = bundle.etcd.as_ref().unwrap_or(&target);
+        upgrade_member(&ops, &cluster, &f.host, etcd_target)?;
+        ops.say(format!(
+            "etcd member {} runs {etcd_target} and is healthy ({:.1}s)",
+            f.host.ip,
+            t.elapsed().as_secs_f64()
+        ));
+    }
 
     let masters: Vec<&Host> = todo
         .iter()
@@ -176,7 +247,7 @@ pub fn run(home: &Home, args: &UpgradeArgs<'_>, out: &Output) -> Result<()> {
         etcd_guard(&ops, &cluster, args.accept_new)?;
         let kube_m = Kube::pick(home, &cluster, &[m.ip], ops.handle())?;
         let hosts = [*m];
-        step(&ops, &cluster, &kube_m, &hosts, &target, &mut state, args)?;
+        step(&ops, &cluster, &kube_m, &hosts, &bundle, &mut state, args)?;
         ops.say(format!(
             "master {} runs {target} and is ready ({:.1}s)",
             m.ip,
@@ -185,7 +256,7 @@ pub fn run(home: &Home, args: &UpgradeArgs<'_>, out: &Output) -> Result<()> {
     }
     for batch in nodes.chunks(args.max_unavailable) {
         let t = Instant::now();
-        step(&ops, &cluster, &kube, batch, &target, &mut state, args)?;
+        step(&ops, &cluster, &kube, batch, &bundle, &mut state, args)?;
         let ips: Vec<String> = batch.iter().map(|h| h.ip.to_string()).collect();
         ops.say(format!(
             "node(s) {} run {target} ({:.1}s)",
@@ -195,8 +266,9 @@ pub fn run(home: &Home, args: &UpgradeArgs<'_>, out: &Output) -> Result<()> {
     }
     UpgradeState::remove(&cluster.dir)?;
     ops.say(format!(
-        "upgrade to {target} done in {:.1}s: {} master(s), {} node(s)",
+        "upgrade to {target} done in {:.1}s: {} etcd member(s), {} master(s), {} node(s)",
         started.elapsed().as_secs_f64(),
+        etcd_todo.len(),
         masters.len(),
         nodes.len()
     ));
@@ -262,7 +334,7 @@ fn step(
     cluster: &Cluster,
     kube: &Kube,
     hosts: &[&Host],
-    target: &KubeVersion,
+    target: &Target,
     state: &mut UpgradeState,
     args: &UpgradeArgs<'_>,
 ) -> Result<()> {
@@ -295,8 +367,21 @@ fn step(
     mark(&mut targets, "upgrading", &ips);
     let mut force = serde_json::Map::new();
     force.insert("force_restart".into(), json!(true));
-    for ip in &ips {
-        set_vars(&mut targets, ip, &force);
+    // containerd restarts only where it does not run the bundle's version
+    // yet (its binary is copied with the rest; an interrupted run may have
+    // copied it without the restart).
+    for h in hosts {
+        let mut vars = force.clone();
+        let runtime_behind = target.containerd.as_ref().is_some_and(|want| {
+            kube.node(&h.name)
+                .ok()
+                .flatten()
+                .and_then(|n| kube::containerd_version(&n))
+                .as_ref()
+                != Some(want)
+        });
+        vars.insert("restart_containerd".into(), json!(runtime_behind));
+        set_vars(&mut targets, &h.ip.to_string(), &vars);
     }
     ops.run_playbook(cluster, targets, "40-upgrade", &format!("upgrade {}", ips.join(" ")))
         .with_context(|| {
@@ -320,8 +405,9 @@ fn step(
 }
 
 /// Wait until each host serves the target: masters answer /readyz with the
-/// new /version, nodes are Ready with the new kubelet version.
-fn settle(ops: &Ops<'_>, kube: &Kube, hosts: &[&Host], target: &KubeVersion) -> Result<()> {
+/// new /version, nodes are Ready with the new kubelet and runtime versions.
+fn settle(ops: &Ops<'_>, kube: &Kube, hosts: &[&Host], bundle: &Target) -> Result<()> {
+    let target = &bundle.kube;
     let deadline = Instant::now() + SETTLE;
     let mut pending: Vec<&Host> = hosts.to_vec();
     let mut last = BTreeMap::new();
@@ -347,6 +433,15 @@ fn settle(ops: &Ops<'_>, kube: &Kube, hosts: &[&Host], target: &KubeVersion) -> 
                         ));
                     } else if !kube::node_ready(&n) {
                         why.push("node not Ready".to_string());
+                    }
+                    if let Some(want) = &bundle.containerd {
+                        let runs = kube::containerd_version(&n);
+                        if runs.as_ref() != Some(want) {
+                            why.push(format!(
+                                "runtime reports {}",
+                                runs.map_or("nothing".into(), |v| v.text)
+                            ));
+                        }
                     }
                 }
                 Ok(None) => why.push("node not registered".to_string()),
@@ -449,7 +544,9 @@ fn survey(
     let outs = ops.block_on(async {
         let o = fleet
             .run(&ips, Duration::from_secs(30), |ip| {
-                let mut cmd = format!("echo kubelet $({bin_dir}/kubelet --version 2>&1)");
+                let mut cmd = format!(
+                    "echo kubelet $({bin_dir}/kubelet --version 2>&1); echo containerd $({bin_dir}/containerd --version 2>&1)"
+                );
                 if masters.iter().any(|m| m == ip) {
                     cmd.push_str(&format!(
                         "; echo kube-apiserver $({bin_dir}/kube-apiserver --version 2>&1)"
@@ -471,16 +568,31 @@ fn survey(
         let mut versions = Vec::new();
         for line in o.stdout().lines() {
             if let Some((what, rest)) = line.split_once(' ') {
-                versions.push((format!("{what} binary"), KubeVersion::parse(rest)));
+                let whose = if what == "containerd" {
+                    Component::Containerd
+                } else {
+                    Component::Kubernetes
+                };
+                versions.push((format!("{what} binary"), KubeVersion::parse(rest), whose));
             }
         }
         if h.is(Group::KubeMaster) {
-            versions.push(("apiserver running".into(), kube.server_version(h.ip)));
+            versions.push((
+                "apiserver running".into(),
+                kube.server_version(h.ip),
+                Component::Kubernetes,
+            ));
         }
         let node = kube.node(&h.name).ok().flatten();
         versions.push((
             "kubelet running".into(),
             node.as_ref().and_then(kube::kubelet_version),
+            Component::Kubernetes,
+        ));
+        versions.push((
+            "containerd running".into(),
+            node.as_ref().and_then(kube::containerd_version),
+            Component::Containerd,
         ));
         found.push(Found {
             host: h.clone(),
@@ -500,24 +612,29 @@ fn survey(
 }
 
 /// Refuse downgrades and minor-version skips, naming every offending host.
-fn check_rules(found: &[Found], target: &KubeVersion, state: &UpgradeState) -> Result<()> {
+/// containerd has no skew rule of its own (its majors migrate their config
+/// on start, and ours is rendered for the release we ship): only its
+/// downgrades are refused.
+fn check_rules(found: &[Found], bundle: &Target, state: &UpgradeState) -> Result<()> {
     let mut problems = Vec::new();
     for f in found {
         if state.is_done(&f.host.ip.to_string()) {
             continue;
         }
-        for (what, v) in &f.versions {
-            let Some(v) = v else { continue };
+        for (what, v, whose) in &f.versions {
+            let (Some(v), Some(target)) = (v, bundle.of(*whose)) else {
+                continue;
+            };
             match version::step(v, target) {
                 Step::Downgrade => problems.push(format!(
                     "  {}: {what} is {v}, newer than the bundle's {target} (downgrades are refused)",
                     f.host.ip
                 )),
-                Step::Skip => problems.push(format!(
+                Step::Skip if *whose != Component::Containerd => problems.push(format!(
                     "  {}: {what} is {v}; {target} skips a minor version (upgrade one minor version at a time)",
                     f.host.ip
                 )),
-                Step::Current | Step::Upgrade => {}
+                Step::Skip | Step::Current | Step::Upgrade => {}
             }
         }
     }
@@ -525,12 +642,143 @@ fn check_rules(found: &[Found], target: &KubeVersion, state: &UpgradeState) -> R
         bail!(Failure::new(
             ExitCode::Input,
             format!(
-                "refusing to upgrade to {target}:\n{}\nnothing was changed",
+                "refusing to upgrade to {}:\n{}\nnothing was changed",
+                bundle.kube,
                 problems.join("\n")
             )
         ));
     }
     Ok(())
+}
+
+/// `--version` of a runtime binary in the bundle (etcd, containerd), or
+/// `None` when the bundle does not bring it (a bundle of Kubernetes alone
+/// upgrades Kubernetes alone).
+fn runtime_version(path: &Path) -> Result<Option<KubeVersion>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let out = std::process::Command::new(path)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("running {} --version", path.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    KubeVersion::parse(&text).map(Some).ok_or_else(|| {
+        Failure::new(
+            ExitCode::Input,
+            format!(
+                "{} --version printed no version: {}",
+                path.display(),
+                text.trim()
+            ),
+        )
+        .into()
+    })
+}
+
+/// Each etcd member's binary and the version it runs (from its own status).
+fn survey_etcd(ops: &Ops<'_>, cluster: &Cluster) -> Result<Vec<Found>> {
+    let bin_dir = ez_engine::shell_word(cluster.settings.text("bin_dir"));
+    let ca_dir = ez_engine::shell_word(cluster.settings.text("ca_dir"));
+    let hosts: Vec<Host> = cluster.group(Group::Etcd).cloned().collect();
+    let ips: Vec<String> = hosts.iter().map(|h| h.ip.to_string()).collect();
+    let fleet = Fleet::new(cluster, ops.accept_new);
+    let outs = ops.block_on(async {
+        let o = fleet
+            .run(&ips, Duration::from_secs(30), |ip| {
+                format!(
+                    "echo binary $({bin_dir}/etcd --version 2>&1 | head -n 1); \
+                     echo running $({bin_dir}/etcdctl --endpoints=https://{ip}:2379 --cacert={ca_dir}/ca.pem \
+                     --cert={ca_dir}/etcd.pem --key={ca_dir}/etcd-key.pem --command-timeout=5s \
+                     endpoint status -w fields 2>/dev/null | sed -n 's/^\"Version\" : //p')"
+                )
+            })
+            .await;
+        fleet.close().await;
+        o
+    });
+    let mut found = Vec::new();
+    let mut unreachable = Vec::new();
+    for (h, o) in hosts.iter().zip(outs) {
+        if o.result.is_err() {
+            unreachable.push(format!("  {}: {}", h.ip, o.problem()));
+        }
+        let mut versions = Vec::new();
+        for line in o.stdout().lines() {
+            if let Some((what, rest)) = line.split_once(' ') {
+                let rest = rest.trim().trim_matches('"');
+                versions.push((
+                    format!("etcd {what}"),
+                    KubeVersion::parse(rest),
+                    Component::Etcd,
+                ));
+            }
+        }
+        found.push(Found {
+            host: h.clone(),
+            versions,
+        });
+    }
+    if !unreachable.is_empty() {
+        bail!(Failure::new(
+            ExitCode::Failed,
+            format!(
+                "cannot read the etcd versions on:\n{}\nnothing was changed",
+                unreachable.join("\n")
+            )
+        ));
+    }
+    Ok(found)
+}
+
+/// One etcd member onto the bundle's binaries: the etcd role on that host
+/// alone (its restart forced, as a run cut short may have copied the binary
+/// without restarting), then healthy at the new version.
+fn upgrade_member(
+    ops: &Ops<'_>,
+    cluster: &Cluster,
+    member: &Host,
+    want: &KubeVersion,
+) -> Result<()> {
+    let ip = member.ip.to_string();
+    let mut targets = ops.targets(cluster);
+    mark(&mut targets, "upgrading_etcd", std::slice::from_ref(&ip));
+    let mut vars = serde_json::Map::new();
+    vars.insert("restart_etcd".into(), json!(true));
+    set_vars(&mut targets, &ip, &vars);
+    ops.run_playbook(cluster, targets, "40-upgrade", &format!("upgrade etcd {ip}"))
+        .with_context(|| {
+            format!(
+                "upgrading etcd on {ip} failed; run `ezctl upgrade {}` again once the member is healthy (members already upgraded are skipped)",
+                cluster.name
+            )
+        })?;
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let now = survey_etcd(ops, cluster)?;
+        let this = now.iter().find(|f| f.host.ip == member.ip);
+        let running = this.and_then(|f| {
+            f.versions
+                .iter()
+                .find(|(w, _, _)| w == "etcd running")
+                .and_then(|(_, v, _)| v.clone())
+        });
+        if running.as_ref() == Some(want) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(Failure::new(
+                ExitCode::Failed,
+                format!(
+                    "etcd on {ip} reports {} after {}s, not {want}; run `ezctl upgrade {}` again once it is healthy",
+                    running.map_or("nothing".into(), |v| v.text),
+                    SETTLE.as_secs(),
+                    cluster.name
+                )
+            ));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 #[cfg(test)]
@@ -551,14 +799,24 @@ mod tests {
             host: cluster.hosts[0].clone(),
             versions: versions
                 .iter()
-                .map(|v| ("kubelet binary".to_string(), KubeVersion::parse(v)))
+                .map(|v| {
+                    (
+                        "kubelet binary".to_string(),
+                        KubeVersion::parse(v),
+                        Component::Kubernetes,
+                    )
+                })
                 .collect(),
         }
     }
 
     #[test]
     fn rules_name_the_host_and_spare_finished_ones() {
-        let target = KubeVersion::parse("v1.32.0").unwrap();
+        let target = Target {
+            kube: KubeVersion::parse("v1.32.0").unwrap(),
+            etcd: None,
+            containerd: None,
+        };
         let fs = vec![
             found("10.0.0.1", &["v1.30.1"]),
             found("10.0.0.2", &["v1.33.0"]),

@@ -285,6 +285,15 @@ pub fn kubelet_version(node: &Value) -> Option<KubeVersion> {
     KubeVersion::parse(node.pointer("/status/nodeInfo/kubeletVersion")?.as_str()?)
 }
 
+/// The container runtime's version the kubelet reports
+/// (`containerd://2.4.2` gives `v2.4.2`); `None` for another runtime.
+pub fn containerd_version(node: &Value) -> Option<KubeVersion> {
+    let reported = node
+        .pointer("/status/nodeInfo/containerRuntimeVersion")?
+        .as_str()?;
+    KubeVersion::parse(reported.strip_prefix("containerd://")?)
+}
+
 pub fn unschedulable(node: &Value) -> bool {
     node.pointer("/spec/unschedulable")
         .and_then(Value::as_bool)

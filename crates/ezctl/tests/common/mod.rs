@@ -73,11 +73,30 @@ fn prepare_home(home: &Path) {
 /// `NO_BUILD=1`: tests never compile upstream components; `scripts/test.sh`
 /// builds them first). A missing component fails the test, naming it.
 pub fn build_bundle(dest: &Path, version: &str) {
+    bundle_with(dest, version, &[]);
+}
+
+/// The bundle one release back: Kubernetes `kubernetes-previous`, etcd
+/// `etcd-previous`, containerd `containerd-previous` (the upgrade test's
+/// starting point).
+pub fn build_previous_bundle(dest: &Path) {
+    bundle_with(
+        dest,
+        &kube_previous_version(),
+        &[
+            ("ETCD_VERSION", build_pin("etcd-previous")),
+            ("CONTAINERD_VERSION", build_pin("containerd-previous")),
+        ],
+    );
+}
+
+fn bundle_with(dest: &Path, version: &str, env: &[(&str, String)]) {
     std::fs::create_dir_all(dest).expect("mkdir bin");
     std::fs::copy(repo().join("bin/versions.toml"), dest.join("versions.toml")).expect("versions");
     let out = Command::new(repo().join("scripts/test-bundle.sh"))
         .arg(dest)
         .arg(version)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("NO_BUILD", "1")
         .output()
         .expect("run test-bundle.sh");
@@ -89,7 +108,7 @@ pub fn build_bundle(dest: &Path, version: &str) {
 }
 
 /// A `[build]` version from bin/versions.toml.
-fn build_pin(key: &str) -> String {
+pub fn build_pin(key: &str) -> String {
     let text = std::fs::read_to_string(repo().join("bin/versions.toml")).expect("versions.toml");
     let table: toml::Value = text.parse().expect("versions.toml parses");
     table["build"][key]
