@@ -117,11 +117,9 @@ fn a_spare_machine_joins_as_a_node_then_leaves_clean() {
             "exec",
             &elsewhere.0,
             "--",
-            "wget",
-            "-qO-",
-            "-T",
-            "5",
-            &format!("http://{pod_ip}:8080/"),
+            "sh",
+            "-c",
+            &format!("wget -qO- http://{pod_ip}:8080/"),
         ],
     );
     assert!(
