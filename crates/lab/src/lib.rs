@@ -25,6 +25,7 @@ mod error;
 mod fsutil;
 mod lab;
 pub mod layout;
+mod lookup;
 mod machine;
 pub mod net;
 mod process;
@@ -39,3 +40,4 @@ pub use lab::{
     DEFAULT_CACHE_DIR, DEFAULT_HOME, DEFAULT_STATE_ROOT,
 };
 pub use layout::{Layout, Role};
+pub use lookup::find_machine;
