@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The main job on an embedded default: boot a local fleet of 7 real machines
 # (3 etcd, 2 masters, 2 nodes; ex-lb and a registry on the nodes) and turn it
-# into an HA Kubernetes cluster with ezctl. Safe to run again: every step is
-# idempotent, and a second run reports changed=0.
+# into an HA Kubernetes cluster with ezctl, running real pods. Safe to run
+# again: every step is idempotent, and a second run reports changed=0.
 #
-# Kubernetes server binaries cannot be downloaded here, so the bundle uses the
-# TEST-ONLY stand-ins from crates/standins (see README); everything else is
-# real (etcd, containerd, runc, CNI plugins, nginx, keepalived, registry).
+# Every component is real: Kubernetes, etcd, containerd, runc, the CNI
+# plugins, the pod network and CoreDNS are built from their official Go
+# modules into /var/cache/ezctl-build (the first run on a fresh machine takes
+# a while: see docs/real-kubernetes.md); nginx, keepalived and the registry
+# are Debian's.
 #
 #   scripts/demo.sh          build, boot, provision, then print what to try
 #   scripts/demo.sh --hint   print only what to try, for a demo already up
@@ -19,6 +21,7 @@ cd "$(dirname "$0")/.."
 name=${DEMO_NAME:-demo}
 ezctl=${EZCTL:-target/release/ezctl}
 ezlab=${EZLAB:-target/release/ezlab}
+kubectl="bin/kubectl --kubeconfig=clusters/$name/ssl/kubectl.kubeconfig"
 
 hint() {
   local master
@@ -27,7 +30,7 @@ hint() {
 
 The cluster is up. Its inventory and certificates are in clusters/$name/.
 Try:
-  bin/kubectl --kubeconfig=clusters/$name/ssl/kubectl.kubeconfig get nodes     # through the ex-lb VIP
+  $kubectl get pods -A
   $ezctl exec $name -g etcd -- systemctl is-active etcd
   $ezctl setup $name all            # again: changed=0 everywhere
   $ezctl setup $name all --dry-run  # what would change, with diffs
@@ -43,16 +46,23 @@ if [ "${1:-}" = --hint ]; then
 fi
 
 scripts/install-deps.sh
-cargo build --release -p ezctl -p ez-lab -p ez-standins
+cargo build --release -p ezctl -p ez-lab
+scripts/build-lab-components.sh
 export EZCTL_HOME="$PWD"
-PROFILE=release NO_BUILD=1 scripts/test-bundle.sh bin v1.30.1
+NO_BUILD=1 scripts/test-bundle.sh bin
 
 $ezlab up 7 --name "$name"
+# The pod network: calico when it could be built here, else flannel.
+if [ -d bin/manifests/calico ]; then network=calico; else network=flannel; fi
+grep -q '^CLUSTER_NETWORK:' "clusters/$name/config.yml" ||
+  { sed -i '/^{}$/d' "clusters/$name/config.yml"; echo "CLUSTER_NETWORK: $network" >>"clusters/$name/config.yml"; }
 $ezctl check "$name"
 $ezctl setup "$name" all
 $ezctl setup "$name" 10      # external load balancer + keepalived VIP
 $ezctl setup "$name" 11      # registry on the harbor host, trusted by every node
 
 echo
-bin/kubectl --kubeconfig="clusters/$name/ssl/kubectl.kubeconfig" get nodes -o wide
+$kubectl version
+$kubectl get nodes -o wide
+$kubectl get pods -A -o wide
 hint

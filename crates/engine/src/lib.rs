@@ -10,6 +10,7 @@
 
 mod error;
 mod events;
+mod inspect;
 mod lock;
 pub(crate) mod modules;
 mod plan;
@@ -27,6 +28,7 @@ pub use error::{LoadError, PlanError, TaskError};
 pub use events::{
     drain, Cause, Event, EventConsumer, EventSink, JsonLinesWriter, RunLogWriter, Status,
 };
+pub use inspect::RenderedTask;
 pub use lock::{Lock, LockError, LockInfo, LOCK_FILE};
 pub use modules::ModuleKind;
 pub use plan::{EdgeKind, Plan, PlanFilter, Unit};
@@ -39,3 +41,4 @@ pub use transport::{
     Connector, ExecOpts, ExecOutput, FileKind, FileStat, LocalConnector, LocalTransport, PutSource,
     Transport, TransportError,
 };
+pub use vars::{dquote, shell_word};

@@ -313,6 +313,12 @@ impl Role {
                     }
                 }
             }
+            Args::Manifest(m) if !m.src.contains("{{") && !m.src.starts_with('/') => {
+                let p = self.dir.join("files").join(&m.src);
+                if !p.is_file() {
+                    return Err(format!("manifest source {} not found", p.display()));
+                }
+            }
             _ => {}
         }
         Ok(())
@@ -359,8 +365,7 @@ fn first_arg(args: &Value) -> String {
 }
 
 fn load_templates(role: &str, dir: &Path) -> Result<Tera, LoadError> {
-    let mut tera = Tera::default();
-    tera.autoescape_on(vec![]);
+    let mut tera = crate::vars::new_tera();
     if !dir.is_dir() {
         return Ok(tera);
     }
@@ -376,7 +381,7 @@ fn load_templates(role: &str, dir: &Path) -> Result<Tera, LoadError> {
     }
     // One at a time first, so a syntax error names its file.
     for (name, text) in &sources {
-        let mut probe = Tera::default();
+        let mut probe = crate::vars::new_tera();
         if let Err(e) = probe.add_raw_template(name, text) {
             // A template using `extends`/`include` may only fail here for a
             // missing parent; that is caught by the combined load below.

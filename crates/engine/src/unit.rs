@@ -625,7 +625,10 @@ fn item_result(item: &Option<Value>, mut r: Value) -> Value {
 }
 
 /// `[None]` without a loop, else one entry per item.
-fn loop_items(task: &Task, vars: &tera::Context) -> Result<Vec<Option<Value>>, TaskError> {
+pub(crate) fn loop_items(
+    task: &Task,
+    vars: &tera::Context,
+) -> Result<Vec<Option<Value>>, TaskError> {
     let items = match &task.loop_over {
         None => return Ok(vec![None]),
         Some(LoopSpec::Items(items)) => items

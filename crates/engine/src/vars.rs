@@ -3,7 +3,8 @@
 //! Precedence, lowest first: role defaults, globals, host vars (with
 //! `inventory_hostname`, `groups`, `hostvars`), registered results, `item`.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value};
 use tera::{Context, Tera};
@@ -105,11 +106,100 @@ fn sole_expression(s: &str) -> Option<&str> {
     Some(inner.trim())
 }
 
+/// A POSIX shell word that the shell reads back as exactly `s`: bare when
+/// it only holds characters with no meaning to the shell (so a rendered
+/// command stays readable and unchanged for ordinary values), else in
+/// single quotes. A leading `~` or an `=` is quoted too: unquoted, they
+/// are tilde expansion and an assignment.
+pub fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, '@' | '%' | '+' | ':' | ',' | '.' | '/' | '_' | '-')
+        });
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// A double-quoted string literal that JSON, YAML and TOML all read back as
+/// exactly `s`: `\\`, `"` and every control or line-breaking character
+/// escaped as `\uXXXX` (TOML allows no raw DEL, YAML folds U+2028).
+pub fn dquote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}') => {
+                out.push_str(&format!("\\u{:04x}", u32::from(c)))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn filter_text(filter: &str, v: &Value) -> tera::Result<String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        other => Err(tera::Error::msg(format!(
+            "filter `{filter}`: expected text, found {other}"
+        ))),
+    }
+}
+
+/// `{{ x | quote }}`: one shell word (a list: one word per item, separated
+/// by spaces). Use it wherever a value enters a shell command.
+fn quote_filter(v: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
+    let words = match v {
+        Value::Array(items) => items
+            .iter()
+            .map(|i| filter_text("quote", i).map(|t| shell_word(&t)))
+            .collect::<tera::Result<Vec<_>>>()?
+            .join(" "),
+        other => shell_word(&filter_text("quote", other)?),
+    };
+    Ok(Value::String(words))
+}
+
+/// `{{ x | dquote }}`: a double-quoted string for TOML, YAML or JSON.
+fn dquote_filter(v: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
+    Ok(Value::String(dquote(&filter_text("dquote", v)?)))
+}
+
+/// A tera instance with ezctl's filters. Every template and every string
+/// the engine renders goes through one of these.
+pub(crate) fn new_tera() -> Tera {
+    let mut tera = Tera::default();
+    tera.autoescape_on(vec![]);
+    tera.register_filter("quote", quote_filter);
+    tera.register_filter("dquote", dquote_filter);
+    tera
+}
+
+thread_local! {
+    /// One per thread: building a tera instance registers every built-in
+    /// filter, which cost more than rendering a short argument.
+    static ONE_OFF: RefCell<Tera> = RefCell::new(new_tera());
+}
+
+/// Render a one-off template with [`new_tera`]'s filters.
+fn one_off(s: &str, ctx: &Context) -> Result<String, tera::Error> {
+    ONE_OFF.with(|t| t.borrow_mut().render_str(s, ctx))
+}
+
 pub(crate) fn render_str(s: &str, ctx: &Context) -> Result<String, TaskError> {
     if !is_templated(s) {
         return Ok(s.to_string());
     }
-    Tera::one_off(s, ctx, false).map_err(|e| TaskError::Render {
+    one_off(s, ctx).map_err(|e| TaskError::Render {
         what: format!("`{s}`"),
         detail: chain(&e),
     })
@@ -121,7 +211,7 @@ pub(crate) fn eval_expr(expr: &str, ctx: &Context) -> Result<Value, TaskError> {
     // a filter applied to a parenthesised comparison does not.
     let tpl =
         format!("{{% set ezctl_value = {expr} %}}{{{{ ezctl_value | json_encode() | safe }}}}");
-    let out = Tera::one_off(&tpl, ctx, false).map_err(|e| TaskError::Render {
+    let out = one_off(&tpl, ctx).map_err(|e| TaskError::Render {
         what: format!("`{expr}`"),
         detail: chain(&e),
     })?;
@@ -135,7 +225,7 @@ pub(crate) fn eval_expr(expr: &str, ctx: &Context) -> Result<Value, TaskError> {
 pub(crate) fn eval_condition(cond: &str, ctx: &Context) -> Result<bool, TaskError> {
     let expr = sole_expression(cond.trim()).unwrap_or(cond.trim());
     let tpl = format!("{{% if {expr} %}}1{{% else %}}0{{% endif %}}");
-    let out = Tera::one_off(&tpl, ctx, false).map_err(|e| TaskError::Render {
+    let out = one_off(&tpl, ctx).map_err(|e| TaskError::Render {
         what: format!("condition `{cond}`"),
         detail: chain(&e),
     })?;
@@ -180,6 +270,59 @@ mod tests {
 
     fn ctx() -> Context {
         Context::from_value(json!({"a": 2, "list": [1, 2], "name": "x"})).unwrap()
+    }
+
+    #[test]
+    fn quote_filter_gives_one_shell_word() {
+        let ctx = Context::from_value(json!({
+            "plain": "/var/lib/etcd",
+            "evil": "a'; touch /tmp/x #",
+            "list": ["a b", "c"],
+            "n": 3,
+        }))
+        .unwrap();
+        assert_eq!(
+            render_str("rm {{ plain | quote }}", &ctx).unwrap(),
+            "rm /var/lib/etcd"
+        );
+        assert_eq!(
+            render_str("rm {{ evil | quote }}", &ctx).unwrap(),
+            r"rm 'a'\''; touch /tmp/x #'"
+        );
+        assert_eq!(
+            render_str("x {{ list | quote }}", &ctx).unwrap(),
+            "x 'a b' c"
+        );
+        assert_eq!(render_str("{{ n | quote }}", &ctx).unwrap(), "3");
+        for s in ["", "~root", "a=b", "$(id)", "`id`", "a\nb", "*"] {
+            assert!(shell_word(s).starts_with('\''), "{s:?}");
+        }
+        // The shell reads it back unchanged.
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "printf %s {}",
+                shell_word("a'b\"c $(id) `x` \\ \n~")
+            ))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "a'b\"c $(id) `x` \\ \n~"
+        );
+    }
+
+    #[test]
+    fn dquote_is_a_string_in_toml_yaml_and_json() {
+        let nasty = "a\"b\\c\nd\r\u{7f}\u{2028}e\tf\u{1b}";
+        let q = dquote(nasty);
+        assert_eq!(serde_json::from_str::<String>(&q).unwrap(), nasty);
+        let t: toml::Value = toml::from_str(&format!("k = {q}")).unwrap();
+        assert_eq!(t["k"].as_str(), Some(nasty));
+        let y = crate::yaml::parse_str(&format!("k: {q}")).unwrap();
+        assert_eq!(y["k"], json!(nasty));
+        let ctx = Context::from_value(json!({"v": nasty})).unwrap();
+        assert_eq!(render_str("{{ v | dquote }}", &ctx).unwrap(), q);
     }
 
     #[test]

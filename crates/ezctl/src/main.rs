@@ -8,6 +8,8 @@ mod commands;
 mod etcd;
 mod exit;
 mod home;
+#[cfg(test)]
+mod hostile_tests;
 mod ops;
 mod progress;
 mod remote;

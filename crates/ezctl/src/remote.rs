@@ -26,14 +26,31 @@ pub fn ssh_options(cluster: &Cluster, accept_new: bool) -> SshOptions {
     }
 }
 
-/// How to reach an inventory host.
-pub fn host_spec(host: &Host) -> HostSpec {
+/// How to reach an inventory host of `cluster`.
+///
+/// The jump host logs in with the inventory's key too (the key of the
+/// inventory host at that address, if it is one, with that host's user and
+/// port unless the jump names them). A host that is itself the jump host
+/// (a cluster-wide `jump:` naming one of the hosts) is reached directly:
+/// through itself it could never be reached.
+pub fn host_spec(cluster: &Cluster, host: &Host) -> HostSpec {
     let mut spec = HostSpec::new(host.ip.to_string());
     spec.user = Some(host.ssh.user.clone());
     spec.port = Some(host.ssh.port);
     spec.identity_files = host.ssh.key.iter().cloned().collect();
-    if let Some(jump) = &host.ssh.jump {
-        spec.jump = Some(Box::new(parse_jump(jump)));
+    if let Some(text) = &host.ssh.jump {
+        let mut jump = parse_jump(text);
+        let via = cluster.hosts.iter().find(|h| h.ip.to_string() == jump.addr);
+        if let Some(via) = via {
+            jump.user = jump.user.or_else(|| Some(via.ssh.user.clone()));
+            jump.port = jump.port.or(Some(via.ssh.port));
+        }
+        let key = via.and_then(|v| v.ssh.key.clone()).or(host.ssh.key.clone());
+        jump.identity_files = key.into_iter().collect();
+        let itself = jump.addr == spec.addr && jump.port() == spec.port();
+        if !itself {
+            spec.jump = Some(Box::new(jump));
+        }
     }
     if host.ssh.sudo {
         spec.sudo = Sudo::Passwordless;
@@ -41,18 +58,11 @@ pub fn host_spec(host: &Host) -> HostSpec {
     spec
 }
 
-/// `user@host:port` (user and port optional).
+/// `user@host:port` (user and port optional; the inventory checked it).
 fn parse_jump(text: &str) -> HostSpec {
-    let (user, rest) = match text.split_once('@') {
-        Some((u, r)) => (Some(u.to_string()), r),
-        None => (None, text),
-    };
-    let (addr, port) = match rest.rsplit_once(':') {
-        Some((a, p)) if p.parse::<u16>().is_ok() => (a, p.parse().ok()),
-        _ => (rest, None),
-    };
+    let (user, addr, port) = ez_inventory::syntax::jump_host(text).unwrap_or((None, text, None));
     let mut spec = HostSpec::new(addr);
-    spec.user = user;
+    spec.user = user.map(str::to_string);
     spec.port = port;
     spec
 }
@@ -68,7 +78,7 @@ impl SshConnector {
         let specs = cluster
             .hosts
             .iter()
-            .map(|h| (h.ip.to_string(), host_spec(h)))
+            .map(|h| (h.ip.to_string(), host_spec(cluster, h)))
             .collect();
         SshConnector {
             pool: Pool::new(ssh_options(cluster, accept_new)),
@@ -287,6 +297,38 @@ mod tests {
             },
         );
         assert!(!slow.is_unreachable(), "{slow}");
+    }
+
+    /// A cluster-wide jump host that is also an inventory host: that host is
+    /// reached directly (through itself the run hung forever), the others
+    /// through it with the inventory's key, and two users of one bastion
+    /// are two pooled connections.
+    #[test]
+    fn a_jump_host_that_is_an_inventory_host() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("hosts.yml"),
+            "ssh:\n  user: root\n  key: ssh/id_ed25519\n  jump: 10.0.0.1\netcd: [10.0.0.1]\nkube_master: [10.0.0.1]\nkube_node: [10.0.0.2, { ip: 10.0.0.3, ssh: { user: ops, jump: \"admin@10.0.0.1\" } }]\n",
+        )
+        .unwrap();
+        let c = Cluster::load(d.path()).unwrap_or_else(|e| panic!("{e}"));
+        let spec = |ip: &str| host_spec(&c, c.host(ip).unwrap());
+        assert!(
+            spec("10.0.0.1").jump.is_none(),
+            "the jump host jumps through itself"
+        );
+        let s2 = spec("10.0.0.2");
+        let j2 = s2.jump.as_deref().expect("through the jump host");
+        assert_eq!(
+            (j2.addr.as_str(), j2.user(), j2.port()),
+            ("10.0.0.1", "root", 22)
+        );
+        assert_eq!(j2.identity_files, [d.path().join("ssh/id_ed25519")]);
+        let s3 = spec("10.0.0.3");
+        let j3 = s3.jump.as_deref().expect("own jump");
+        assert_eq!(j3.user(), "admin");
+        assert_eq!(j3.identity_files, [d.path().join("ssh/id_ed25519")]);
+        assert_ne!(ez_ssh::pool_key(j2), ez_ssh::pool_key(j3));
     }
 
     #[test]

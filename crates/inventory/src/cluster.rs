@@ -123,6 +123,12 @@ pub fn valid_dns_subdomain(name: &str) -> bool {
     !name.is_empty() && name.len() <= 253 && name.split('.').all(label_ok)
 }
 
+/// A node name: DNS-1123, and text (not `true` or `123`) in the YAML
+/// files it is written into.
+pub fn valid_node_name(name: &str) -> bool {
+    valid_dns_subdomain(name) && crate::syntax::yaml_plain_is_string(name)
+}
+
 /// Read a file as UTF-8 text, turning size and encoding problems into
 /// diagnostics that name the file and line.
 fn read_text(path: &Path, out: &mut Vec<Diagnostic>) -> Result<Option<String>, LoadError> {
@@ -308,6 +314,15 @@ impl Cluster {
             json!(d.ex_lb_vip.map(|v| v.to_string()).unwrap_or_default()),
         );
         m.insert("api_endpoint".into(), json!(d.api_endpoint));
+        // KUBELET_EVICTION_HARD (validated flag syntax) as the kubelet
+        // config's mapping: signal -> quantity.
+        let eviction: Map<String, Json> =
+            crate::settings::eviction_thresholds(self.settings.text("KUBELET_EVICTION_HARD"))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(signal, quantity)| (signal.to_string(), json!(quantity)))
+                .collect();
+        m.insert("kubelet_eviction_hard".into(), Json::Object(eviction));
         let mut groups = Map::new();
         for g in Group::ALL {
             groups.insert(
@@ -447,8 +462,30 @@ fn resolve(
                 format!("`{node_name}` is not a valid node name"),
                 "allowed: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit (DNS-1123), at most 253 characters",
             );
+        } else if !crate::syntax::yaml_plain_is_string(&node_name) {
+            // Node names are written into YAML files on the nodes.
+            hrep.error_help(
+                name_pos,
+                &name_field,
+                format!("`{node_name}` would be read as a boolean, number or date in YAML files"),
+                format!("allowed: {}", crate::syntax::YAML_STRING_ALLOWED),
+            );
         }
         let merged = ssh.or(&doc.ssh);
+        // A host's own jump host may not be itself (a cluster-wide one may:
+        // that host is then reached directly).
+        if let Some((_, addr, port)) = ssh.jump.as_deref().and_then(crate::syntax::jump_host) {
+            let port = port.unwrap_or(22);
+            if addr == ip.to_string() && port == merged.port.unwrap_or(22) {
+                let e = ssh_from.unwrap_or(entries[0]);
+                hrep.error_help(
+                    e.pos,
+                    &format!("{}.ssh.jump", e.field),
+                    format!("{ip} would be reached through itself"),
+                    "remove `jump` from this host, or name another host",
+                );
+            }
+        }
         let key = merged.key.as_deref().map(|k| resolve_path(dir, k));
         hosts.push((
             Host {
@@ -617,6 +654,17 @@ fn resolve(
         file: config_path,
         out: hrep.out,
     };
+    // Settings whose role is not there yet: accepting them would break a
+    // cluster silently (kubelets pointing every pod at a DNS cache nobody
+    // runs; calico-node images without BIRD told to speak BGP).
+    if settings.bool("ENABLE_LOCAL_DNS_CACHE") {
+        crep.error_help(
+            cfg_pos("ENABLE_LOCAL_DNS_CACHE"),
+            "ENABLE_LOCAL_DNS_CACHE",
+            "node-local-dns is not installed by ezctl yet",
+            "allowed: false (pods would be given a DNS server at LOCAL_DNS_CACHE that nothing serves)",
+        );
+    }
     let ca_h = parse_duration_hours(settings.text("CA_EXPIRY")).unwrap_or(0);
     let cert_h = parse_duration_hours(settings.text("CERT_EXPIRY")).unwrap_or(0);
     if ca_h > 0 && cert_h > ca_h {
@@ -625,6 +673,22 @@ fn resolve(
             "CERT_EXPIRY",
             format!("certificates ({cert_h}h) would outlive the CA ({ca_h}h)"),
             "make CERT_EXPIRY shorter than CA_EXPIRY",
+        );
+    }
+
+    // Directories that destroy, del-node and del-etcd delete as a whole must
+    // not hold another directory ezctl uses: deleting one would take the
+    // other (CONTAINERD_STORAGE_DIR: /var/lib/etcd on an etcd member).
+    for (whole, other, pos_key) in nested_dirs(&settings) {
+        crep.error_help(
+            cfg_pos(pos_key),
+            pos_key,
+            format!(
+                "`{}` ({other}) is inside `{}` ({whole}), which ezctl deletes as a whole when a host leaves",
+                settings_or_fixed(&settings, other),
+                settings.text(whole),
+            ),
+            format!("give {whole} and {other} directories that do not contain each other"),
         );
     }
 
@@ -733,6 +797,74 @@ fn resolve(
         hosts,
         settings,
     })
+}
+
+/// Settings naming a directory that a role deletes with everything in it.
+const DELETED_DIRS: &[&str] = &[
+    "ETCD_DATA_DIR",
+    "ETCD_WAL_DIR",
+    "CONTAINERD_STORAGE_DIR",
+    "KUBELET_ROOT_DIR",
+];
+
+/// Every directory ezctl puts something in: the settings, then fixed ones
+/// the roles use (named by their path).
+const USED_DIRS: &[&str] = &[
+    "ETCD_DATA_DIR",
+    "ETCD_WAL_DIR",
+    "CONTAINERD_STORAGE_DIR",
+    "KUBELET_ROOT_DIR",
+    "bin_dir",
+    "ca_dir",
+    "HARBOR_PATH",
+    "/etc/kubernetes",
+    "/etc/containerd",
+    "/etc/cni/net.d",
+    "/opt/cni/bin",
+    "/var/lib/kube-proxy",
+];
+
+fn settings_or_fixed<'a>(settings: &'a Settings, key: &'a str) -> &'a str {
+    if key.starts_with('/') {
+        key
+    } else {
+        settings.text(key)
+    }
+}
+
+/// `(deleted dir setting, other, key to report at)` for every directory
+/// inside one that is deleted as a whole. Each pair is reported once.
+fn nested_dirs(settings: &Settings) -> Vec<(&'static str, &'static str, &'static str)> {
+    let mut out = Vec::new();
+    for whole in DELETED_DIRS {
+        let outer = settings.text(whole);
+        if outer.is_empty() {
+            continue;
+        }
+        for other in USED_DIRS {
+            let inner = settings_or_fixed(settings, other);
+            if other == whole || inner.is_empty() {
+                continue;
+            }
+            // Two deleted directories inside each other (equal): report once.
+            if DELETED_DIRS.contains(other)
+                && crate::syntax::path_within(outer, inner)
+                && DELETED_DIRS.iter().position(|k| k == other)
+                    < DELETED_DIRS.iter().position(|k| k == whole)
+            {
+                continue;
+            }
+            if crate::syntax::path_within(inner, outer) {
+                let at = if other.starts_with('/') || settings.pos(other).is_none() {
+                    whole
+                } else {
+                    other
+                };
+                out.push((*whole, *other, *at));
+            }
+        }
+    }
+    out
 }
 
 /// `ip:port`, bracketing IPv6.

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::diag::{did_you_mean, Reporter};
+use crate::syntax;
 use crate::yaml::{Kind, Node, Pos};
 
 /// Host groups, as kubeasz names them.
@@ -331,16 +332,24 @@ fn read_labels(v: &Node, field: &str, rep: &mut Reporter<'_>) -> BTreeMap<String
             for (k, val) in pairs {
                 let key = k.as_str().unwrap_or("");
                 let sub = format!("{field}.{key}");
-                if !valid_label_key(key) {
+                // Labels reach `kubectl label` on the controller: only
+                // Kubernetes label syntax passes, for keys and values.
+                if !syntax::label_key(key) {
                     rep.error_help(
                         k.pos,
                         &sub,
                         format!("`{key}` is not a valid label key"),
-                        "allowed: an optional DNS prefix and `/`, then up to 63 of [A-Za-z0-9-_.] starting and ending alphanumeric",
+                        format!("allowed: {}", syntax::LABEL_KEY_ALLOWED),
                     );
                     continue;
                 }
                 match &val.kind {
+                    Kind::Scalar { text, .. } if !syntax::label_value(text) => rep.error_help(
+                        val.pos,
+                        &sub,
+                        format!("`{text}` is not a valid label value"),
+                        format!("allowed: {}", syntax::LABEL_VALUE_ALLOWED),
+                    ),
                     Kind::Scalar { text, .. } => {
                         out.insert(key.to_string(), text.clone());
                     }
@@ -363,17 +372,6 @@ fn read_labels(v: &Node, field: &str, rep: &mut Reporter<'_>) -> BTreeMap<String
         ),
     }
     out
-}
-
-fn valid_label_key(key: &str) -> bool {
-    let name = key.rsplit('/').next().unwrap_or("");
-    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-    !name.is_empty()
-        && name.len() <= 63
-        && name.chars().all(ok_char)
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
-        && key.matches('/').count() <= 1
 }
 
 fn read_ssh(v: &Node, field: &str, rep: &mut Reporter<'_>) -> SshSettings {
@@ -420,12 +418,12 @@ fn read_ssh(v: &Node, field: &str, rep: &mut Reporter<'_>) -> SshSettings {
                 ),
             },
             "jump" => match text {
-                Some(t) if !t.is_empty() => out.jump = Some(t.to_string()),
+                Some(t) if syntax::jump_host(t).is_some() => out.jump = Some(t.to_string()),
                 _ => rep.error_help(
                     val.pos,
                     &sub,
                     "expected a jump host",
-                    "e.g. ops@bastion.example.com:22",
+                    "[user@]host[:port], e.g. ops@bastion.example.com:22",
                 ),
             },
             "sudo" => out.sudo = read_bool(val, &sub, rep),
@@ -453,10 +451,12 @@ mod tests {
 
     #[test]
     fn label_keys() {
-        assert!(valid_label_key("zone"));
-        assert!(valid_label_key("topology.kubernetes.io/zone"));
-        assert!(!valid_label_key("-bad"));
-        assert!(!valid_label_key("a/b/c"));
-        assert!(!valid_label_key(""));
+        assert!(syntax::label_key("zone"));
+        assert!(syntax::label_key("topology.kubernetes.io/zone"));
+        assert!(!syntax::label_key("-bad"));
+        assert!(!syntax::label_key("a/b/c"));
+        assert!(!syntax::label_key(""));
+        // The prefix was not checked at all.
+        assert!(!syntax::label_key("x;id/zone"));
     }
 }

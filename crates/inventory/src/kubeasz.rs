@@ -87,8 +87,18 @@ fn setting_value(key: &'static str, raw: &str) -> Value {
 fn push_setting(out: &mut Import, key: &str, raw: &str, source: &str) {
     match settings::find(key) {
         Some(s) => {
+            let value = setting_value(s.key, raw);
+            // A setting given twice (two ex_lb lines with their own VIP):
+            // the last one wins, and the user hears about the other.
+            if let Some((_, old)) = out.config.iter().find(|(k, _)| *k == s.key) {
+                if *old != value {
+                    out.notes.push(format!(
+                        "{source}: `{key}={raw}` replaces an earlier value of {key}; the earlier one was dropped"
+                    ));
+                }
+            }
             out.config.retain(|(k, _)| *k != s.key);
-            out.config.push((s.key, setting_value(s.key, raw)));
+            out.config.push((s.key, value));
         }
         None if ANSIBLE_ONLY.contains(&key) || key.starts_with("ansible_") => {
             out.notes.push(format!(
@@ -106,6 +116,8 @@ pub fn import(hosts_ini: &str, config_yml: Option<&str>) -> Result<Import, Impor
     let mut out = Import::default();
     let mut section: Option<String> = None;
     let mut groups: BTreeMap<Group, Vec<HostLine>> = BTreeMap::new();
+    // Where each (group, host) was first listed.
+    let mut first_line: BTreeMap<(Group, String), usize> = BTreeMap::new();
     for (i, raw) in hosts_ini.lines().enumerate() {
         let line_no = i + 1;
         let line = raw.trim();
@@ -156,7 +168,11 @@ pub fn import(hosts_ini: &str, config_yml: Option<&str>) -> Result<Import, Impor
             continue;
         }
         if sec.ends_with(":children") {
-            continue; // kubeasz's kube_cluster:children only groups the groups.
+            // kubeasz's kube_cluster:children only groups the groups.
+            out.notes.push(format!(
+                "hosts line {line_no}: `{line}` in [{sec}] groups groups, which ezctl does not need"
+            ));
+            continue;
         }
         let Some(group) = Group::from_key(sec) else {
             out.notes.push(format!(
@@ -192,8 +208,20 @@ pub fn import(hosts_ini: &str, config_yml: Option<&str>) -> Result<Import, Impor
             }
         }
         let list = groups.entry(group).or_default();
-        if !list.iter().any(|h| h.ip == host.ip) {
-            list.push(host);
+        match first_line.get(&(group, host.ip.clone())) {
+            // Listed twice: one entry, and the user is told which line went.
+            Some(first) => {
+                let same = list.contains(&host);
+                out.notes.push(format!(
+                    "hosts line {line_no}: {} is already listed in [{sec}] on line {first}; this line was dropped{}",
+                    host.ip,
+                    if same { "" } else { " with its different settings" }
+                ));
+            }
+            None => {
+                first_line.insert((group, host.ip.clone()), line_no);
+                list.push(host);
+            }
         }
     }
     out.hosts.groups = groups;
@@ -234,12 +262,20 @@ fn import_config(out: &mut Import, text: &str) -> Result<(), ImportError> {
                 continue;
             }
             Kind::Scalar { text, .. } => setting_value(setting.key, text),
-            Kind::Seq(items) => Value::List(
-                items
-                    .iter()
-                    .filter_map(|i| i.as_str().map(str::to_string))
-                    .collect(),
-            ),
+            Kind::Seq(items) => {
+                let mut list = Vec::new();
+                for i in items {
+                    match i.as_str() {
+                        Some(t) => list.push(t.to_string()),
+                        None => out.notes.push(format!(
+                            "config.yml line {}: an item of `{key}` is {}, not text; dropped",
+                            i.pos.line,
+                            i.type_name()
+                        )),
+                    }
+                }
+                Value::List(list)
+            }
             Kind::Map(_) => {
                 out.notes.push(format!(
                     "{src}: `{key}` is a mapping, which ezctl does not take; dropped"

@@ -12,6 +12,7 @@ pub mod hosts;
 pub mod kubeasz;
 pub mod render;
 pub mod settings;
+pub mod syntax;
 pub mod yaml;
 
 pub use cluster::{Cluster, Derived, Host, LoadError, SshTarget, CONFIG_FILE, HOSTS_FILE};

@@ -12,15 +12,24 @@ use serde::Serialize;
 
 use crate::cluster::valid_dns_subdomain;
 use crate::diag::{did_you_mean, Reporter};
+use crate::syntax;
 use crate::yaml::{Kind as NodeKind, Node, Pos};
 
-/// What a setting accepts.
+/// What a setting accepts. There is no free-text kind: every value reaches
+/// a command or a file on the hosts, so each kind has a syntax that fits
+/// where it goes (see `syntax.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// Any text, possibly empty.
-    Text,
-    /// Text that must not be empty.
+    /// A plain name such as `cluster1` ([`crate::syntax::name`]).
     Name,
+    /// A version, which is also an image tag, such as `v3.26.4`.
+    Version,
+    /// A container image reference such as `registry.k8s.io/pause:3.9`.
+    Image,
+    /// Where images are pulled from: `host[:port][/path]`.
+    ImageRegistry,
+    /// Calico's IP autodetection method, e.g. `interface=eth.*`.
+    Autodetect,
     /// true/false (also yes/no, as kubeasz writes them).
     Bool,
     Int {
@@ -37,8 +46,10 @@ pub enum Kind {
     Expiry,
     /// `low-high` port range.
     PortRange,
-    /// A list of strings (may be empty).
-    List,
+    /// A list of IP addresses or DNS names (may be empty).
+    HostList,
+    /// A list of registry mirror URLs (may be empty).
+    MirrorList,
     /// A lowercase DNS name (RFC 1123 subdomain) such as `cluster.local`.
     Domain,
     /// A list of IP addresses or DNS names (a leading `*.` allowed): extra
@@ -47,18 +58,32 @@ pub enum Kind {
     /// A list of registries, `host[:port]` with an optional `http://` or
     /// `https://`; each becomes a directory under containerd's `certs.d`.
     Registries,
-    /// An absolute path on the hosts.
+    /// A directory on the hosts ([`crate::syntax::path_problem`]).
     AbsPath,
-    /// An absolute path, or empty.
+    /// A directory on the hosts, or empty.
     OptAbsPath,
+    /// Kubelet eviction thresholds in its flag syntax,
+    /// `signal<quantity[,signal<quantity]...`.
+    Eviction,
 }
 
 impl Kind {
+    /// Kinds whose value is a YAML list.
+    pub fn is_list(&self) -> bool {
+        matches!(
+            self,
+            Kind::HostList | Kind::MirrorList | Kind::CertHosts | Kind::Registries
+        )
+    }
+
     /// Human description of what is allowed, for messages.
     pub fn allowed(&self) -> String {
         match self {
-            Kind::Text => "any text".into(),
-            Kind::Name => "a non-empty name".into(),
+            Kind::Name => syntax::NAME_ALLOWED.into(),
+            Kind::Version => syntax::VERSION_ALLOWED.into(),
+            Kind::Image => syntax::IMAGE_ALLOWED.into(),
+            Kind::ImageRegistry => syntax::IMAGE_REGISTRY_ALLOWED.into(),
+            Kind::Autodetect => syntax::AUTODETECT_ALLOWED.into(),
             Kind::Bool => "true or false".into(),
             Kind::Int { min, max } => format!("a whole number from {min} to {max}"),
             Kind::Port => "a port number from 1 to 65535".into(),
@@ -68,16 +93,23 @@ impl Kind {
             Kind::OneOf(values) => format!("one of: {}", values.join(", ")),
             Kind::Expiry => "a duration such as 876000h, 365d or 90m".into(),
             Kind::PortRange => "a port range such as 30000-32767".into(),
-            Kind::List => "a list of strings".into(),
-            Kind::Domain => "a lowercase DNS name such as cluster.local".into(),
+            Kind::HostList => {
+                "a list of IP addresses or DNS names, e.g. [\"10.0.0.1\", \"ntp.example.com\"]".into()
+            }
+            Kind::MirrorList => syntax::MIRROR_ALLOWED.into(),
+            Kind::Domain => "a lowercase DNS name such as cluster.local (not one a YAML reader takes for a boolean or number, like `true`)".into(),
             Kind::CertHosts => {
                 "a list of IP addresses or DNS names, e.g. [\"10.1.1.1\", \"k8s.example.com\"]".into()
             }
             Kind::Registries => {
                 "a list of registries as host[:port], optionally with http:// or https://, e.g. [\"http://reg.local:5000\"]".into()
             }
-            Kind::AbsPath => "an absolute path such as /opt/kube/bin".into(),
-            Kind::OptAbsPath => "an absolute path, or \"\"".into(),
+            Kind::AbsPath => format!("{}, e.g. /opt/kube/bin", syntax::PATH_ALLOWED),
+            Kind::OptAbsPath => format!("{}, or \"\"", syntax::PATH_ALLOWED),
+            Kind::Eviction => format!(
+                "thresholds such as memory.available<300Mi,nodefs.available<10% (signals: {})",
+                EVICTION_SIGNALS.join(", ")
+            ),
         }
     }
 }
@@ -101,7 +133,7 @@ macro_rules! settings {
 
 use Kind::*;
 
-pub const NETWORK_PLUGINS: &[&str] = &["calico", "none"];
+pub const NETWORK_PLUGINS: &[&str] = &["calico", "flannel", "none"];
 pub const RUNTIMES: &[&str] = &["containerd"];
 
 /// Every setting `config.yml` may hold. Defaults follow kubeasz where sensible.
@@ -111,23 +143,23 @@ pub const SETTINGS: &[Setting] = settings! {
         "CONTEXT_NAME": Name => "context-cluster1",
         "CA_EXPIRY": Expiry => "876000h",
         "CERT_EXPIRY": Expiry => "438000h",
-        "K8S_VER": Name => "1.30.1",
-        "ETCD_VER": Name => "3.4.23",
-        "CONTAINERD_VER": Name => "1.6.20",
+        "K8S_VER": Version => "1.37.2",
+        "ETCD_VER": Version => "3.6.17",
+        "CONTAINERD_VER": Version => "2.4.2",
         "BACKUP_KEEP": Int { min: 1, max: 10000 } => "10",
     }
     "cluster" {
         "SECURE_PORT": Port => "6443",
         "CONTAINER_RUNTIME": OneOf(RUNTIMES) => "containerd",
         "CLUSTER_NETWORK": OneOf(NETWORK_PLUGINS) => "calico",
-        "PROXY_MODE": OneOf(&["ipvs", "iptables", "nftables"]) => "ipvs",
+        "PROXY_MODE": OneOf(&["ipvs", "iptables", "nftables"]) => "iptables",
         "SERVICE_CIDR": Cidr => "10.68.0.0/16",
         "CLUSTER_CIDR": Cidr => "172.20.0.0/16",
         "NODE_PORT_RANGE": PortRange => "30000-32767",
         "CLUSTER_DNS_DOMAIN": Domain => "cluster.local",
         "bin_dir": AbsPath => "/opt/kube/bin",
         "ca_dir": AbsPath => "/etc/kubernetes/ssl",
-        "NTP_SERVERS": List => "[]",
+        "NTP_SERVERS": HostList => "[]",
     }
     "etcd" {
         "ETCD_DATA_DIR": AbsPath => "/var/lib/etcd",
@@ -135,10 +167,11 @@ pub const SETTINGS: &[Setting] = settings! {
     }
     "runtime" {
         "ENABLE_MIRROR_REGISTRY": Bool => "false",
-        "MIRROR_REGISTRIES": List => "[]",
+        "MIRROR_REGISTRIES": MirrorList => "[]",
         "INSECURE_REG": Registries => "[]",
-        "SANDBOX_IMAGE": Name => "registry.k8s.io/pause:3.9",
+        "SANDBOX_IMAGE": Image => "registry.k8s.io/pause:3.10.2",
         "CONTAINERD_STORAGE_DIR": AbsPath => "/var/lib/containerd",
+        "CONTAINERD_RESTRICT_OOM_SCORE_ADJ": Bool => "false",
     }
     "kube-master" {
         "MASTER_CERT_HOSTS": CertHosts => "[]",
@@ -147,31 +180,42 @@ pub const SETTINGS: &[Setting] = settings! {
     "kube-node" {
         "KUBELET_ROOT_DIR": AbsPath => "/var/lib/kubelet",
         "MAX_PODS": Int { min: 1, max: 1000 } => "110",
+        "KUBELET_ALLOW_CGROUP_V1": Bool => "false",
+        "KUBELET_EVICTION_HARD": Eviction => "\"memory.available<300Mi,nodefs.available<10%,nodefs.inodesFree<5%,imagefs.available<15%\"",
+        "KUBELET_IMAGE_GC_HIGH_PERCENT": Int { min: 1, max: 100 } => "85",
+        "KUBE_PROXY_CONNTRACK_MAX_PER_CORE": Int { min: 0, max: 1048576 } => "32768",
     }
     "calico" {
         "CALICO_IPV4POOL_IPIP": OneOf(&["Always", "CrossSubnet", "Never"]) => "Always",
-        "IP_AUTODETECTION_METHOD": Name => "first-found",
-        "CALICO_NETWORKING_BACKEND": OneOf(&["bird", "vxlan", "none"]) => "bird",
+        "IP_AUTODETECTION_METHOD": Autodetect => "\"\"",
+        "CALICO_NETWORKING_BACKEND": OneOf(&["bird", "vxlan", "none"]) => "vxlan",
         "CALICO_RR_ENABLED": Bool => "false",
-        "CALICO_RR_NODES": List => "[]",
-        "CALICO_IMAGE_REGISTRY": Name => "quay.io",
-        "calico_ver": Name => "v3.26.4",
+        "CALICO_RR_NODES": HostList => "[]",
+        "CALICO_IMAGE_REGISTRY": ImageRegistry => "docker.io",
+        "calico_ver": Version => "v3.28.5",
+    }
+    "flannel" {
+        "FLANNEL_BACKEND": OneOf(&["vxlan", "host-gw"]) => "vxlan",
+        "DIRECT_ROUTING": Bool => "false",
+        "FLANNEL_IMAGE_REGISTRY": ImageRegistry => "docker.io",
+        "flannel_ver": Version => "v0.28.10",
+        "flannel_cni_plugin_ver": Version => "v0.9.1",
     }
     "cluster-addon" {
         "dns_install": Bool => "true",
-        "corednsVer": Name => "1.11.1",
+        "corednsVer": Version => "1.15.0",
         "ENABLE_LOCAL_DNS_CACHE": Bool => "false",
-        "dnsNodeCacheVer": Name => "1.22.28",
+        "dnsNodeCacheVer": Version => "1.22.28",
         "LOCAL_DNS_CACHE": Ip => "169.254.20.10",
         "metricsserver_install": Bool => "false",
-        "metricsVer": Name => "v0.7.1",
+        "metricsVer": Version => "v0.7.1",
     }
     "ex-lb" {
         "EX_APISERVER_VIP": OptIp => "\"\"",
         "EX_APISERVER_PORT": Port => "8443",
     }
     "harbor" {
-        "HARBOR_VER": Name => "v2.10.2",
+        "HARBOR_VER": Version => "v2.10.2",
         "HARBOR_DOMAIN": Domain => "harbor.easzlab.io.local",
         "HARBOR_PATH": AbsPath => "/var/data",
         "HARBOR_TLS_PORT": Port => "8443",
@@ -293,6 +337,37 @@ pub(crate) fn read(root: Option<&Node>, rep: &mut Reporter<'_>) -> Settings {
     settings
 }
 
+/// Would `config.yml` accept `text` (written as a quoted string; for a
+/// list setting, as its one item) for `key`? For tests and tools that
+/// check a value without a whole inventory.
+pub fn accepts(key: &str, text: &str) -> bool {
+    let Some(setting) = find(key) else {
+        return false;
+    };
+    let pos = Pos { line: 1, col: 1 };
+    let scalar = Node {
+        kind: NodeKind::Scalar {
+            text: text.to_string(),
+            quoted: true,
+        },
+        pos,
+    };
+    let node = if setting.kind.is_list() {
+        Node {
+            kind: NodeKind::Seq(vec![scalar]),
+            pos,
+        }
+    } else {
+        scalar
+    };
+    let mut sink = Vec::new();
+    let mut rep = Reporter {
+        file: std::path::Path::new("<value>"),
+        out: &mut sink,
+    };
+    check_value(setting, &node, &mut rep).is_some() && sink.is_empty()
+}
+
 /// The defaults of every setting.
 pub fn defaults() -> Settings {
     let mut values = BTreeMap::new();
@@ -327,12 +402,12 @@ fn bad(rep: &mut Reporter<'_>, s: &Setting, node: &Node, found: &str) -> Option<
 }
 
 fn check_value(s: &Setting, node: &Node, rep: &mut Reporter<'_>) -> Option<Value> {
-    if matches!(s.kind, Kind::List | Kind::CertHosts | Kind::Registries) {
+    if s.kind.is_list() {
         return check_list(s, node, rep);
     }
     let text = match &node.kind {
         NodeKind::Scalar { text, .. } => text.as_str(),
-        NodeKind::Null if matches!(s.kind, Kind::Text | Kind::OptIp | Kind::OptAbsPath) => "",
+        NodeKind::Null if matches!(s.kind, Kind::OptIp | Kind::OptAbsPath) => "",
         _ => {
             rep.error_help(
                 node.pos,
@@ -344,12 +419,18 @@ fn check_value(s: &Setting, node: &Node, rep: &mut Reporter<'_>) -> Option<Value
         }
     };
     match s.kind {
-        Kind::Text => Some(Value::Text(text.to_string())),
-        Kind::Name => {
-            if text.trim().is_empty() {
-                bad(rep, s, node, text)
-            } else {
+        Kind::Name | Kind::Version | Kind::Image | Kind::ImageRegistry | Kind::Autodetect => {
+            let ok = match s.kind {
+                Kind::Name => syntax::name(text),
+                Kind::Version => syntax::version(text),
+                Kind::Image => syntax::image_reference(text),
+                Kind::ImageRegistry => syntax::image_registry(text),
+                _ => syntax::autodetection_method(text),
+            };
+            if ok {
                 Some(Value::Text(text.to_string()))
+            } else {
+                bad(rep, s, node, text)
             }
         }
         Kind::Bool => match text.to_ascii_lowercase().as_str() {
@@ -415,29 +496,76 @@ fn check_value(s: &Setting, node: &Node, rep: &mut Reporter<'_>) -> Option<Value
             Some(_) => Some(Value::Text(text.to_string())),
             None => bad(rep, s, node, text),
         },
-        Kind::AbsPath => {
-            if text.starts_with('/') && !text.contains(char::is_whitespace) {
-                Some(Value::Text(text.trim_end_matches('/').to_string()).normalize_root())
-            } else {
-                bad(rep, s, node, text)
+        Kind::OptAbsPath if text.is_empty() => Some(Value::Text(String::new())),
+        Kind::AbsPath | Kind::OptAbsPath => match syntax::path_problem(text) {
+            None => Some(Value::Text(
+                text.strip_suffix('/').unwrap_or(text).to_string(),
+            )),
+            Some(problem) => {
+                rep.error_help(
+                    node.pos,
+                    s.key,
+                    format!("`{text}` {problem}"),
+                    format!("allowed: {}", s.kind.allowed()),
+                );
+                None
             }
-        }
-        Kind::OptAbsPath => {
-            if text.is_empty() || (text.starts_with('/') && !text.contains(char::is_whitespace)) {
-                Some(Value::Text(text.to_string()))
-            } else {
-                bad(rep, s, node, text)
-            }
-        }
+        },
         Kind::Domain => {
-            if valid_dns_subdomain(text) {
+            if valid_dns_subdomain(text) && syntax::yaml_plain_is_string(text) {
                 Some(Value::Text(text.to_string()))
             } else {
                 bad(rep, s, node, text)
             }
         }
-        Kind::List | Kind::CertHosts | Kind::Registries => None,
+        Kind::Eviction => match eviction_thresholds(text) {
+            Some(_) => Some(Value::Text(text.to_string())),
+            None => bad(rep, s, node, text),
+        },
+        Kind::HostList | Kind::MirrorList | Kind::CertHosts | Kind::Registries => None,
     }
+}
+
+/// The kubelet's eviction signals (`evictionHard` keys).
+pub const EVICTION_SIGNALS: &[&str] = &[
+    "memory.available",
+    "nodefs.available",
+    "nodefs.inodesFree",
+    "imagefs.available",
+    "imagefs.inodesFree",
+    "containerfs.available",
+    "containerfs.inodesFree",
+    "pid.available",
+];
+
+/// `signal<quantity,...` as (signal, quantity) pairs; each signal known and
+/// given once, each quantity a percentage (0-100%) or a number with an
+/// optional binary or decimal suffix (300Mi, 1G, 1000). `None` when any part
+/// is not: the value is written into the kubelet's YAML config, so nothing
+/// else may pass.
+pub fn eviction_thresholds(text: &str) -> Option<Vec<(&str, &str)>> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for part in text.split(',') {
+        let (signal, quantity) = part.trim().split_once('<')?;
+        if !EVICTION_SIGNALS.contains(&signal) || out.iter().any(|(s, _)| *s == signal) {
+            return None;
+        }
+        let ok = match quantity.strip_suffix('%') {
+            Some(p) => p.parse::<f64>().is_ok_and(|v| (0.0..=100.0).contains(&v)),
+            None => {
+                let digits = quantity.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+                let suffix = &quantity[digits.len()..];
+                !digits.is_empty()
+                    && digits.chars().all(|c| c.is_ascii_digit())
+                    && ["", "Ki", "Mi", "Gi", "Ti", "k", "M", "G", "T"].contains(&suffix)
+            }
+        };
+        if !ok {
+            return None;
+        }
+        out.push((signal, quantity));
+    }
+    Some(out)
 }
 
 /// An entry of a list setting is checked against what that list holds.
@@ -448,7 +576,9 @@ fn item_ok(kind: Kind, text: &str) -> bool {
                 || valid_dns_subdomain(text.strip_prefix("*.").unwrap_or(text))
         }
         Kind::Registries => valid_registry(text),
-        _ => true,
+        Kind::HostList => syntax::host(text),
+        Kind::MirrorList => syntax::mirror(text),
+        _ => false,
     }
 }
 
@@ -482,16 +612,6 @@ pub fn valid_registry(text: &str) -> bool {
         || valid_dns_subdomain(&host.to_ascii_lowercase());
     let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
     host_ok && port_ok
-}
-
-impl Value {
-    /// `/` trimmed of its trailing slash would be empty; keep it as `/`.
-    fn normalize_root(self) -> Value {
-        match self {
-            Value::Text(t) if t.is_empty() => Value::Text("/".into()),
-            other => other,
-        }
-    }
 }
 
 fn check_list(s: &Setting, node: &Node, rep: &mut Reporter<'_>) -> Option<Value> {
@@ -566,6 +686,33 @@ pub fn parse_port_range(text: &str) -> Option<(u16, u16)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn eviction_thresholds_are_parsed_and_anything_else_refused() {
+        assert_eq!(
+            super::eviction_thresholds("memory.available<300Mi,nodefs.available<10%"),
+            Some(vec![
+                ("memory.available", "300Mi"),
+                ("nodefs.available", "10%")
+            ])
+        );
+        assert!(super::eviction_thresholds("imagefs.available<0%").is_some());
+        for bad in [
+            "",
+            "memory.available>300Mi",
+            "memory<300Mi",
+            "nodefs.available<101%",
+            "memory.available<300Mb",
+            "memory.available<3 00Mi",
+            "memory.available<1Mi,memory.available<2Mi",
+            "memory.available<1Mi\"\nx: y",
+        ] {
+            assert!(
+                super::eviction_thresholds(bad).is_none(),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
     use super::*;
 
     #[test]

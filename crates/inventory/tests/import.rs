@@ -106,3 +106,137 @@ fn example_cluster_is_valid_and_documents_every_setting() {
         );
     }
 }
+
+/// Every line of a kubeasz `hosts` file either reaches the new files or is
+/// named (by its line number) under "not carried over": no host line is
+/// dropped, merged or renamed silently. Hosts are read back from the
+/// written `hosts.yml` with the YAML parser.
+#[test]
+fn every_source_line_reaches_the_files_or_is_reported() {
+    let source = "\
+[etcd]
+10.0.0.1
+10.0.0.2 k8s_nodename='e2'
+10.0.0.3
+10.0.0.1
+
+[kube_master]
+10.0.0.1 k8s_nodename='m1'
+10.0.0.1 k8s_nodename='other'
+
+[kube_node]
+10.0.0.4 k8s_nodename='w1' ansible_port=2222
+10.0.0.5
+
+[ex_lb]
+10.0.0.6 LB_ROLE=backup EX_APISERVER_VIP=10.0.0.250 EX_APISERVER_PORT=8443
+10.0.0.7 LB_ROLE=master EX_APISERVER_VIP=10.0.0.251 EX_APISERVER_PORT=8443
+
+[harbor]
+10.0.0.8 NEW_INSTALL=true
+
+[chrony]
+10.0.0.9
+
+[calico_rr]
+10.0.0.10
+
+[kube_cluster:children]
+kube_master
+kube_node
+
+[kube_node:vars]
+foo=bar
+
+[all:vars]
+SECURE_PORT=\"6443\"
+base_dir=\"/etc/kubeasz\"
+UNKNOWN_THING=1
+";
+    let imported = import(source, None).expect("import");
+    let hosts_yml = render_hosts(&imported.hosts);
+    let written = ez_inventory::yaml::parse(&hosts_yml)
+        .expect("hosts.yml parses")
+        .expect("a document");
+    // (group, ip, name) of every written entry.
+    let mut entries = Vec::new();
+    let ez_inventory::yaml::Kind::Map(groups) = &written.kind else {
+        panic!("{hosts_yml}")
+    };
+    for (g, list) in groups {
+        let ez_inventory::yaml::Kind::Seq(items) = &list.kind else {
+            continue;
+        };
+        for item in items {
+            let field = |k: &str| match &item.kind {
+                ez_inventory::yaml::Kind::Map(pairs) => pairs
+                    .iter()
+                    .find(|(key, _)| key.as_str() == Some(k))
+                    .and_then(|(_, v)| v.as_str().map(str::to_string)),
+                _ if k == "ip" => item.as_str().map(str::to_string),
+                _ => None,
+            };
+            entries.push((
+                g.as_str().unwrap_or_default().to_string(),
+                field("ip").expect("ip"),
+                field("name"),
+            ));
+        }
+    }
+    let notes = imported.notes.join("\n");
+    let noted = |n: usize| {
+        imported
+            .notes
+            .iter()
+            .any(|x| x.starts_with(&format!("hosts line {n}:")))
+    };
+    let mut section = String::new();
+    let mut checked = 0;
+    for (i, raw) in source.lines().enumerate() {
+        let n = i + 1;
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(s) = line.strip_prefix('[') {
+            section = s.trim_end_matches(']').to_string();
+            continue;
+        }
+        checked += 1;
+        let reached = if section.ends_with(":vars") {
+            let key = line.split('=').next().unwrap_or_default();
+            section == "all:vars" && imported.config.iter().any(|(k, _)| *k == key)
+        } else if section.contains(':') {
+            false
+        } else {
+            let ip = line.split_whitespace().next().unwrap_or_default();
+            let name = line
+                .split_whitespace()
+                .find_map(|t| t.strip_prefix("k8s_nodename="))
+                .map(|v| v.trim_matches('\'').to_string());
+            entries
+                .iter()
+                .any(|(g, i, nm)| *g == section && i == ip && (name.is_none() || *nm == name))
+        };
+        assert!(
+            reached || noted(n),
+            "hosts line {n} `{line}` neither reached the files nor was reported:\n{notes}\n---\n{hosts_yml}"
+        );
+    }
+    assert!(checked >= 19, "{checked} lines checked");
+    // The ones that must be reported: the two duplicates (one with another
+    // name), the unknown group, the children, the group variables, the
+    // second VIP, a dropped host variable.
+    for n in [5, 9, 12, 17, 26, 29, 30, 33, 37, 38] {
+        assert!(noted(n), "line {n} not reported:\n{notes}");
+    }
+    assert!(notes.contains("hosts line 9: 10.0.0.1 is already listed in [kube_master] on line 8; this line was dropped with its different settings"), "{notes}");
+    // Nothing written twice.
+    let mut seen = std::collections::BTreeSet::new();
+    for (g, ip, _) in &entries {
+        assert!(
+            seen.insert((g.clone(), ip.clone())),
+            "{g} {ip} written twice"
+        );
+    }
+}

@@ -18,9 +18,12 @@ use crate::session::Session;
 /// Default number of hosts worked on at once.
 pub const DEFAULT_FAN_OUT: usize = 64;
 
-/// Sessions keyed by [`HostSpec::name`], connected on first use and reused
-/// for the run; a jump host is a pooled host too, so targets behind one
-/// bastion share its connection. Cheap to clone.
+/// Sessions keyed by who logs in where and through which hops (user,
+/// address, port, jump chain: [`pool_key`]), connected on first use and
+/// reused for the run; a jump host is a pooled host too, so targets behind
+/// one bastion share its connection. Keying by name alone let the first
+/// connection to a bastion serve every later one, whatever its user, and a
+/// host that was its own bastion waited for itself forever. Cheap to clone.
 #[derive(Clone)]
 pub struct Pool {
     inner: Arc<PoolInner>,
@@ -54,14 +57,24 @@ impl Pool {
 
     /// The session for `host`, connecting if there is none or the previous
     /// one died. Concurrent callers for the same host share one connect.
+    /// A jump chain that passes through the same address twice (a host that
+    /// is its own bastion) is refused.
     pub async fn session(&self, host: &HostSpec) -> Result<Session, SshError> {
+        if let Some(hop) = jump_loop(host) {
+            return Err(SshError::InvalidInput {
+                host: host.name.clone(),
+                message: format!(
+                    "the jump chain reaches {hop} twice: a host cannot be reached through itself"
+                ),
+            });
+        }
         let cell = {
             let mut map = self
                 .inner
                 .sessions
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
-            let entry = map.entry(host.name.clone()).or_default();
+            let entry = map.entry(pool_key(host)).or_default();
             if entry.get().is_some_and(Session::is_closed) {
                 *entry = Arc::default();
             }
@@ -112,6 +125,33 @@ impl Pool {
             s.close().await;
         }
     }
+}
+
+/// `user@address:port`, then ` via user@address:port` for each jump hop:
+/// what makes two specs the same connection.
+pub fn pool_key(spec: &HostSpec) -> String {
+    let mut key = format!("{}@{}:{}", spec.user(), spec.addr, spec.port());
+    let mut hop = spec.jump.as_deref();
+    while let Some(h) = hop {
+        key.push_str(&format!(" via {}@{}:{}", h.user(), h.addr, h.port()));
+        hop = h.jump.as_deref();
+    }
+    key
+}
+
+/// The first `address:port` that a host's jump chain reaches twice.
+fn jump_loop(spec: &HostSpec) -> Option<String> {
+    let mut seen = Vec::new();
+    let mut hop = Some(spec);
+    while let Some(h) = hop {
+        let at = format!("{}:{}", h.addr, h.port());
+        if seen.contains(&at) {
+            return Some(at);
+        }
+        seen.push(at);
+        hop = h.jump.as_deref();
+    }
+    None
 }
 
 /// One host's result from [`fan_out`].
@@ -174,4 +214,58 @@ where
         });
     }
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(user: &str, addr: &str, port: u16) -> HostSpec {
+        let mut h = HostSpec::new(addr);
+        h.user = Some(user.into());
+        h.port = Some(port);
+        h
+    }
+
+    #[test]
+    fn the_pool_key_is_user_address_port_and_jump_chain() {
+        let mut a = spec("root", "10.0.0.1", 22);
+        let mut b = spec("ops", "10.0.0.1", 22);
+        // Same name, other user: not the same connection.
+        a.name = "bastion".into();
+        b.name = "bastion".into();
+        assert_ne!(pool_key(&a), pool_key(&b));
+        assert_ne!(pool_key(&a), pool_key(&spec("root", "10.0.0.1", 2222)));
+        let mut via = spec("root", "10.0.0.2", 22);
+        assert_eq!(pool_key(&via), "root@10.0.0.2:22");
+        via.jump = Some(Box::new(b.clone()));
+        assert_eq!(pool_key(&via), "root@10.0.0.2:22 via ops@10.0.0.1:22");
+        let mut other = via.clone();
+        other.jump = Some(Box::new(a));
+        assert_ne!(pool_key(&via), pool_key(&other));
+    }
+
+    #[tokio::test]
+    async fn a_host_that_jumps_through_itself_is_refused_at_once() {
+        let pool = Pool::new(SshOptions {
+            known_hosts: Vec::new(),
+            use_agent: false,
+            ..SshOptions::default()
+        });
+        let mut host = spec("root", "127.0.0.1", 1);
+        host.jump = Some(Box::new(spec("ops", "127.0.0.1", 1)));
+        let err = tokio::time::timeout(Duration::from_secs(5), pool.session(&host))
+            .await
+            .expect("refused, not waiting for itself")
+            .expect_err("a loop");
+        assert!(matches!(err, SshError::InvalidInput { .. }), "{err}");
+        assert!(err.to_string().contains("through itself"), "{err}");
+        // A longer loop too.
+        let mut mid = spec("root", "127.0.0.2", 22);
+        mid.jump = Some(Box::new(spec("root", "127.0.0.1", 1)));
+        host.jump = Some(Box::new(mid));
+        assert!(jump_loop(&host).is_some());
+        host.jump = None;
+        assert!(jump_loop(&host).is_none());
+    }
 }

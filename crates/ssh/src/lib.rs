@@ -49,7 +49,7 @@ mod transfer;
 pub use command::shell_quote;
 pub use connect::connect;
 pub use error::SshError;
-pub use fanout::{fan_out, HostResult, Pool, DEFAULT_FAN_OUT};
+pub use fanout::{fan_out, pool_key, HostResult, Pool, DEFAULT_FAN_OUT};
 pub use host::{HostSpec, SshOptions, Sudo};
 pub use secret::Secret;
 pub use session::{ExecOpts, ExecOutput, Session};

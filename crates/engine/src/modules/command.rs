@@ -53,7 +53,7 @@ impl CommandArgs {
         }
     }
 
-    fn command_line(&self) -> String {
+    pub(crate) fn command_line(&self) -> String {
         let base = match (&self.cmd, &self.argv) {
             (Some(c), _) => c.clone(),
             (None, Some(a)) => a

@@ -59,7 +59,7 @@ impl WaitArgs {
     }
 
     /// The probe as one shell command and, for HTTPS, the wanted status.
-    fn probe(&self, timeout: Duration) -> Result<(String, Option<u64>), TaskError> {
+    pub(crate) fn probe(&self, timeout: Duration) -> Result<(String, Option<u64>), TaskError> {
         if let Some(c) = &self.command {
             return Ok((c.clone(), None));
         }

@@ -49,7 +49,7 @@ pub fn run(home: &Home, args: &ExecArgs<'_>, json: bool, style: Style) -> Result
         bail!(Failure::new(ExitCode::Input, "no hosts match"));
     }
     let command = args.command.join(" ");
-    let specs: Vec<_> = hosts.iter().map(|h| host_spec(h)).collect();
+    let specs: Vec<_> = hosts.iter().map(|h| host_spec(&cluster, h)).collect();
     let pool = Pool::new(ssh_options(&cluster, args.accept_new));
     let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread()

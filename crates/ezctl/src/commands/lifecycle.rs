@@ -10,6 +10,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use ez_engine::shell_word;
 use ez_inventory::{Cluster, Group, Host};
 
 use crate::commands::setup::Output;
@@ -132,8 +133,8 @@ const STOP: &[Stage] = &[
 ];
 
 fn etcd_health(c: &Cluster, h: &Host) -> String {
-    let bin = c.settings.text("bin_dir");
-    let ca = c.settings.text("ca_dir");
+    let bin = shell_word(c.settings.text("bin_dir"));
+    let ca = shell_word(c.settings.text("ca_dir"));
     format!(
         "{bin}/etcdctl --endpoints=https://{} --cacert={ca}/ca.pem --cert={ca}/etcd.pem --key={ca}/etcd-key.pem endpoint health",
         ez_inventory::cluster::socket(h.ip, 2379)
@@ -141,7 +142,7 @@ fn etcd_health(c: &Cluster, h: &Host) -> String {
 }
 
 fn apiserver_ready(c: &Cluster, h: &Host) -> String {
-    let ca = c.settings.text("ca_dir");
+    let ca = shell_word(c.settings.text("ca_dir"));
     format!(
         "curl -sf --max-time 3 --cacert {ca}/ca.pem --cert {ca}/apiserver-kubelet-client.pem --key {ca}/apiserver-kubelet-client-key.pem https://{}/readyz",
         ez_inventory::cluster::socket(h.ip, c.settings.int("SECURE_PORT") as u16)

@@ -436,7 +436,7 @@ fn survey(
     kube: &Kube,
     state: &UpgradeState,
 ) -> Result<Vec<Found>> {
-    let bin_dir = cluster.settings.text("bin_dir").to_string();
+    let bin_dir = ez_engine::shell_word(cluster.settings.text("bin_dir"));
     let hosts: Vec<Host> = cluster
         .hosts
         .iter()

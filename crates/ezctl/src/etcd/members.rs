@@ -170,7 +170,11 @@ impl EtcdHosts {
     pub fn new(cluster: &Cluster, connector: Arc<SshConnector>) -> EtcdHosts {
         EtcdHosts {
             connector,
-            specs: cluster.hosts.iter().map(|h| (h.ip, host_spec(h))).collect(),
+            specs: cluster
+                .hosts
+                .iter()
+                .map(|h| (h.ip, host_spec(cluster, h)))
+                .collect(),
             ctl: Ctl::for_cluster(cluster),
             inventory_endpoints: cluster
                 .group(Group::Etcd)

@@ -59,7 +59,7 @@ impl Fleet {
             specs: cluster
                 .hosts
                 .iter()
-                .map(|h| (h.ip.to_string(), host_spec(h)))
+                .map(|h| (h.ip.to_string(), host_spec(cluster, h)))
                 .collect(),
         }
     }

@@ -330,3 +330,112 @@ async fn pool_shares_one_bastion_connection_between_targets_body() {
     assert_eq!(log.matches("Accepted publickey").count(), 1, "{log}");
     assert_eq!(pool.sessions().len(), 4, "3 targets + the bastion");
 }
+
+/// Two hosts whose per-host jumps name one bastion with different users
+/// get one bastion connection per user. The pool was keyed by host name:
+/// the first connection to the bastion served the second, as its user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bastion_with_two_users_is_two_pooled_connections() {
+    support::bounded(one_bastion_with_two_users_is_two_pooled_connections_body()).await
+}
+
+async fn one_bastion_with_two_users_is_two_pooled_connections_body() {
+    let Some(()) = support::ready("bastion per user") else {
+        return;
+    };
+    let Some(user) = support::TestUser::create("bastion per user", "pw-Jump-4321") else {
+        return;
+    };
+    let bastion = Sshd::start();
+    let target = Sshd::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _ = bastion.options(dir.path());
+    let opts = target.options(dir.path());
+    let pool = Pool::new(opts);
+    let as_root = bastion.host("root");
+    let as_user = bastion.host(&user.name);
+    assert_eq!(as_root.name, as_user.name, "one bastion, one name");
+    let mut a = target.host("root");
+    a.name = "a".into();
+    a.jump = Some(Box::new(as_root.clone()));
+    let mut b = target.host("root");
+    b.name = "b".into();
+    b.jump = Some(Box::new(as_user.clone()));
+    for h in [&a, &b] {
+        let s = pool.session(h).await.expect("through the bastion");
+        let out = s
+            .exec_ok("echo ok", ExecOpts::default())
+            .await
+            .expect("exec");
+        assert_eq!(out.stdout_str(), "ok\n");
+    }
+    // The pooled bastion sessions log in as the user each jump names.
+    let whoami = |spec: HostSpec| {
+        let pool = pool.clone();
+        async move {
+            let s = pool.session(&spec).await.expect("bastion session");
+            s.exec_ok("id -un", ExecOpts::default())
+                .await
+                .expect("id")
+                .stdout_str()
+                .trim()
+                .to_string()
+        }
+    };
+    assert_eq!(whoami(as_root).await, "root", "the uid-0 alias");
+    assert_eq!(whoami(as_user).await, user.name);
+    pool.close_all().await;
+}
+
+/// A jump host that accepts TCP and never speaks SSH: the target behind it
+/// fails within the connect timeout, through the pool as well as directly
+/// (every hop's attempt is bounded; nothing waits forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_jump_host_fails_within_the_connect_timeout() {
+    support::bounded(a_silent_jump_host_fails_within_the_connect_timeout_body()).await
+}
+
+async fn a_silent_jump_host_fails_within_the_connect_timeout_body() {
+    let Some(()) = support::ready("silent jump host") else {
+        return;
+    };
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    // Accept and hold every connection without a byte of SSH.
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let target = Sshd::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = target.options(dir.path());
+    opts.connect_timeout = Duration::from_secs(2);
+    opts.connect_retries = 0;
+    let mut bastion = HostSpec::new("127.0.0.1");
+    bastion.name = "silent".into();
+    bastion.port = Some(port);
+    let mut host = target.host("root");
+    host.jump = Some(Box::new(bastion));
+    for via_pool in [false, true] {
+        let started = Instant::now();
+        let err = if via_pool {
+            Pool::new(opts.clone())
+                .session(&host)
+                .await
+                .expect_err("silent")
+        } else {
+            connect(&host, &opts).await.expect_err("silent")
+        };
+        assert!(matches!(err, SshError::Timeout { .. }), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    holder.abort();
+}
