@@ -232,20 +232,32 @@ fn the_lock_refuses_a_second_run() {
         .spawn()
         .expect("first run");
     let lock = env.cluster_dir().join(ez_engine::LOCK_FILE);
-    for _ in 0..50 {
-        if lock.exists() {
-            break;
-        }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !lock.exists() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
+    let held = lock.exists();
+    let still_running = matches!(first.try_wait(), Ok(None));
     let second = play(env, "site.yml", &[]);
-    let _ = first.wait();
+    let first_status = first.wait().expect("wait for the first run");
+    assert!(held, "the first run never took the lock");
+    assert!(
+        still_running,
+        "the first run ended before the second started: nothing to refuse"
+    );
     assert_eq!(second.status.code(), Some(4), "{}", text(&second));
     let said = text(&second);
     assert!(
-        said.contains(&format!("{}", first.id())),
+        said.contains(&format!("(pid {})", first.id())),
         "the refusal names the holder's pid: {said}"
     );
+    // The refused run did not disturb the holder: it finishes its work
+    // and releases the lock.
+    assert!(
+        first_status.success(),
+        "the first run failed: {first_status}"
+    );
+    assert!(!lock.exists(), "the first run left its lock behind");
 }
 
 #[test]

@@ -160,6 +160,22 @@ fn a_dead_master_is_replaced() {
     let dead = masters[0].clone();
     let alive = masters[1].clone();
     let dead_index = env.lab.find(&dead).expect("lab host").index;
+    let dead_node = format!("k8s-{}", dead.replace('.', "-"));
+    let upstream = |ip: &str| format!("server {ip}:6443");
+    // The probes that must find the dead master gone below first find it
+    // here, where it is still configured everywhere.
+    let names = node_names(env, &alive);
+    assert!(
+        names.contains(&format!("node/{dead_node}")),
+        "the probe does not see {dead_node} while it is there: {names}"
+    );
+    for ip in kube_lb_hosts(env).iter().filter(|ip| **ip != dead) {
+        let conf = kube_lb_conf(env, ip);
+        assert!(
+            conf.contains(&upstream(&dead)),
+            "{ip}: the probe does not see {dead} while it is an upstream: {conf}"
+        );
+    }
     env.lab.stop_machine(dead_index).expect("stop master");
 
     // What the operator sees: that master is unreachable.
@@ -178,7 +194,6 @@ fn a_dead_master_is_replaced() {
     // 1. Out of the cluster, the other hosts and hosts.yml, without
     //    reaching it: the apiserver certificate is re-issued without its IP
     //    and rolled out, every kube-lb forgets it, its node object goes.
-    let dead_node = format!("k8s-{}", dead.replace('.', "-"));
     let del = env.ezctl(&["del-master", &env.cluster, &dead, "--force"]);
     assert!(del.status.success(), "{}", text(&del));
     assert!(
@@ -197,17 +212,24 @@ fn a_dead_master_is_replaced() {
     );
     let spare_node = format!("k8s-{}", spare.replace('.', "-"));
     wait_all_nodes_ready(env, &alive, Duration::from_secs(90));
-    let names = text(&env.kubectl(&alive, &["get", "nodes", "-o", "name"]));
+    let names = node_names(env, &alive);
     assert!(names.contains(&spare_node), "{names}");
     assert!(!names.contains(&dead_node), "{names}");
-    // The new master serves the API, and no kube-lb points at the dead one.
+    // The new master serves the API, and no kube-lb points at the dead one
+    // (every kube-lb lists the two masters instead).
     let ready = env.kubectl(&spare, &["get", "--raw", "/readyz"]);
     assert!(text(&ready).contains("ok"), "{}", text(&ready));
-    for ip in all_hosts(env).iter().filter(|ip| **ip != dead) {
-        let (_, conf) = env.on(ip, "cat /etc/kube-lb/conf/kube-lb.conf 2>/dev/null; true");
+    let kube_lb = kube_lb_hosts(env);
+    assert!(kube_lb.contains(&spare), "{kube_lb:?}");
+    for ip in &kube_lb {
+        let conf = kube_lb_conf(env, ip);
         assert!(
-            !conf.contains(&format!("{dead}:")),
+            !conf.contains(&upstream(&dead)),
             "{ip} still proxies to {dead}: {conf}"
+        );
+        assert!(
+            conf.contains(&upstream(&alive)) && conf.contains(&upstream(&spare)),
+            "{ip} does not proxy to both masters: {conf}"
         );
     }
     assert_converged(env, "setup", &["all"]);
@@ -237,4 +259,34 @@ fn wait_all_nodes_ready(env: &Env, master: &str, within: Duration) {
         assert!(Instant::now() < deadline, "nodes not Ready: {states}");
         std::thread::sleep(Duration::from_secs(2));
     }
+}
+
+/// `kubectl get nodes -o name`; a failed kubectl is a failure, not an
+/// empty list.
+fn node_names(env: &Env, master: &str) -> String {
+    let out = env.kubectl(master, &["get", "nodes", "-o", "name"]);
+    assert!(out.status.success(), "kubectl get nodes: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The hosts that run kube-lb, from the inventory: masters and nodes.
+fn kube_lb_hosts(env: &Env) -> Vec<String> {
+    let c = ez_inventory::Cluster::load(&env.cluster_dir()).expect("inventory");
+    let mut ips: Vec<String> = c
+        .group(ez_inventory::Group::KubeMaster)
+        .chain(c.group(ez_inventory::Group::KubeNode))
+        .map(|h| h.ip.to_string())
+        .collect();
+    ips.sort();
+    ips.dedup();
+    ips
+}
+
+/// A host's kube-lb configuration; a missing file or a failed read is a
+/// failure (not an empty text that contains no upstream).
+fn kube_lb_conf(env: &Env, ip: &str) -> String {
+    let (code, conf) = env.on(ip, "cat /etc/kube-lb/conf/kube-lb.conf");
+    assert_eq!(code, 0, "{ip}: {conf}");
+    assert!(conf.contains("upstream kube_apiservers"), "{ip}: {conf}");
+    conf
 }

@@ -44,9 +44,11 @@ fn a_spare_machine_joins_as_a_master_then_leaves() {
     assert_eq!(ex_lb.len(), 2);
     let upstream = format!("server {spare}:6443");
     for m in &old_masters {
+        let sans = san_list(&served_sans(m));
         assert!(
-            !served_sans(m).contains(&spare),
-            "{m} already serves {spare}?"
+            sans.contains(&format!("IP Address:{m}"))
+                && !sans.contains(&format!("IP Address:{spare}")),
+            "{m} already serves {spare}? {sans:?}"
         );
     }
 
@@ -66,10 +68,10 @@ fn a_spare_machine_joins_as_a_master_then_leaves() {
 
     // The old masters serve the new SAN (the cert was pushed and they restarted).
     for m in old_masters.iter().chain(std::iter::once(&spare)) {
-        let sans = served_sans(m);
+        let sans = san_list(&served_sans(m));
         assert!(
             sans.contains(&format!("IP Address:{spare}")),
-            "{m} serves {sans}"
+            "{m} serves {sans:?}"
         );
     }
     // Every kube-lb (masters and nodes) and every ex-lb knows the new master.
@@ -97,6 +99,13 @@ fn a_spare_machine_joins_as_a_master_then_leaves() {
         hosts.contains("kube_master:\n") && hosts.contains(&format!("  - {spare}\n")),
         "{hosts}"
     );
+    // The probe that must find no control plane on the spare after
+    // del-master first finds it here.
+    let (code, out) = env.on(&spare, CONTROL_PLANE_PROBE);
+    assert_eq!(
+        code, 0,
+        "the probe does not see the control plane on {spare}: {out}"
+    );
 
     // del-master: upstreams first, then the host is cleaned; the remaining
     // masters roll onto a certificate without its IP.
@@ -119,19 +128,18 @@ fn a_spare_machine_joins_as_a_master_then_leaves() {
         );
     }
     for m in &old_masters {
-        let sans = served_sans(m);
+        let sans = san_list(&served_sans(m));
+        // The master's own IP in the same list shows the probe read one.
         assert!(
             sans.contains(&format!("IP Address:{m}"))
-                && !sans.contains(&format!("IP Address:{spare},")),
-            "{m} serves {sans}"
+                && !sans.contains(&format!("IP Address:{spare}")),
+            "{m} serves {sans:?}"
         );
         assert!(day2::ready(env, m), "{m} not ready after del-master");
     }
-    let (code, _) = env.on(
-        &spare,
-        "test -e /etc/systemd/system/kube-apiserver.service || test -e /etc/kubernetes",
-    );
-    assert_ne!(code, 0, "control plane left on {spare}");
+    // 1 is `test`'s "no"; SSH's own failure would be 255.
+    let (code, out) = env.on(&spare, CONTROL_PLANE_PROBE);
+    assert_eq!(code, 1, "control plane left on {spare}: {out}");
     assert!(nodes(env, &old_masters[0])
         .iter()
         .all(|n| n.0 != node_name(&spare)));
@@ -139,6 +147,22 @@ fn a_spare_machine_joins_as_a_master_then_leaves() {
         std::fs::read_to_string(hosts_path(env)).expect("hosts.yml"),
         setup.hosts_yml
     );
+}
+
+/// Exit 0 when a control plane is set up on the host, 1 when not.
+const CONTROL_PLANE_PROBE: &str =
+    "test -e /etc/systemd/system/kube-apiserver.service || test -e /etc/kubernetes";
+
+/// `openssl x509 -ext subjectAltName` output as one entry per name
+/// (`IP Address:10.0.0.1`), so an IP is never matched as the prefix of
+/// another or missed as the last of the line.
+fn san_list(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.contains("Subject Alternative Name"))
+        .flat_map(|l| l.split(','))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// A home with a cluster whose hosts do not exist: refusals must come

@@ -634,14 +634,24 @@ fn setup_all_runs_real_pods_then_ex_lb_and_registry_on_seven_machines() {
         );
         std::thread::sleep(Duration::from_secs(1));
     }
+    // The renewals went through the other master: this one still does not
+    // listen (the same probe saw it listening before the stop).
+    let (code, out) = env.on(&masters[0], listening);
+    assert_ne!(
+        code, 0,
+        "the stopped apiserver listens again, the renewals may have gone through it: {out}"
+    );
     let (code, out) = env.on(&masters[0], "systemctl start kube-apiserver");
     assert_eq!(code, 0, "{out}");
 }
 
 /// RFC 3339 UTC time on a lab machine (the clock the kubelets stamp with).
 fn chrono_now(env: &Env, ip: &str) -> String {
-    let (_, out) = env.on(ip, "date -u +%Y-%m-%dT%H:%M:%SZ");
-    out.trim().to_string()
+    let (code, out) = env.on(ip, "date -u +%Y-%m-%dT%H:%M:%SZ");
+    assert_eq!(code, 0, "{ip}: {out}");
+    let now = out.trim().to_string();
+    assert!(now.len() == 20 && now.ends_with('Z'), "{ip}: {now}");
+    now
 }
 
 fn registry_round_trip(env: &Env, masters: &[String], nodes: &[String]) {

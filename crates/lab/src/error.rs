@@ -39,6 +39,19 @@ pub enum LabError {
     #[error("lab {lab} has no machine {host:?}")]
     NoSuchMachine { lab: String, host: String },
 
+    #[error("no machine {host:?} in any lab{}", labs_up(labs))]
+    NoMachineInAnyLab { host: String, labs: Vec<String> },
+
+    #[error(
+        "{host:?} names a machine in more than one lab; add --name LAB to pick one:\n{}",
+        candidates.iter().map(|c| format!("  {c}")).collect::<Vec<_>>().join("\n")
+    )]
+    AmbiguousMachine {
+        host: String,
+        /// `lab: hostname ip`, one per machine that fits.
+        candidates: Vec<String>,
+    },
+
     #[error("no free /24 left in 10.231.0.0/16 for a new lab")]
     NoSubnet,
 
@@ -99,6 +112,15 @@ pub enum LabError {
         name: String,
         leftovers: Vec<String>,
     },
+}
+
+/// ` (labs up: a, b)`, or that none is.
+fn labs_up(labs: &[String]) -> String {
+    if labs.is_empty() {
+        " (no lab is up: see `ezlab up`)".to_string()
+    } else {
+        format!(" (labs up: {})", labs.join(", "))
+    }
 }
 
 impl LabError {

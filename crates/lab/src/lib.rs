@@ -28,6 +28,7 @@ pub mod image;
 mod image_tar;
 mod lab;
 pub mod layout;
+mod lookup;
 mod machine;
 pub mod net;
 mod process;
@@ -42,3 +43,4 @@ pub use lab::{
     DEFAULT_CACHE_DIR, DEFAULT_HOME, DEFAULT_STATE_ROOT,
 };
 pub use layout::{Layout, Role};
+pub use lookup::find_machine;

@@ -54,10 +54,12 @@ enum Cmd {
     /// List labs and their machines.
     Status,
     /// Open a shell on a machine (hostname, IP or number) or run CMD there.
+    /// The machine is looked for in every lab that is up.
     Ssh {
         host: String,
-        #[arg(long, default_value = "lab")]
-        name: String,
+        /// Only look in this lab (needed when a number fits several labs).
+        #[arg(long)]
+        name: Option<String>,
         #[arg(last = true)]
         cmd: Vec<String>,
     },
@@ -200,8 +202,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Ssh { host, name, cmd } => {
-            let lab = Lab::open(&name, &cli.state_root)?;
-            let h = lab.find(&host)?;
+            let (lab, h) = ez_lab::find_machine(&cli.state_root, &host, name.as_deref())?;
             let mut ssh = lab.ssh_command(h.index)?;
             if cmd.is_empty() {
                 ssh.arg("-t");

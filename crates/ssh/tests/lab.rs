@@ -4,7 +4,7 @@
 //! and the lab; says why and passes where they are missing.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ez_lab::Lab;
 use ez_ssh::{fan_out, ExecOpts, HostSpec, Pool, SshError, SshOptions, Sudo, UploadOutcome};
@@ -61,19 +61,36 @@ fn exec_on_every_machine_in_parallel() {
     let pool = Pool::new(options(lab));
     let specs: Vec<HostSpec> = (0..lab.hosts().len()).map(|i| spec(lab, i)).collect();
     rt().block_on(async {
+        // Each command stamps when it started and ended (the machines share
+        // the controller's clock) around a one-second sleep.
         let mut rx = fan_out(&pool, specs, 64, |s| async move {
-            s.exec_ok("sleep 1; hostname", ExecOpts::default()).await
+            s.exec_ok(
+                "date +%s%N; sleep 1; date +%s%N; hostname",
+                ExecOpts::default(),
+            )
+            .await
         });
-        let started = Instant::now();
         let mut names = Vec::new();
+        let mut spans: Vec<(u128, u128, String)> = Vec::new();
         while let Some(r) = rx.recv().await {
-            names.push(r.result.expect("exec").stdout_str().trim().to_string());
+            let out = r.result.expect("exec").stdout_str().to_string();
+            let lines: Vec<&str> = out.lines().collect();
+            let [start, end, name] = lines[..] else {
+                panic!("{}: {out:?}", r.host)
+            };
+            let stamp = |t: &str| t.parse::<u128>().unwrap_or_else(|e| panic!("{t}: {e}"));
+            spans.push((stamp(start), stamp(end), r.host.clone()));
+            names.push(name.to_string());
         }
-        // Five one-second commands in parallel take about one second, not five.
+        // In parallel, every command started before any of them ended:
+        // all five were running at once. In sequence, each would start
+        // after the previous one's end.
+        let last_start = spans.iter().map(|s| s.0).max().expect("spans");
+        let first_end = spans.iter().map(|s| s.1).min().expect("spans");
         assert!(
-            started.elapsed() < Duration::from_secs(4),
-            "not parallel: {:?}",
-            started.elapsed()
+            last_start < first_end,
+            "not parallel: a command started {} ms after another had ended: {spans:?}",
+            (last_start - first_end) / 1_000_000
         );
         names.sort();
         let mut want: Vec<String> = lab.hosts().iter().map(|h| h.hostname.clone()).collect();

@@ -181,8 +181,42 @@ pub fn probe(env: &Env, master: &str) -> Result<(), String> {
     }
 }
 
-/// (seconds since the sampler started, masters not ready with why) per sample.
-pub type Samples = Vec<(f64, Vec<String>)>;
+/// One round of /readyz probes, one per master, run together.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Seconds since the sampler started.
+    pub at: f64,
+    /// CLOCK_MONOTONIC in µs when the probes started and when the last one
+    /// answered. The lab machines share this clock (no time namespace), so
+    /// it compares with systemd's `*TimestampMonotonic` on any of them.
+    pub mono_us: (u64, u64),
+    /// Masters not ready, each as `IP (why)`.
+    pub down: Vec<String>,
+}
+
+impl Sample {
+    /// Whether `master` answered ready in this sample.
+    pub fn ready(&self, master: &str) -> bool {
+        !self
+            .down
+            .iter()
+            .any(|d| d.split(' ').next() == Some(master))
+    }
+}
+
+pub type Samples = Vec<Sample>;
+
+/// CLOCK_MONOTONIC now, in µs.
+pub fn monotonic_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC)");
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
+}
 
 /// Samples which masters answer /readyz, every `every`, until stopped.
 pub struct Sampler {
@@ -199,17 +233,28 @@ impl Sampler {
             let mut samples = Vec::new();
             while !flag.load(Ordering::Relaxed) {
                 let tick = Instant::now();
+                let started = monotonic_us();
                 let probes: Vec<_> = masters
                     .iter()
                     .cloned()
-                    .map(|m| std::thread::spawn(move || (probe(env, &m), m)))
+                    .map(|m| std::thread::spawn(move || probe(env, &m)))
                     .collect();
+                // A probe that panicked (kubectl missing, say) proves
+                // nothing about its master: it counts as down, never up.
                 let down: Vec<String> = probes
                     .into_iter()
-                    .filter_map(|p| p.join().ok())
-                    .filter_map(|(r, m)| r.err().map(|why| format!("{m} ({why})")))
+                    .zip(&masters)
+                    .filter_map(|(p, m)| match p.join() {
+                        Ok(Ok(())) => None,
+                        Ok(Err(why)) => Some(format!("{m} ({why})")),
+                        Err(_) => Some(format!("{m} (the probe panicked)")),
+                    })
                     .collect();
-                samples.push((t0.elapsed().as_secs_f64(), down));
+                samples.push(Sample {
+                    at: t0.elapsed().as_secs_f64(),
+                    mono_us: (started, monotonic_us()),
+                    down,
+                });
                 if let Some(rest) = every.checked_sub(tick.elapsed()) {
                     std::thread::sleep(rest);
                 }
@@ -222,35 +267,42 @@ impl Sampler {
         }
     }
 
-    /// (seconds since start, masters down) per sample.
+    /// Every sample taken. A sampler thread that panicked is a failure.
     pub fn finish(mut self) -> Samples {
         self.stop.store(true, Ordering::Relaxed);
-        self.handle
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default()
+        match self.handle.take().map(JoinHandle::join) {
+            Some(Ok(samples)) => samples,
+            Some(Err(_)) => panic!("the /readyz sampler panicked"),
+            None => Vec::new(),
+        }
     }
 }
 
 /// Assert no sample saw more than one master down; report what was seen.
-pub fn assert_at_most_one_down(samples: &[(f64, Vec<String>)], what: &str) {
+pub fn assert_at_most_one_down(samples: &[Sample], what: &str) {
     assert!(samples.len() >= 5, "{what}: only {} samples", samples.len());
     let worst = samples
         .iter()
-        .filter(|(_, d)| d.len() > 1)
+        .filter(|s| s.down.len() > 1)
+        .map(|s| (s.at, &s.down))
         .collect::<Vec<_>>();
     assert!(
         worst.is_empty(),
         "{what}: more than one master down at {worst:?}"
     );
-    let one = samples.iter().filter(|(_, d)| d.len() == 1).count();
+    let one = samples.iter().filter(|s| s.down.len() == 1).count();
     eprintln!(
         "{what}: {} /readyz samples, {one} with one master down, none with more",
         samples.len()
     );
 }
 
-/// A file on a lab host (empty when missing).
+/// A file on a lab host. A missing file or a failed read is a failure:
+/// callers check that something is absent from it, and an empty text
+/// would pass any such check.
 pub fn cat(env: &Env, ip: &str, path: &str) -> String {
-    env.on(ip, &format!("cat {path} 2>/dev/null")).1
+    let (code, out) = env.on(ip, &format!("cat {path}"));
+    assert_eq!(code, 0, "cat {path} on {ip}: {out}");
+    assert!(!out.trim().is_empty(), "{path} on {ip} is empty");
+    out
 }
