@@ -11,10 +11,10 @@ use serde_json::{json, Value};
 
 use crate::home::Home;
 
-/// Controller paths every role may use.
-pub fn controller_vars(home: &Home, cluster: &Cluster) -> serde_json::Map<String, Value> {
+/// Controller paths every role may use; certificates are read from `ssl`.
+fn controller_vars(home: &Home, cluster: &Cluster, ssl: &Path) -> serde_json::Map<String, Value> {
     let mut m = serde_json::Map::new();
-    let ssl = cluster.dir.join("ssl");
+    let ssl = ssl.to_path_buf();
     let bundle = home.dir.join("bin");
     let kubectl_bin = if bundle.join("kubectl").is_file() {
         bundle.join("kubectl").display().to_string()
@@ -58,8 +58,13 @@ pub fn controller_vars(home: &Home, cluster: &Cluster) -> serde_json::Map<String
 /// The engine's view: globals from the settings and derived values, one
 /// target per host with its groups and variables.
 pub fn targets(home: &Home, cluster: &Cluster) -> Targets {
+    targets_with_ssl(home, cluster, &ssl_dir(&cluster.dir))
+}
+
+/// [`targets`] with the certificates read from `ssl` (a dry run's scratch copy).
+pub fn targets_with_ssl(home: &Home, cluster: &Cluster, ssl: &Path) -> Targets {
     let mut globals = cluster.globals();
-    globals.extend(controller_vars(home, cluster));
+    globals.extend(controller_vars(home, cluster, ssl));
     let hosts = cluster
         .hosts
         .iter()
