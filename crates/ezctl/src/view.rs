@@ -74,6 +74,10 @@ pub fn targets_with_ssl(home: &Home, cluster: &Cluster, ssl: &Path) -> Targets {
                 t = t.group(g.key());
             }
             t.vars = cluster.host_vars(h);
+            // Its inventory groups, like Ansible's variable of that name
+            // (only day-2 commands had it: a role using it failed in setup).
+            let groups: Vec<&str> = h.groups.iter().map(|g| g.key()).collect();
+            t.vars.insert("group_names".into(), json!(groups));
             t
         })
         .collect();
@@ -120,4 +124,30 @@ pub fn pki_spec(cluster: &Cluster) -> PkiSpec {
 /// Where the certificates of a cluster live on the controller.
 pub fn ssl_dir(cluster_dir: &Path) -> std::path::PathBuf {
     cluster_dir.join("ssl")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command builds its targets here, so every host carries
+    /// `group_names` (only day-2 commands added it, so a role using it
+    /// worked under add-node and failed under setup).
+    #[test]
+    fn every_host_has_its_group_names() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clusters/example");
+        let cluster = Cluster::load(&example).expect("example cluster");
+        let home = Home::new(Path::new("/nonexistent-home"));
+        let t = targets(&home, &cluster);
+        assert_eq!(t.hosts.len(), cluster.hosts.len());
+        for (th, h) in t.hosts.iter().zip(&cluster.hosts) {
+            let want: Vec<&str> = h.groups.iter().map(|g| g.key()).collect();
+            assert_eq!(th.vars["group_names"], json!(want), "{}", th.name);
+        }
+        let day2 = crate::ops::plans::targets(&home, &cluster, &[], &[]);
+        assert_eq!(
+            day2.hosts[0].vars["group_names"],
+            t.hosts[0].vars["group_names"]
+        );
+    }
 }

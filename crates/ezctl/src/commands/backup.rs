@@ -97,7 +97,7 @@ pub fn run(home: &Home, name: &str, keep: Option<usize>, out: &Output) -> Result
             .max(1),
     };
     let started = Instant::now();
-    let _lock = etcd::lock(&cluster, &format!("backup {name}"))?;
+    let _lock = etcd::lock(&cluster, &format!("backup {name}"), out)?;
     let dir = snapshots::backup_dir(&cluster.dir);
     snapshots::ensure_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let stamp = free_stamp(&dir);
@@ -142,10 +142,9 @@ fn report(
         .map(|n| n.to_string_lossy().into_owned())
         .collect();
     if out.json {
-        println!(
-            "{}",
+        out.result(
+            "backup",
             json!({
-                "event": "backup",
                 "path": saved.path,
                 "latest": latest,
                 "member": s.member.to_string(),
@@ -158,7 +157,7 @@ fn report(
                 "removed": removed_names,
                 "skipped": saved.skipped.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "duration_ms": took.as_millis() as u64,
-            })
+            }),
         );
         return;
     }

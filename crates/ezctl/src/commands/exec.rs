@@ -9,8 +9,8 @@ use ez_ssh::{fan_out, ExecOpts, Pool};
 
 use crate::exit::{ExitCode, Failure};
 use crate::home::Home;
+use crate::output::Output;
 use crate::remote::{host_spec, ssh_options};
-use crate::style::Style;
 
 pub struct ExecArgs<'a> {
     pub cluster: &'a str,
@@ -20,7 +20,7 @@ pub struct ExecArgs<'a> {
     pub command: &'a [String],
 }
 
-pub fn run(home: &Home, args: &ExecArgs<'_>, json: bool, style: Style) -> Result<()> {
+pub fn run(home: &Home, args: &ExecArgs<'_>, out: &Output) -> Result<()> {
     let cluster = home.load(args.cluster)?;
     let hosts: Vec<&Host> = match (args.group, args.host) {
         (Some(g), _) => {
@@ -75,29 +75,22 @@ pub fn run(home: &Home, args: &ExecArgs<'_>, json: bool, style: Style) -> Result
         while let Some(r) = results.recv().await {
             let host = r.host.clone();
             match r.result {
-                Ok(out) => {
-                    if out.code != 0 {
+                Ok(res) => {
+                    if res.code != 0 {
                         failures += 1;
                     }
-                    print_result(
-                        &host,
-                        out.code,
-                        &out.stdout_str(),
-                        &out.stderr_str(),
-                        json,
-                        style,
-                    );
+                    print_result(&host, res.code, &res.stdout_str(), &res.stderr_str(), out);
                 }
                 Err(e) => {
                     failures += 1;
-                    print_error(&host, &e.to_string(), json, style);
+                    print_error(&host, &e.to_string(), out);
                 }
             }
         }
         pool.close_all().await;
         failures
     });
-    if !json {
+    if !out.json {
         eprintln!(
             "{} host(s) in {:.2}s, {failures} failed",
             hosts.len(),
@@ -110,15 +103,19 @@ pub fn run(home: &Home, args: &ExecArgs<'_>, json: bool, style: Style) -> Result
             format!("the command failed on {failures} host(s)")
         ));
     }
+    out.result(
+        "exec",
+        serde_json::json!({ "hosts": hosts.len(), "failed": 0 }),
+    );
     Ok(())
 }
 
-fn print_result(host: &str, code: i32, stdout: &str, stderr: &str, json: bool, style: Style) {
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({ "host": host, "rc": code, "stdout": stdout, "stderr": stderr })
-        );
+fn print_result(host: &str, code: i32, stdout: &str, stderr: &str, out: &Output) {
+    let style = out.style;
+    if out.json {
+        out.emit(&serde_json::json!({
+            "event": "host_result", "host": host, "rc": code, "stdout": stdout, "stderr": stderr
+        }));
         return;
     }
     let status = if code == 0 {
@@ -135,9 +132,10 @@ fn print_result(host: &str, code: i32, stdout: &str, stderr: &str, json: bool, s
     }
 }
 
-fn print_error(host: &str, error: &str, json: bool, style: Style) {
-    if json {
-        println!("{}", serde_json::json!({ "host": host, "error": error }));
+fn print_error(host: &str, error: &str, out: &Output) {
+    let style = out.style;
+    if out.json {
+        out.emit(&serde_json::json!({ "event": "host_result", "host": host, "error": error }));
     } else {
         println!(
             "{} | {}",

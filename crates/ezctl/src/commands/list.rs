@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::exit::{ExitCode, Failure};
 use crate::home::Home;
-use crate::style::Style;
+use crate::output::Output;
 
 fn kube_config() -> Result<PathBuf> {
     let home = std::env::var_os("HOME").context("HOME is not set")?;
@@ -29,8 +29,17 @@ fn current(home: &Home) -> Option<String> {
     })
 }
 
-pub fn list(home: &Home, style: Style) -> Result<()> {
+pub fn list(home: &Home, out: &Output) -> Result<()> {
+    let style = out.style;
     let names = home.cluster_names()?;
+    if out.json {
+        let cur = current(home);
+        out.result(
+            "list",
+            serde_json::json!({ "clusters": names, "current": cur }),
+        );
+        return Ok(());
+    }
     if names.is_empty() {
         println!(
             "no clusters in {}; create one with `ezctl new <name>`",
@@ -49,7 +58,7 @@ pub fn list(home: &Home, style: Style) -> Result<()> {
     Ok(())
 }
 
-pub fn checkout(home: &Home, name: &str) -> Result<()> {
+pub fn checkout(home: &Home, name: &str, out: &Output) -> Result<()> {
     let src = admin_kubeconfig(home, name)?;
     if !src.exists() {
         bail!(Failure::new(
@@ -68,11 +77,22 @@ pub fn checkout(home: &Home, name: &str) -> Result<()> {
             .unwrap_or(0);
         let backup = dest.with_file_name(format!("config.bak.{stamp}"));
         std::fs::copy(&dest, &backup).with_context(|| format!("backing up {}", dest.display()))?;
-        println!("previous {} saved as {}", dest.display(), backup.display());
+        out.step(format!(
+            "previous {} saved as {}",
+            dest.display(),
+            backup.display()
+        ));
     }
     let data = std::fs::read(&src)?;
     write_private(&dest, &data)?;
-    println!("kubectl now talks to `{name}`");
+    if out.json {
+        out.result(
+            "checkout",
+            serde_json::json!({ "cluster": name, "kubeconfig": dest }),
+        );
+    } else {
+        println!("kubectl now talks to `{name}`");
+    }
     Ok(())
 }
 

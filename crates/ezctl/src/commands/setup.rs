@@ -13,13 +13,9 @@ use crate::exit::{ExitCode, Failure};
 use crate::home::Home;
 use crate::progress;
 use crate::remote::SshConnector;
-use crate::style::Style;
 use crate::{steps, view};
 
-pub struct Output {
-    pub json: bool,
-    pub style: Style,
-}
+pub use crate::output::Output;
 
 pub fn run(home: &Home, name: &str, step: &str, opts: &RunOpts, out: &Output) -> Result<()> {
     let cluster = home.load(name)?;
@@ -27,7 +23,7 @@ pub fn run(home: &Home, name: &str, step: &str, opts: &RunOpts, out: &Output) ->
     let command = format!("setup {name} {step}");
     let roles = home.dir.join("roles");
     let recap = execute(home, &cluster, &roles, &playbooks, opts, out, &command)?;
-    finish(&recap, out)
+    finish(&recap, out, "setup")
 }
 
 /// `ezctl play <cluster> <playbook> [--roles DIR]`: any playbook, same engine.
@@ -47,7 +43,7 @@ pub fn play(
         .unwrap_or_else(|| home.dir.join("roles"));
     let command = format!("play {name} {}", playbook.display());
     let recap = execute(home, &cluster, &roles_dir, &[pb], opts, out, &command)?;
-    finish(&recap, out)
+    finish(&recap, out, "play")
 }
 
 /// Validate everything that can be checked before touching a host. `ssl`
@@ -115,33 +111,29 @@ fn certificates(cluster: &Cluster, dry_run: bool, out: &Output) -> Result<Certif
     let spec = view::pki_spec(cluster);
     if !dry_run {
         let report = ez_pki::ensure(&spec, &ssl).context("certificates")?;
-        if !out.json && report.changed() {
-            eprintln!(
+        if report.changed() {
+            out.step(format!(
                 "certificates in {}: {} created, {} re-issued",
                 ssl.display(),
                 report.created.len(),
                 report.reissued.len()
-            );
+            ));
         }
         return Ok(Certificates::Real(ssl));
     }
     let report = ez_pki::plan(&spec, &ssl).context("certificates")?;
-    if !out.json {
-        for w in &report.warnings {
-            eprintln!("certificates: {w}");
-        }
+    for w in &report.warnings {
+        out.warn(format!("certificates: {w}"));
     }
     if !report.changed() {
         return Ok(Certificates::Real(ssl));
     }
-    if !out.json {
-        eprintln!(
-            "certificates in {}: {} would be created, {} re-issued (the dry run uses new ones made in a scratch copy)",
-            ssl.display(),
-            report.created.len(),
-            report.reissued.len()
-        );
-    }
+    out.step(format!(
+        "certificates in {}: {} would be created, {} re-issued (the dry run uses new ones made in a scratch copy)",
+        ssl.display(),
+        report.created.len(),
+        report.reissued.len()
+    ));
     let scratch = tempfile::Builder::new()
         .prefix("ezctl-dry-run-")
         .tempdir()
@@ -209,10 +201,10 @@ pub fn execute(
         let lock = Lock::acquire(&cluster.dir, command)
             .map_err(|e| Failure::new(ExitCode::Locked, e.to_string()))?;
         if let Some(prev) = lock.taken_over() {
-            eprintln!(
-                "warning: took over a stale lock of pid {} ({} since {})",
+            out.warn(format!(
+                "took over a stale lock of pid {} ({} since {})",
                 prev.pid, prev.command, prev.since
-            );
+            ));
         }
         Some(lock)
     };
@@ -239,16 +231,21 @@ pub fn execute(
 }
 
 /// Print the recap and turn failures into the exit code.
-pub fn finish(recap: &Recap, out: &Output) -> Result<()> {
+pub fn finish(recap: &Recap, out: &Output, command: &str) -> Result<()> {
     if out.json {
-        println!(
-            "{}",
-            serde_json::json!({ "event": "recap", "recap": recap })
-        );
+        out.emit(&serde_json::json!({ "event": "recap", "recap": recap }));
     } else {
         eprint!("{}", progress::recap(recap, out.style));
     }
     if recap.ok() {
+        out.result(
+            command,
+            serde_json::json!({
+                "dry_run": recap.dry_run,
+                "changed": recap.total_changed(),
+                "unknown": recap.total_unknown(),
+            }),
+        );
         Ok(())
     } else {
         bail!(Failure::new(
