@@ -35,6 +35,23 @@ fn main() -> ProcessExit {
     let style = Style::detect(cli.color);
     let json = cli.json;
     let out = output::Output::new(json, style);
+    match remote::resolve_credentials(
+        cli.ask_pass,
+        cli.ask_sudo_pass,
+        |k| {
+            let v = std::env::var(k).ok();
+            // Not inherited by kubectl, ssh or anything else started later.
+            std::env::remove_var(k);
+            v
+        },
+        remote::ask_terminal,
+    ) {
+        Ok(c) => remote::set_credentials(c),
+        Err(e) => {
+            eprintln!("{} reading a password: {e}", style.red("error:"));
+            return ProcessExit::from(ExitCode::Usage as u8);
+        }
+    }
     let command = command_name(&cli.command);
     match run(cli, &out) {
         Ok(()) => {

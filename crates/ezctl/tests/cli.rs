@@ -367,3 +367,32 @@ fn json_output_follows_one_contract() {
         "{v}"
     );
 }
+
+/// The inventory tells users to pass --ask-pass or set EZCTL_SSH_PASSWORD:
+/// both exist (they did not), and so does the sudo password's pair.
+#[test]
+fn the_password_options_the_inventory_names_exist() {
+    let h = home();
+    let out = ezctl(h.path(), &["--help"]);
+    let help = stdout(&out);
+    for word in [
+        "--ask-pass",
+        "EZCTL_SSH_PASSWORD",
+        "--ask-sudo-pass",
+        "EZCTL_SUDO_PASSWORD",
+    ] {
+        assert!(
+            help.contains(word),
+            "--help does not mention {word}:\n{help}"
+        );
+    }
+    // A password in the environment is accepted (and not a usage error).
+    let out = Command::new(env!("CARGO_BIN_EXE_ezctl"))
+        .arg("--home")
+        .arg(h.path())
+        .args(["--ask-pass", "list"])
+        .env("EZCTL_SSH_PASSWORD", "pw")
+        .output()
+        .expect("run ezctl");
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -122,7 +122,19 @@ pub fn run(home: &Home, name: &str, keep: Option<usize>, out: &Output) -> Result
     let latest = dir.join(snapshots::LATEST);
     snapshots::copy_atomic(&saved.path, &latest)
         .with_context(|| format!("copying to {}", latest.display()))?;
-    let removed = snapshots::prune(&dir, keep).context("removing old snapshots")?;
+    if let Ok(later) = snapshots::from_the_future(&dir, &saved.path) {
+        if !later.is_empty() {
+            etcd::warn(
+                out,
+                format!(
+                    "{} older snapshot(s) carry a later time stamp than the one just taken ({}): the controller's clock went back; the one just taken is kept",
+                    later.len(),
+                    saved.path.display()
+                ),
+            );
+        }
+    }
+    let removed = snapshots::prune(&dir, keep, &saved.path).context("removing old snapshots")?;
     report(&saved, &latest, keep, &removed, started.elapsed(), out);
     Ok(())
 }

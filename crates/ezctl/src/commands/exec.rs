@@ -48,7 +48,7 @@ pub fn run(home: &Home, args: &ExecArgs<'_>, out: &Output) -> Result<()> {
     if hosts.is_empty() {
         bail!(Failure::new(ExitCode::Input, "no hosts match"));
     }
-    let command = args.command.join(" ");
+    let command = remote_command(args.command);
     let specs: Vec<_> = hosts.iter().map(|h| host_spec(&cluster, h)).collect();
     let pool = Pool::new(ssh_options(&cluster, args.accept_new));
     let started = Instant::now();
@@ -108,6 +108,55 @@ pub fn run(home: &Home, args: &ExecArgs<'_>, out: &Output) -> Result<()> {
         serde_json::json!({ "hosts": hosts.len(), "failed": 0 }),
     );
     Ok(())
+}
+
+/// What the remote shell runs. One argument is a shell command line, run
+/// as written (`-- 'ls /tmp | wc -l'`); several are a command and its
+/// arguments, each passed as it is (`-- sh -c 'echo $HOSTNAME'`). Joining
+/// them with spaces lost the quoting: that ran `sh -c echo $HOSTNAME`.
+pub fn remote_command(args: &[String]) -> String {
+    match args {
+        [line] => line.clone(),
+        words => words
+            .iter()
+            .map(|w| ez_engine::shell_word(w))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::remote_command;
+
+    fn sh(line: &str) -> String {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(line)
+            .env("HOME", "/home/ez")
+            .output()
+            .expect("sh");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn several_arguments_keep_their_quoting_and_one_is_a_shell_line() {
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // `ezctl exec c -- sh -c 'echo $HOME'`: the inner shell expands it.
+        assert_eq!(
+            sh(&remote_command(&argv(&["sh", "-c", "echo $HOME"]))),
+            "/home/ez\n"
+        );
+        // Arguments reach the command unchanged, whatever they hold.
+        assert_eq!(
+            sh(&remote_command(&argv(&[
+                "printf", "%s|", "a b", "$HOME", "'q'", "*", ""
+            ]))),
+            "a b|$HOME|'q'|*||"
+        );
+        // One argument is a command line for the remote shell.
+        assert_eq!(sh(&remote_command(&argv(&["echo a | tr a b"]))), "b\n");
+    }
 }
 
 fn print_result(host: &str, code: i32, stdout: &str, stderr: &str, out: &Output) {
