@@ -16,13 +16,14 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 scripts/install-deps.sh >&2
-# Release builds: the product is measured as shipped. The stand-ins next to
-# ezctl make the test bundle for workload B.
-cargo build --release -q -p ezctl -p ez-standins -p ez-bench
+# Release builds: the product is measured as shipped. Workload B installs
+# the real etcd and containerd from the build cache.
+cargo build --release -q -p ezctl -p ez-bench
+scripts/build-lab-components.sh >&2
 # A private copy, so a build running meanwhile cannot swap a binary mid-run.
 bins=$(mktemp -d /var/tmp/ezbench-bin.XXXXXX)
 trap 'rm -rf "$bins"' EXIT
-for b in ezbench ezctl standin-set-version kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
+for b in ezbench ezctl; do
   cp target/release/$b "$bins/"
 done
 "$bins/ezbench" --ezctl "$bins/ezctl" --repo "$PWD" "$@"

@@ -11,6 +11,9 @@ PACKAGES=(
   nginx-light libnginx-mod-stream keepalived docker-registry skopeo
   # tools the tests use
   openssl curl python3-venv
+  # scripts/build-components.sh: runc links libseccomp statically (cgo), pause
+  # is C (gcc -static); readelf checks the binaries are static
+  gcc libc6-dev libseccomp-dev binutils
 )
 
 if [ "$(id -u)" -ne 0 ]; then

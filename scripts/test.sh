@@ -7,10 +7,20 @@
 # Ends with one summary line: how many lab tests ran and how many skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+started=$SECONDS
 if [ "$(id -u)" -eq 0 ]; then
   scripts/install-deps.sh
 fi
 cargo build --workspace --all-targets
+built_rust=$SECONDS
+
+# The real components the lab runs, built from their Go modules into
+# /var/cache/ezctl-build (seconds when warm; see docs/real-kubernetes.md for
+# cold times). Tests never build them: a missing one fails the test.
+if [ "$(id -u)" -eq 0 ]; then
+  scripts/build-lab-components.sh
+fi
+built_components=$SECONDS
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # --no-fail-fast: one CI run reports every failing test binary, not the first.
@@ -28,6 +38,7 @@ EZ_TEST_TALLY=$tally cargo test --workspace --no-fail-fast -- --test-threads="${
 ran=$(awk -F'\t' '$1=="ran"{print $2}' "$tally" | sort -u | wc -l)
 skipped=$(awk -F'\t' '$1=="skipped"||$1=="failed-skip"{print $2}' "$tally" | sort -u | wc -l)
 echo "test.sh: lab tests: $ran executed, $skipped skipped (cargo test exit code $rc)"
+echo "test.sh: times: Rust build $((built_rust - started)) s, components $((built_components - built_rust)) s, checks and tests $((SECONDS - built_components)) s"
 if [ "$skipped" -gt 0 ]; then
   awk -F'\t' '$1!="ran"{print "  " $1 ": " $2}' "$tally" | sort -u
 fi

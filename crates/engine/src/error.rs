@@ -40,6 +40,12 @@ pub enum PlanError {
     },
     #[error("dependency cycle: {}", path.join(" -> "))]
     Cycle { path: Vec<String> },
+    #[error("{playbook}: {context}: when: {detail}")]
+    When {
+        playbook: String,
+        context: String,
+        detail: String,
+    },
 }
 
 /// One task on one host failed. The unit, role and host are carried by the

@@ -138,6 +138,11 @@ impl Role {
                     r.documents.push((l.path.clone(), line.clone()));
                 }
             }
+            Args::Manifest(m) => {
+                r.paths.push(m.dest.clone());
+                r.documents
+                    .push((m.dest.clone(), m.render(&self.dir, ctx)?));
+            }
             Args::Systemd(_) | Args::Sysctl(_) | Args::Modprobe(_) | Args::Fetch(_) => {}
         }
         Ok(())

@@ -108,6 +108,23 @@ impl Plan {
                     }
                 };
                 known(&play.role)?;
+                if let Some(cond) = &play.when {
+                    let holds = tera::Context::from_value(serde_json::Value::Object(
+                        targets.globals.clone(),
+                    ))
+                    .map_err(|e| e.to_string())
+                    .and_then(|ctx| {
+                        crate::vars::eval_condition(cond, &ctx).map_err(|e| e.to_string())
+                    })
+                    .map_err(|detail| PlanError::When {
+                        playbook: pb.name.clone(),
+                        context: context.clone(),
+                        detail,
+                    })?;
+                    if !holds {
+                        continue;
+                    }
+                }
                 for r in play.after.iter().chain(play.needs.iter().map(|n| &n.role)) {
                     known(r)?;
                 }

@@ -33,6 +33,10 @@ pub struct Play {
     /// Tags added to every task of this play's role.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// A condition on the cluster's globals (a tera expression, as a task's
+    /// `when`), evaluated when the plan is built: a play whose condition is
+    /// false adds no units (`when: CLUSTER_NETWORK == "calico"`).
+    pub when: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -60,7 +64,7 @@ fn load_plays(path: &Path, stack: &mut Vec<PathBuf>) -> Result<Vec<Play>, LoadEr
         _ => {
             return Err(LoadError::Invalid {
                 path: path.to_path_buf(),
-                message: "expected a list of plays { role, hosts, after, needs, serial, tags } or `- import: NAME`".into(),
+                message: "expected a list of plays { role, hosts, after, needs, serial, tags, when } or `- import: NAME`".into(),
             })
         }
     };
@@ -85,7 +89,7 @@ fn load_plays(path: &Path, stack: &mut Vec<PathBuf>) -> Result<Vec<Play>, LoadEr
         let play: Play = serde_json::from_value(item).map_err(|e| LoadError::Invalid {
             path: path.to_path_buf(),
             message: format!(
-                "entry #{}: expected a play {{ role, hosts, after, needs, serial, tags }} or `import: NAME`: {e}",
+                "entry #{}: expected a play {{ role, hosts, after, needs, serial, tags, when }} or `import: NAME`: {e}",
                 i + 1
             ),
         })?;
@@ -136,6 +140,7 @@ impl Play {
             needs: Vec::new(),
             serial: None,
             tags: Vec::new(),
+            when: None,
         }
     }
 }

@@ -313,6 +313,12 @@ impl Role {
                     }
                 }
             }
+            Args::Manifest(m) if !m.src.contains("{{") && !m.src.starts_with('/') => {
+                let p = self.dir.join("files").join(&m.src);
+                if !p.is_file() {
+                    return Err(format!("manifest source {} not found", p.display()));
+                }
+            }
             _ => {}
         }
         Ok(())

@@ -560,3 +560,393 @@ async fn dropping_the_run_kills_its_commands() {
         "the command outlived the run"
     );
 }
+
+// ---- manifest -------------------------------------------------------------
+
+fn net_addon() -> PathBuf {
+    fixtures().join("manifests/net-addon.yml")
+}
+
+/// Every document of a YAML stream, read by yaml-rust2's own loader: an
+/// independent reader of what the module wrote.
+fn yaml_docs(text: &str) -> Vec<yaml_rust2::Yaml> {
+    yaml_rust2::YamlLoader::load_from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+fn doc_of<'a>(docs: &'a [yaml_rust2::Yaml], kind: &str) -> &'a yaml_rust2::Yaml {
+    docs.iter()
+        .find(|d| d["kind"].as_str() == Some(kind))
+        .unwrap_or_else(|| panic!("no {kind} in {docs:?}"))
+}
+
+fn env_value<'a>(container: &'a yaml_rust2::Yaml, name: &str) -> Vec<&'a yaml_rust2::Yaml> {
+    container["env"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"].as_str() == Some(name))
+        .map(|e| &e["value"])
+        .collect()
+}
+
+/// The task every manifest test starts from: edits of each kind on the
+/// fixture, the pod CIDR from a variable.
+fn manifest_task(extra: &str) -> String {
+    format!(
+        r#"- name: net manifest
+  manifest:
+    src: "{src}"
+    dest: "{{{{ root }}}}/manifests/net.yaml"
+    mode: "0644"
+    images:
+      "docker.io/example/": "reg.local:5000/example/"
+      "docker.io/example/net-cni-": "reg.local:5000/cni/net-cni-"
+      "quay.io/example/kube-": "reg.local:5000/mirror/kube-"
+    set:
+      - kind: ConfigMap
+        name: net-cfg
+        path: 'data."net-conf.json"'
+        value: |
+          {{
+            "Network": "{{{{ cidr | default(value='10.244.0.0/16') }}}}",
+            "Backend": {{ "Type": "vxlan", "VNI": 4096 }}
+          }}
+      - kind: DaemonSet
+        name: net-node
+        namespace: kube-net
+        path: 'spec.template.spec.containers[name=net-node].env[name=CALICO_IPV4POOL_CIDR].value'
+        value: "{{{{ cidr | default(value='10.244.0.0/16') }}}}"
+      - kind: DaemonSet
+        name: net-node
+        path: 'spec.template.spec.containers[name=net-node].env[name=FELIX_IPINIPMTU].value'
+        value: "{{{{ mtu | default(value=1450) }}}}"
+      - kind: Deployment
+        name: net-controllers
+        path: spec.replicas
+        yaml: "{{{{ replicas | default(value=2) }}}}"
+      - kind: IPPool
+        name: default-pool
+        path: spec.natOutgoing
+        value: false
+    drop:
+      - {{ kind: Namespace, name: kube-net }}
+  delegate: controller
+{extra}"#,
+        src = net_addon().display()
+    )
+}
+
+#[tokio::test]
+async fn manifest_applies_the_roles_edits_and_converges() {
+    let r = OneRole::new(&manifest_task(""), None);
+    let (recap, events) = r.run(RunOptions::default()).await;
+    assert!(recap.ok(), "{recap}");
+    assert_eq!(task_status(&events, "net manifest"), [Status::Changed]);
+    let dest = r.root().join("manifests/net.yaml");
+    let out = read(&dest);
+    let docs = yaml_docs(&out);
+    let upstream = yaml_docs(&read(net_addon()));
+
+    // Order kept, the empty trailing document and the dropped Namespace gone.
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "ConfigMap",
+            "DaemonSet",
+            "Deployment",
+            "CustomResourceDefinition",
+            "IPPool"
+        ]
+    );
+    assert!(
+        !out.starts_with("---") && out.matches("\n---\n").count() == 4,
+        "{out}"
+    );
+    assert!(!out.contains('#'), "comments are dropped:\n{out}");
+
+    // A key with dots, set to a multi-line string.
+    let cm = doc_of(&docs, "ConfigMap");
+    assert_eq!(
+        cm["data"]["net-conf.json"].as_str(),
+        Some("{\n  \"Network\": \"10.244.0.0/16\",\n  \"Backend\": { \"Type\": \"vxlan\", \"VNI\": 4096 }\n}\n")
+    );
+    // Everything else in data is byte-for-byte upstream's, and strings that
+    // look like numbers or booleans are still strings.
+    let up_cm = doc_of(&upstream, "ConfigMap");
+    for key in [
+        "cni-conf.json",
+        "veth_mtu",
+        "enable_ipv6",
+        "typha_service_name",
+        "log_level",
+        "banner",
+        "trailer",
+    ] {
+        assert!(up_cm["data"][key].as_str().is_some(), "fixture has {key}");
+        assert_eq!(cm["data"][key], up_cm["data"][key], "{key} in\n{out}");
+    }
+    assert_eq!(cm["data"]["veth_mtu"].as_str(), Some("0"));
+    assert_eq!(cm["data"]["enable_ipv6"].as_str(), Some("false"));
+    assert_eq!(
+        cm["data"]["trailer"].as_str(),
+        Some("ends with two line breaks\n\n")
+    );
+
+    // One env var added, one changed (a templated number stays a string, as
+    // env values must be), the others untouched and in place.
+    let ds = doc_of(&docs, "DaemonSet");
+    let node = &ds["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        env_value(node, "CALICO_IPV4POOL_CIDR")[0].as_str(),
+        Some("10.244.0.0/16")
+    );
+    assert_eq!(env_value(node, "FELIX_IPINIPMTU")[0].as_str(), Some("1450"));
+    assert_eq!(
+        env_value(node, "EVENT_QUEUE_DEPTH")[0].as_str(),
+        Some("5000")
+    );
+    let names: Vec<&str> = node["env"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "POD_NAME",
+            "IP_AUTODETECTION_METHOD",
+            "FELIX_IPINIPMTU",
+            "EVENT_QUEUE_DEPTH",
+            "CALICO_IPV4POOL_CIDR"
+        ]
+    );
+    // Image prefixes rewritten in initContainers and containers alike, the
+    // longest prefix winning; an `image` field outside a Pod spec is not a
+    // container image.
+    let pod = &ds["spec"]["template"]["spec"];
+    let images: Vec<&str> = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|l| pod[*l].as_vec().unwrap())
+        .map(|c| c["image"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        images,
+        [
+            "reg.local:5000/cni/net-cni-plugin:v1.6.2",
+            "reg.local:5000/example/net:v0.27.0",
+            "reg.local:5000/example/net:v0.27.0"
+        ]
+    );
+    let dep = doc_of(&docs, "Deployment");
+    assert_eq!(
+        dep["spec"]["template"]["spec"]["containers"][0]["image"].as_str(),
+        Some("reg.local:5000/mirror/kube-controllers:v3.30.0")
+    );
+    // `yaml:` keeps a templated number a number; `value: false` is a bool.
+    assert_eq!(dep["spec"]["replicas"].as_i64(), Some(2));
+    let pool = doc_of(&docs, "IPPool");
+    assert_eq!(pool["spec"]["natOutgoing"].as_bool(), Some(false));
+    assert_eq!(
+        pool["spec"]["image"].as_str(),
+        Some("docker.io/example/not-a-container-image")
+    );
+    // Plain scalars keep their text: 0644 stays octal for the API server.
+    assert!(out.contains("defaultMode: 0644\n"), "{out}");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&dest).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o644);
+
+    // Same input, same edits: same bytes, nothing to do.
+    let (second, events) = r.run(RunOptions::default()).await;
+    assert_eq!(second.total_changed(), 0, "{second}");
+    assert_eq!(task_status(&events, "net manifest"), [Status::Ok]);
+    assert_eq!(read(&dest), out);
+
+    // A changed setting: dry-run shows the diff and writes nothing.
+    let mut targets = r.targets();
+    targets
+        .globals
+        .insert("cidr".into(), "172.20.0.0/16".into());
+    let runner = Runner::new(Arc::new(LocalConnector::new())).with_options(dry());
+    let (recap, events) = r.run_with(targets, runner).await;
+    assert_eq!(recap.total_changed(), 1, "{recap}");
+    let diff = events
+        .iter()
+        .find_map(|e| match e {
+            Event::TaskEnd { task, diff, .. } if task == "net manifest" => diff.clone(),
+            _ => None,
+        })
+        .expect("a diff");
+    assert!(
+        diff.contains("-      \"Network\": \"10.244.0.0/16\",")
+            && diff.contains("+      \"Network\": \"172.20.0.0/16\",")
+            && diff.contains("+          value: \"172.20.0.0/16\""),
+        "{diff}"
+    );
+    assert_eq!(read(&dest), out, "dry-run wrote nothing");
+}
+
+#[tokio::test]
+async fn manifest_diff_is_hidden_by_no_log() {
+    let r = OneRole::new(&manifest_task("  no_log: true\n"), None);
+    let (recap, events) = r.run(dry()).await;
+    assert_eq!(recap.total_changed(), 1, "{recap}");
+    let mut json = JsonLinesWriter::new(Vec::new());
+    for e in &events {
+        json.on_event(e).unwrap();
+    }
+    let text = String::from_utf8(json.into_inner()).unwrap();
+    assert!(text.contains("(hidden: no_log)"), "{text}");
+    assert!(!text.contains("10.244.0.0"), "{text}");
+    // The same task without no_log does show it: the check above can fail.
+    let r = OneRole::new(&manifest_task(""), None);
+    let (_, events) = r.run(dry()).await;
+    let mut json = JsonLinesWriter::new(Vec::new());
+    for e in &events {
+        json.on_event(e).unwrap();
+    }
+    let text = String::from_utf8(json.into_inner()).unwrap();
+    assert!(text.contains("10.244.0.0"), "{text}");
+}
+
+/// One manifest task on the fixture with these arguments after src/dest;
+/// returns the run's single failure.
+async fn manifest_failure(args: &str) -> String {
+    let r = OneRole::new(
+        &format!(
+            "- name: m\n  manifest:\n    src: \"{}\"\n    dest: \"{{{{ root }}}}/out.yaml\"\n{args}",
+            net_addon().display()
+        ),
+        None,
+    );
+    let (recap, _) = r.run(RunOptions::default()).await;
+    assert!(
+        !r.root().join("out.yaml").exists(),
+        "nothing written on failure"
+    );
+    assert_eq!(recap.failures.len(), 1, "{recap}");
+    recap.failures[0].error.clone()
+}
+
+#[tokio::test]
+async fn manifest_edits_that_do_not_apply_fail_naming_edit_and_file() {
+    let file = net_addon().display().to_string();
+
+    let e = manifest_failure(
+        "    set:\n    - { kind: ConfigMap, name: net-config, path: data.x, value: y }\n",
+    )
+    .await;
+    assert!(
+        e.contains(&file)
+            && e.contains("set #1 (ConfigMap `net-config`, path `data.x`)")
+            && e.contains("no such document in the file (it has: ConfigMap kube-net/net-cfg)"),
+        "{e}"
+    );
+
+    let e = manifest_failure(
+        "    set:\n    - { kind: Deployment, name: net-controllers, path: 'spec.template.spec.containers[name=controllers].ports[containerPort=9094].protocol', value: SCTP }\n",
+    )
+    .await;
+    assert!(
+        e.contains(&file)
+            && e.contains("set #1 (Deployment `net-controllers`")
+            && e.contains("is ambiguous: 2 elements of `spec.template.spec.containers[name=controllers].ports` have containerPort=9094"),
+        "{e}"
+    );
+
+    let e = manifest_failure(
+        "    set:\n    - { kind: DaemonSet, name: net-node, path: 'spec.template.spec.hostNetwork.x', value: 1 }\n",
+    )
+    .await;
+    assert!(
+        e.contains("`spec.template.spec.hostNetwork` is the scalar `true`, not a mapping: cannot set key `x`"),
+        "{e}"
+    );
+
+    let e = manifest_failure("    drop:\n    - { kind: Namespace, name: kube-system }\n").await;
+    assert!(
+        e.contains(&file) && e.contains("drop #1 (Namespace `kube-system`): no such document"),
+        "{e}"
+    );
+
+    let e =
+        manifest_failure("    images: { \"ghcr.io/example/\": \"reg.local/example/\" }\n").await;
+    assert!(
+        e.contains(&file)
+            && e.contains(
+                "images: prefix `ghcr.io/example/` matches no container or initContainer image"
+            )
+            && e.contains("docker.io/example/net:v0.27.0"),
+        "{e}"
+    );
+
+    let e = manifest_failure(
+        "    set:\n    - { kind: Namespace, name: kube-net, path: metadata.labels.x, value: y }\n    drop:\n    - { kind: Namespace, name: kube-net }\n",
+    )
+    .await;
+    assert!(e.contains("`drop` removes this document"), "{e}");
+
+    // With the right name the same edit applies: the failures above are
+    // about the edits, not the fixture.
+    let r = OneRole::new(
+        &format!(
+            "- name: m\n  manifest:\n    src: \"{}\"\n    dest: \"{{{{ root }}}}/out.yaml\"\n    set:\n    - {{ kind: ConfigMap, name: net-cfg, path: data.x, value: z }}\n",
+            net_addon().display()
+        ),
+        None,
+    );
+    let (recap, _) = r.run(RunOptions::default()).await;
+    assert!(recap.ok(), "{recap}");
+    assert!(read(r.root().join("out.yaml")).contains("\n  x: z\n"));
+}
+
+#[tokio::test]
+async fn manifest_source_in_role_files_and_load_time_checks() {
+    let r = OneRole::new(
+        "- name: m\n  manifest: { src: net.yml, dest: \"{{ root }}/out.yaml\" }\n",
+        None,
+    );
+    let roles = r.dir.path().join("roles");
+    let pb = Playbook::from_plays("t", vec![Play::new("r", "all")]);
+    let build = || {
+        Plan::build(
+            &roles,
+            std::slice::from_ref(&pb),
+            r.targets(),
+            &PlanFilter::default(),
+        )
+    };
+    let e = build()
+        .err()
+        .expect("missing source is a load error")
+        .to_string();
+    assert!(
+        e.contains("manifest source") && e.contains("files/net.yml"),
+        "{e}"
+    );
+
+    write(&roles, "r/files/net.yml", &read(net_addon()));
+    assert!(build().is_ok());
+    let (recap, _) = r.run(RunOptions::default()).await;
+    assert!(recap.ok(), "{recap}");
+    // No edits: the documents as upstream has them, in our layout.
+    let out = read(r.root().join("out.yaml"));
+    assert_eq!(
+        yaml_docs(&out),
+        yaml_docs(&read(net_addon()))
+            .into_iter()
+            .filter(|d| !d.is_null())
+            .collect::<Vec<_>>()
+    );
+
+    // A literal path that cannot parse is caught when the role loads.
+    write(
+        &roles,
+        "r/tasks.yml",
+        "- name: m\n  manifest:\n    src: net.yml\n    dest: /x\n    set: [{ kind: A, name: b, path: 'a[name=x', value: 1 }]\n",
+    );
+    let e = build().err().expect("bad path is a load error").to_string();
+    assert!(e.contains("set #1") && e.contains("path `a[name=x`"), "{e}");
+}

@@ -271,3 +271,50 @@ fn fixture_playbooks_build() {
         assert!(plan.is_ok(), "{pb}: {:?}", plan.err());
     }
 }
+
+#[test]
+fn a_play_whose_when_is_false_adds_no_units() {
+    let d = tempfile::tempdir().unwrap();
+    simple_roles(d.path(), &["calico", "flannel", "dns"]);
+    let mut t = targets();
+    t.globals
+        .insert("CLUSTER_NETWORK".into(), serde_json::json!("flannel"));
+    let mut calico = play("calico", "kube_master");
+    calico.when = Some("CLUSTER_NETWORK == \"calico\"".into());
+    let mut flannel = play("flannel", "kube_master");
+    flannel.when = Some("{{ CLUSTER_NETWORK == 'flannel' }}".into());
+    let mut dns = play("dns", "kube_master");
+    dns.needs = vec![
+        Need {
+            role: "calico".into(),
+            on: "kube_master".into(),
+        },
+        Need {
+            role: "flannel".into(),
+            on: "kube_master".into(),
+        },
+    ];
+    let pb = Playbook::from_plays("06", vec![calico, flannel, dns]);
+    let plan = Plan::build(d.path(), &[pb], t, &PlanFilter::default()).unwrap();
+    let roles: BTreeSet<String> = plan.units().map(|u| u.role.name.clone()).collect();
+    assert!(!roles.contains("calico"), "{roles:?}");
+    assert!(
+        roles.contains("flannel") && roles.contains("dns"),
+        "{roles:?}"
+    );
+    // dns waits for the network that is there, not for the one that is not.
+    let text = plan.describe();
+    assert!(text.contains("flannel"), "{text}");
+
+    // A condition that cannot be evaluated names the play.
+    let mut bad = play("calico", "kube_master");
+    bad.when = Some("NO_SUCH_SETTING == 1".into());
+    let pb = Playbook::from_plays("06", vec![bad]);
+    let err = Plan::build(d.path(), &[pb], targets(), &PlanFilter::default())
+        .err()
+        .expect("an undefined variable is an error");
+    assert!(
+        err.to_string().contains("06: play #1 (calico): when:"),
+        "{err}"
+    );
+}

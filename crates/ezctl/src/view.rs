@@ -33,6 +33,13 @@ fn controller_vars(home: &Home, cluster: &Cluster, ssl: &Path) -> serde_json::Ma
         })
         .unwrap_or_default();
     m.insert("bundle_dir".into(), json!(bundle.display().to_string()));
+    m.insert(
+        "offline_images".into(),
+        json!(offline_images(
+            &bundle.join("images"),
+            cluster.settings.text("CLUSTER_NETWORK")
+        )),
+    );
     m.insert("ssl_dir".into(), json!(ssl.display().to_string()));
     m.insert(
         "cluster_dir".into(),
@@ -53,6 +60,62 @@ fn controller_vars(home: &Home, cluster: &Cluster, ssl: &Path) -> serde_json::Ma
         )),
     );
     m
+}
+
+/// The images the bundle carries for every node, as docker-archives:
+/// `images/*.tar`, plus `images/<network>/*.tar` of the cluster's
+/// `CLUSTER_NETWORK` only. Each is `{file, name, ref}`: `file` relative to
+/// `images/`, `name` a flat file name for the node, `ref` the first name in
+/// the archive's `manifest.json`. Roles import them into containerd, as
+/// kubeasz loads its offline images. An archive that cannot be read is left
+/// out here; its import then never happens and the pod that needs it says
+/// which image it lacks.
+pub fn offline_images(dir: &Path, network: &str) -> Vec<Value> {
+    let tars = |sub: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(sub)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".tar"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    let mut files: Vec<String> = tars(dir);
+    if !network.is_empty() && !network.contains('/') && network != ".." {
+        files.extend(
+            tars(&dir.join(network))
+                .into_iter()
+                .map(|n| format!("{network}/{n}")),
+        );
+    }
+    files
+        .into_iter()
+        .filter_map(|file| {
+            let image = image_ref(&dir.join(&file))?;
+            let name = file.replace('/', "-");
+            Some(json!({ "file": file, "name": name, "ref": image }))
+        })
+        .collect()
+}
+
+/// The first `RepoTags` entry of a docker-archive's `manifest.json`.
+fn image_ref(archive: &Path) -> Option<String> {
+    let mut tar = tar::Archive::new(std::fs::File::open(archive).ok()?);
+    for entry in tar.entries().ok()? {
+        let mut entry = entry.ok()?;
+        if entry.path().ok()?.as_os_str() != "manifest.json" {
+            continue;
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut text).ok()?;
+        let manifest: Value = serde_json::from_str(&text).ok()?;
+        return manifest[0]["RepoTags"][0].as_str().map(str::to_string);
+    }
+    None
 }
 
 /// The engine's view: globals from the settings and derived values, one

@@ -230,6 +230,15 @@ fn add_two_members_then_remove_two_keeping_quorum() {
     assert_eq!(code, 0, "{out}");
     let mut watch = before.clone();
     watch.extend(spares.iter().cloned());
+    // A workload polled every 0.2 s through the nodes' NodePorts: the pods
+    // and Services must not notice etcd changing under the apiservers.
+    let workers: Vec<String> = env
+        .group(Role::KubeNode)
+        .into_iter()
+        .filter(|ip| !spares.contains(ip))
+        .collect();
+    let workload = common::workload::Workload::deploy(env, &masters[0], "probe", 2);
+    let probe = workload.probe(&workers);
     let sampler = Sampler::start(env, watch.clone());
     let out = env.ezctl(&["add-etcd", &env.cluster, &spares[0], &spares[1]]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -264,6 +273,9 @@ fn add_two_members_then_remove_two_keeping_quorum() {
     let out = env.ezctl(&["add-etcd", &env.cluster, &spares[0], &spares[1]]);
     let add_secs = t.elapsed().as_secs_f64();
     let samples = sampler.finish();
+    probe
+        .finish("add-etcd (failed attempt, then the re-run)")
+        .assert_no_failures("add-etcd");
     assert!(out.status.success(), "add-etcd again: {}", text(&out));
     assert!(
         text(&out).contains("already in the member list"),
@@ -311,10 +323,12 @@ fn add_two_members_then_remove_two_keeping_quorum() {
         .cloned()
         .collect();
     let sampler = Sampler::start(env, grown.clone());
+    let probe = workload.probe(&workers);
     let t = Instant::now();
     let out = env.ezctl(&["del-etcd", &env.cluster, &leaving[0], &leaving[1]]);
     let del_secs = t.elapsed().as_secs_f64();
     let samples = sampler.finish();
+    probe.finish("del-etcd").assert_no_failures("del-etcd");
     assert!(out.status.success(), "del-etcd: {}", text(&out));
     check_quorum(&samples, "del-etcd");
     assert_eq!(inventory_members(env), staying);

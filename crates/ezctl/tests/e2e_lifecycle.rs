@@ -77,6 +77,7 @@ fn users_renewal_stop_start_destroy() {
         machines: 7,
         spare: false,
         ex_lb: false,
+        kube_version: None,
     }) else {
         return;
     };

@@ -19,6 +19,7 @@ fn a_spare_machine_joins_as_a_master_then_leaves() {
         machines: 8,
         spare: true,
         ex_lb: true,
+        kube_version: None,
     }) else {
         return;
     };
@@ -49,8 +50,13 @@ fn a_spare_machine_joins_as_a_master_then_leaves() {
         );
     }
 
+    // A workload on the nodes, polled through their kube-proxies (which
+    // reach the apiservers through kube-lb) every 0.2 s.
+    let workload = common::workload::Workload::deploy(env, &old_masters[0], "probe", 2);
     let sampler = Sampler::start(env, old_masters.clone(), Duration::from_millis(500));
+    let probe = workload.probe(&nodes_ips);
     let out = timed(env, "add-master", &[&spare]);
+    probe.finish("add-master").assert_no_failures("add-master");
     day2::assert_at_most_one_down(&sampler.finish(), "add-master");
     let log = common::text(&out);
     assert!(
@@ -95,7 +101,9 @@ fn a_spare_machine_joins_as_a_master_then_leaves() {
     // del-master: upstreams first, then the host is cleaned; the remaining
     // masters roll onto a certificate without its IP.
     let sampler = Sampler::start(env, old_masters.clone(), Duration::from_millis(500));
+    let probe = workload.probe(&nodes_ips);
     timed(env, "del-master", &[&spare]);
+    probe.finish("del-master").assert_no_failures("del-master");
     day2::assert_at_most_one_down(&sampler.finish(), "del-master");
     for h in old_masters.iter().chain(&nodes_ips) {
         let conf = cat(env, h, "/etc/kube-lb/conf/kube-lb.conf");

@@ -314,6 +314,15 @@ impl Cluster {
             json!(d.ex_lb_vip.map(|v| v.to_string()).unwrap_or_default()),
         );
         m.insert("api_endpoint".into(), json!(d.api_endpoint));
+        // KUBELET_EVICTION_HARD (validated flag syntax) as the kubelet
+        // config's mapping: signal -> quantity.
+        let eviction: Map<String, Json> =
+            crate::settings::eviction_thresholds(self.settings.text("KUBELET_EVICTION_HARD"))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(signal, quantity)| (signal.to_string(), json!(quantity)))
+                .collect();
+        m.insert("kubelet_eviction_hard".into(), Json::Object(eviction));
         let mut groups = Map::new();
         for g in Group::ALL {
             groups.insert(
@@ -645,6 +654,17 @@ fn resolve(
         file: config_path,
         out: hrep.out,
     };
+    // Settings whose role is not there yet: accepting them would break a
+    // cluster silently (kubelets pointing every pod at a DNS cache nobody
+    // runs; calico-node images without BIRD told to speak BGP).
+    if settings.bool("ENABLE_LOCAL_DNS_CACHE") {
+        crep.error_help(
+            cfg_pos("ENABLE_LOCAL_DNS_CACHE"),
+            "ENABLE_LOCAL_DNS_CACHE",
+            "node-local-dns is not installed by ezctl yet",
+            "allowed: false (pods would be given a DNS server at LOCAL_DNS_CACHE that nothing serves)",
+        );
+    }
     let ca_h = parse_duration_hours(settings.text("CA_EXPIRY")).unwrap_or(0);
     let cert_h = parse_duration_hours(settings.text("CERT_EXPIRY")).unwrap_or(0);
     if ca_h > 0 && cert_h > ca_h {

@@ -62,6 +62,9 @@ pub enum Kind {
     AbsPath,
     /// A directory on the hosts, or empty.
     OptAbsPath,
+    /// Kubelet eviction thresholds in its flag syntax,
+    /// `signal<quantity[,signal<quantity]...`.
+    Eviction,
 }
 
 impl Kind {
@@ -103,6 +106,10 @@ impl Kind {
             }
             Kind::AbsPath => format!("{}, e.g. /opt/kube/bin", syntax::PATH_ALLOWED),
             Kind::OptAbsPath => format!("{}, or \"\"", syntax::PATH_ALLOWED),
+            Kind::Eviction => format!(
+                "thresholds such as memory.available<300Mi,nodefs.available<10% (signals: {})",
+                EVICTION_SIGNALS.join(", ")
+            ),
         }
     }
 }
@@ -126,7 +133,7 @@ macro_rules! settings {
 
 use Kind::*;
 
-pub const NETWORK_PLUGINS: &[&str] = &["calico", "none"];
+pub const NETWORK_PLUGINS: &[&str] = &["calico", "flannel", "none"];
 pub const RUNTIMES: &[&str] = &["containerd"];
 
 /// Every setting `config.yml` may hold. Defaults follow kubeasz where sensible.
@@ -136,16 +143,16 @@ pub const SETTINGS: &[Setting] = settings! {
         "CONTEXT_NAME": Name => "context-cluster1",
         "CA_EXPIRY": Expiry => "876000h",
         "CERT_EXPIRY": Expiry => "438000h",
-        "K8S_VER": Version => "1.30.1",
-        "ETCD_VER": Version => "3.4.23",
-        "CONTAINERD_VER": Version => "1.6.20",
+        "K8S_VER": Version => "1.37.2",
+        "ETCD_VER": Version => "3.6.17",
+        "CONTAINERD_VER": Version => "2.4.2",
         "BACKUP_KEEP": Int { min: 1, max: 10000 } => "10",
     }
     "cluster" {
         "SECURE_PORT": Port => "6443",
         "CONTAINER_RUNTIME": OneOf(RUNTIMES) => "containerd",
         "CLUSTER_NETWORK": OneOf(NETWORK_PLUGINS) => "calico",
-        "PROXY_MODE": OneOf(&["ipvs", "iptables", "nftables"]) => "ipvs",
+        "PROXY_MODE": OneOf(&["ipvs", "iptables", "nftables"]) => "iptables",
         "SERVICE_CIDR": Cidr => "10.68.0.0/16",
         "CLUSTER_CIDR": Cidr => "172.20.0.0/16",
         "NODE_PORT_RANGE": PortRange => "30000-32767",
@@ -162,8 +169,9 @@ pub const SETTINGS: &[Setting] = settings! {
         "ENABLE_MIRROR_REGISTRY": Bool => "false",
         "MIRROR_REGISTRIES": MirrorList => "[]",
         "INSECURE_REG": Registries => "[]",
-        "SANDBOX_IMAGE": Image => "registry.k8s.io/pause:3.9",
+        "SANDBOX_IMAGE": Image => "registry.k8s.io/pause:3.10.2",
         "CONTAINERD_STORAGE_DIR": AbsPath => "/var/lib/containerd",
+        "CONTAINERD_RESTRICT_OOM_SCORE_ADJ": Bool => "false",
     }
     "kube-master" {
         "MASTER_CERT_HOSTS": CertHosts => "[]",
@@ -172,19 +180,30 @@ pub const SETTINGS: &[Setting] = settings! {
     "kube-node" {
         "KUBELET_ROOT_DIR": AbsPath => "/var/lib/kubelet",
         "MAX_PODS": Int { min: 1, max: 1000 } => "110",
+        "KUBELET_ALLOW_CGROUP_V1": Bool => "false",
+        "KUBELET_EVICTION_HARD": Eviction => "\"memory.available<300Mi,nodefs.available<10%,nodefs.inodesFree<5%,imagefs.available<15%\"",
+        "KUBELET_IMAGE_GC_HIGH_PERCENT": Int { min: 1, max: 100 } => "85",
+        "KUBE_PROXY_CONNTRACK_MAX_PER_CORE": Int { min: 0, max: 1048576 } => "32768",
     }
     "calico" {
         "CALICO_IPV4POOL_IPIP": OneOf(&["Always", "CrossSubnet", "Never"]) => "Always",
-        "IP_AUTODETECTION_METHOD": Autodetect => "first-found",
-        "CALICO_NETWORKING_BACKEND": OneOf(&["bird", "vxlan", "none"]) => "bird",
+        "IP_AUTODETECTION_METHOD": Autodetect => "\"\"",
+        "CALICO_NETWORKING_BACKEND": OneOf(&["bird", "vxlan", "none"]) => "vxlan",
         "CALICO_RR_ENABLED": Bool => "false",
         "CALICO_RR_NODES": HostList => "[]",
-        "CALICO_IMAGE_REGISTRY": ImageRegistry => "quay.io",
-        "calico_ver": Version => "v3.26.4",
+        "CALICO_IMAGE_REGISTRY": ImageRegistry => "docker.io",
+        "calico_ver": Version => "v3.28.5",
+    }
+    "flannel" {
+        "FLANNEL_BACKEND": OneOf(&["vxlan", "host-gw"]) => "vxlan",
+        "DIRECT_ROUTING": Bool => "false",
+        "FLANNEL_IMAGE_REGISTRY": ImageRegistry => "docker.io",
+        "flannel_ver": Version => "v0.28.10",
+        "flannel_cni_plugin_ver": Version => "v0.9.1",
     }
     "cluster-addon" {
         "dns_install": Bool => "true",
-        "corednsVer": Version => "1.11.1",
+        "corednsVer": Version => "1.15.0",
         "ENABLE_LOCAL_DNS_CACHE": Bool => "false",
         "dnsNodeCacheVer": Version => "1.22.28",
         "LOCAL_DNS_CACHE": Ip => "169.254.20.10",
@@ -499,8 +518,54 @@ fn check_value(s: &Setting, node: &Node, rep: &mut Reporter<'_>) -> Option<Value
                 bad(rep, s, node, text)
             }
         }
+        Kind::Eviction => match eviction_thresholds(text) {
+            Some(_) => Some(Value::Text(text.to_string())),
+            None => bad(rep, s, node, text),
+        },
         Kind::HostList | Kind::MirrorList | Kind::CertHosts | Kind::Registries => None,
     }
+}
+
+/// The kubelet's eviction signals (`evictionHard` keys).
+pub const EVICTION_SIGNALS: &[&str] = &[
+    "memory.available",
+    "nodefs.available",
+    "nodefs.inodesFree",
+    "imagefs.available",
+    "imagefs.inodesFree",
+    "containerfs.available",
+    "containerfs.inodesFree",
+    "pid.available",
+];
+
+/// `signal<quantity,...` as (signal, quantity) pairs; each signal known and
+/// given once, each quantity a percentage (0-100%) or a number with an
+/// optional binary or decimal suffix (300Mi, 1G, 1000). `None` when any part
+/// is not: the value is written into the kubelet's YAML config, so nothing
+/// else may pass.
+pub fn eviction_thresholds(text: &str) -> Option<Vec<(&str, &str)>> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for part in text.split(',') {
+        let (signal, quantity) = part.trim().split_once('<')?;
+        if !EVICTION_SIGNALS.contains(&signal) || out.iter().any(|(s, _)| *s == signal) {
+            return None;
+        }
+        let ok = match quantity.strip_suffix('%') {
+            Some(p) => p.parse::<f64>().is_ok_and(|v| (0.0..=100.0).contains(&v)),
+            None => {
+                let digits = quantity.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+                let suffix = &quantity[digits.len()..];
+                !digits.is_empty()
+                    && digits.chars().all(|c| c.is_ascii_digit())
+                    && ["", "Ki", "Mi", "Gi", "Ti", "k", "M", "G", "T"].contains(&suffix)
+            }
+        };
+        if !ok {
+            return None;
+        }
+        out.push((signal, quantity));
+    }
+    Some(out)
 }
 
 /// An entry of a list setting is checked against what that list holds.
@@ -621,6 +686,33 @@ pub fn parse_port_range(text: &str) -> Option<(u16, u16)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn eviction_thresholds_are_parsed_and_anything_else_refused() {
+        assert_eq!(
+            super::eviction_thresholds("memory.available<300Mi,nodefs.available<10%"),
+            Some(vec![
+                ("memory.available", "300Mi"),
+                ("nodefs.available", "10%")
+            ])
+        );
+        assert!(super::eviction_thresholds("imagefs.available<0%").is_some());
+        for bad in [
+            "",
+            "memory.available>300Mi",
+            "memory<300Mi",
+            "nodefs.available<101%",
+            "memory.available<300Mb",
+            "memory.available<3 00Mi",
+            "memory.available<1Mi,memory.available<2Mi",
+            "memory.available<1Mi\"\nx: y",
+        ] {
+            assert!(
+                super::eviction_thresholds(bad).is_none(),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
     use super::*;
 
     #[test]

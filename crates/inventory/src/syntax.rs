@@ -411,7 +411,8 @@ pub fn jump_host(text: &str) -> Option<(Option<&str>, &str, Option<u16>)> {
 /// are regular expressions, limited to characters that need no quoting in
 /// a YAML double-quoted string.
 pub fn autodetection_method(s: &str) -> bool {
-    if matches!(s, "first-found" | "kubernetes-internal-ip") {
+    // "": ezctl's default, `kubernetes-internal-ip` (the calico role).
+    if matches!(s, "" | "first-found" | "kubernetes-internal-ip") {
         return true;
     }
     let Some((method, arg)) = s.split_once('=') else {
@@ -450,7 +451,7 @@ pub fn autodetection_method(s: &str) -> bool {
     }
 }
 
-pub const AUTODETECT_ALLOWED: &str = "first-found, kubernetes-internal-ip, can-reach=HOST, interface=REGEX, skip-interface=REGEX or cidr=CIDR (regular expressions of [A-Za-z0-9._-*+?^$|()[]{}] separated by `,`)";
+pub const AUTODETECT_ALLOWED: &str = "\"\" (the node's InternalIP), first-found, kubernetes-internal-ip, can-reach=HOST, interface=REGEX, skip-interface=REGEX or cidr=CIDR (regular expressions of [A-Za-z0-9._-*+?^$|()[]{}] separated by `,`)";
 
 #[cfg(test)]
 mod tests {
@@ -641,6 +642,7 @@ mod tests {
             assert!(!name(bad), "{bad}");
         }
         for ok in [
+            "",
             "first-found",
             "kubernetes-internal-ip",
             "can-reach=8.8.8.8",
@@ -653,7 +655,6 @@ mod tests {
             assert!(autodetection_method(ok), "{ok}");
         }
         for bad in [
-            "",
             "first",
             "interface=",
             "interface=eth0\"",

@@ -39,6 +39,11 @@ pub fn hierarchies() -> Vec<PathBuf> {
     found
 }
 
+/// Whether this host runs cgroup v1 (or hybrid) rather than pure v2.
+pub fn host_is_v1() -> bool {
+    !Path::new(ROOT).join("cgroup.controllers").exists()
+}
+
 pub fn lab_dirs(lab: &str) -> Vec<PathBuf> {
     hierarchies()
         .into_iter()

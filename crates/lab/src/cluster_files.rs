@@ -141,7 +141,34 @@ pub fn config_yml(state: &LabState) -> String {
         // The registry shares a machine with an ex-lb; both default to 8443.
         y.push_str("HARBOR_TLS_PORT: 5443\n");
     }
-    if !has_lb {
+    if crate::cgroup::host_is_v1() {
+        y.push_str(
+            "# The machines share this VM's cgroup v1 controllers (its v2 tree has no cpu or\n\
+             # memory controller): the kubelet must be allowed to run on cgroup v1.\n\
+             KUBELET_ALLOW_CGROUP_V1: true\n",
+        );
+    }
+    // Every machine's disk is the VM's, shared with the others and with the
+    // controller: a kubelet judging it full would evict and taint the node.
+    y.push_str(
+        "# The disk is the VM's, shared by every machine: kubelets neither evict for it\n\
+         # nor remove images (kind's settings for nodes in containers).\n\
+         KUBELET_EVICTION_HARD: \"memory.available<100Mi,nodefs.available<0%,nodefs.inodesFree<0%,imagefs.available<0%\"\n\
+         KUBELET_IMAGE_GC_HIGH_PERCENT: 100\n",
+    );
+    // The conntrack table is the VM's: a kube-proxy in a machine cannot size it.
+    y.push_str(
+        "# The conntrack table is the VM's, not the machine's: kube-proxy leaves it alone.\n\
+         KUBE_PROXY_CONNTRACK_MAX_PER_CORE: 0\n",
+    );
+    if !crate::doctor::can_lower_oom_score() {
+        y.push_str(
+            "# No process on this VM may lower its OOM score (CAP_SYS_RESOURCE is not in\n\
+             # its bounding set): pods must not ask for a negative one.\n\
+             CONTAINERD_RESTRICT_OOM_SCORE_ADJ: true\n",
+        );
+    }
+    if y.lines().all(|l| l.starts_with('#')) {
         y.push_str("{}\n");
     }
     y
@@ -213,7 +240,12 @@ mod tests {
         let y = hosts_yml(&lab(1));
         assert!(y.contains("kube_node:\n  - 10.231.4.11"), "{y}");
         assert!(y.contains("ex_lb: []\nharbor: []\nchrony: []\n"), "{y}");
-        assert!(config_yml(&lab(1)).ends_with("{}\n"));
+        let one = config_yml(&lab(1));
+        if crate::cgroup::host_is_v1() {
+            assert!(one.contains("\nKUBELET_ALLOW_CGROUP_V1: true\n"), "{one}");
+        } else {
+            assert!(one.ends_with("{}\n"), "{one}");
+        }
     }
 
     #[test]

@@ -124,6 +124,21 @@ impl Report {
 
 const NOT_ROOT: &str = "not running as root";
 
+/// Whether processes here may lower their OOM score (CAP_SYS_RESOURCE in
+/// the bounding set). Some sandboxes drop it for every process; then a
+/// container runtime asked for a negative score fails to start the pod.
+pub fn can_lower_oom_score() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|bnd| bnd & (1 << CAP_SYS_RESOURCE) != 0)
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }

@@ -808,6 +808,15 @@ fn teardown(name: &str, paths: &Paths, st: Option<LabState>) -> Result<()> {
         if let Err(e) = fsutil::remove_tree_unmounted(&paths.lab_dir) {
             left.push(e.to_string());
         }
+        // The private ezctl home a test binary keeps beside its lab
+        // (`testing::shared_lab`): a bundle of a gigabyte that a killed
+        // test would otherwise leave behind for every `ezlab down` to miss.
+        let home = paths.state_root.join(format!(".home-{name}"));
+        if home.is_dir() {
+            if let Err(e) = std::fs::remove_dir_all(&home) {
+                left.push(format!("{}: {e}", home.display()));
+            }
+        }
     }
     left.extend(leftovers(name, &paths.lab_dir));
     left.sort();

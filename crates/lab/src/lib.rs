@@ -4,7 +4,8 @@
 //! on an overlay of one cached Debian rootfs, in its own network namespace
 //! bridged to the controller. See `lab` for the on-disk layout, `net` for
 //! addressing, `layout` for the cluster roles written to `hosts.yml`, and
-//! `testing` for the per-test-binary shared lab.
+//! `testing` for the per-test-binary shared lab, `image` for container
+//! images built without Docker (`ezlab image build`).
 //!
 //! ```no_run
 //! use ez_lab::{Lab, LabSpec};
@@ -23,6 +24,8 @@ pub mod cmd;
 pub mod doctor;
 mod error;
 mod fsutil;
+pub mod image;
+mod image_tar;
 mod lab;
 pub mod layout;
 mod machine;

@@ -3,6 +3,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Read;
+use std::os::unix::fs::symlink;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -68,6 +69,7 @@ pub fn prepare_upper(m: &MachineState, authorized_key: &str, hosts_file: &str) -
         format!("{}\n", authorized_key.trim()).as_bytes(),
         0o600,
     )?;
+    host_setup_unit(&up)?;
     let key = up.join("etc/ssh/ssh_host_ed25519_key");
     if !key.exists() || !m.host_key_pub().exists() {
         fsutil::remove_file_if_exists(&key)?;
@@ -82,6 +84,69 @@ pub fn prepare_upper(m: &MachineState, authorized_key: &str, hosts_file: &str) -
         )?;
     }
     Ok(())
+}
+
+/// What a VM gives a kubelet and nspawn does not: nspawn mounts the
+/// machine's cgroup controllers read-only (kubelet and runc create cgroups
+/// there) and leaves `/` with private propagation (kubelet's volume mounts
+/// must reach containers). Lab plumbing, not a role: on a real host these
+/// hold already, and ezctl must not change them.
+const HOST_SETUP: &str = "\
+#!/bin/sh
+# Written by ezlab: make this machine look like a VM to a kubelet.
+set -u
+mount -o remount,rw /sys/fs/cgroup
+for c in /sys/fs/cgroup/*; do
+  [ -L \"$c\" ] && continue
+  mountpoint -q \"$c\" || continue
+  mount -o remount,bind,rw \"$c\" || echo \"ezlab-host: $c stays read-only\" >&2
+done
+mount --make-rshared /
+# The BPF filesystem, which nspawn leaves out of /sys (calico mounts
+# /sys/fs/bpf, and eBPF users pin maps there).
+if [ ! -d /sys/fs/bpf ]; then
+  mount -o remount,rw /sys && mkdir -p /sys/fs/bpf; mount -o remount,ro /sys
+fi
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf || echo \"ezlab-host: no bpffs\" >&2
+";
+
+const HOST_SETUP_UNIT: &str = "\
+[Unit]
+Description=ezlab: writable cgroups and shared mount propagation for a kubelet
+DefaultDependencies=no
+Before=sysinit.target
+ConditionVirtualization=container
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/lib/ezlab/host-setup
+
+[Install]
+WantedBy=sysinit.target
+";
+
+/// Writes the `ezlab-host` unit into a machine's upper dir (`root`): per
+/// machine rather than in the shared rootfs, so changing it needs no new rootfs.
+fn host_setup_unit(root: &Path) -> Result<()> {
+    fsutil::mkdir_mode(&root.join("usr/lib/ezlab"), 0o755)?;
+    fsutil::write_file(
+        &root.join("usr/lib/ezlab/host-setup"),
+        HOST_SETUP.as_bytes(),
+        0o755,
+    )?;
+    let units = root.join("etc/systemd/system");
+    fsutil::mkdir_mode(&units, 0o755)?;
+    fsutil::write_file(
+        &units.join("ezlab-host.service"),
+        HOST_SETUP_UNIT.as_bytes(),
+        0o644,
+    )?;
+    let wants = units.join("sysinit.target.wants");
+    fsutil::mkdir_mode(&wants, 0o755)?;
+    let link = wants.join("ezlab-host.service");
+    fsutil::remove_file_if_exists(&link)?;
+    symlink("/etc/systemd/system/ezlab-host.service", &link).map_err(|e| LabError::io(&link, e))
 }
 
 /// Mounts the overlay root unless it is already mounted.

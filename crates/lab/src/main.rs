@@ -61,6 +61,58 @@ enum Cmd {
         #[arg(last = true)]
         cmd: Vec<String>,
     },
+    /// Container images without Docker.
+    Image {
+        // Boxed: its flags would make every `Cmd` as large as this one.
+        #[command(subcommand)]
+        command: Box<ImageCmd>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCmd {
+    /// Write a one-layer docker-archive tar (for `ctr images import`, `skopeo
+    /// copy docker-archive:`) from a directory tree; the same tree and flags
+    /// give the same bytes, and an identical file is left untouched.
+    Build {
+        /// Directory whose contents become the image's root filesystem.
+        #[arg(long)]
+        root: PathBuf,
+        /// Name to import it as, e.g. registry.k8s.io/pause:3.10.2 (repeatable).
+        #[arg(long = "tag", required = true)]
+        tags: Vec<String>,
+        /// The archive to write.
+        #[arg(long, short)]
+        output: PathBuf,
+        /// ENTRYPOINT, one element per flag: --entrypoint /coredns.
+        #[arg(long = "entrypoint", allow_hyphen_values = true)]
+        entrypoint: Vec<String>,
+        /// CMD, one element per flag: --cmd -conf --cmd /etc/coredns/Corefile.
+        #[arg(long = "cmd", allow_hyphen_values = true)]
+        cmd: Vec<String>,
+        /// USER: uid[:gid] (numeric lets kubelet verify runAsNonRoot).
+        #[arg(long)]
+        user: Option<String>,
+        /// ENV entry KEY=value (repeatable).
+        #[arg(long = "env")]
+        env: Vec<String>,
+        /// WORKDIR.
+        #[arg(long)]
+        workdir: Option<String>,
+        /// EXPOSE PORT[/tcp|udp|sctp] (repeatable).
+        #[arg(long = "expose")]
+        expose: Vec<String>,
+        /// LABEL KEY=value (repeatable).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// File capabilities PATH=CAP[,CAP], permitted and effective, like
+        /// `setcap CAP+ep`: --file-cap /coredns=cap_net_bind_service.
+        #[arg(long = "file-cap")]
+        file_caps: Vec<String>,
+        /// Architecture in the config (Docker's names).
+        #[arg(long, default_value = ez_lab::image::host_architecture())]
+        arch: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -160,6 +212,58 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let err = ssh.exec();
             bail!("cannot run ssh: {err}")
         }
+        Cmd::Image { command } => match *command {
+            ImageCmd::Build {
+                root,
+                tags,
+                output,
+                entrypoint,
+                cmd,
+                user,
+                env,
+                workdir,
+                expose,
+                labels,
+                file_caps,
+                arch,
+            } => {
+                let mut config = ez_lab::image::ImageConfig::new(tags);
+                config.architecture = arch;
+                config.entrypoint = entrypoint;
+                config.cmd = cmd;
+                config.user = user;
+                config.env = env;
+                config.working_dir = workdir;
+                config.exposed_ports = expose;
+                for l in labels {
+                    let (k, v) = l
+                        .split_once('=')
+                        .with_context(|| format!("--label {l:?}: expected KEY=value"))?;
+                    config.labels.insert(k.to_string(), v.to_string());
+                }
+                for f in file_caps {
+                    let (path, caps) = f
+                        .split_once('=')
+                        .with_context(|| format!("--file-cap {f:?}: expected PATH=CAP[,CAP]"))?;
+                    config.file_caps.insert(
+                        path.to_string(),
+                        caps.split(',').map(str::to_string).collect(),
+                    );
+                }
+                let built = ez_lab::image::build(&root, &config, &output)?;
+                println!(
+                    "{} {}: id {} layer {} ({} entries, {} bytes), archive {} bytes",
+                    if built.written { "wrote" } else { "unchanged" },
+                    output.display(),
+                    built.image_id,
+                    built.diff_id,
+                    built.entries,
+                    built.layer_bytes,
+                    built.archive_bytes
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+        },
     }
 }
 

@@ -2,8 +2,13 @@
 //! /24 of 10.231.0.0/16 (`10.231.X.0/24`, X recorded in its state). The
 //! controller has `10.231.X.1` on the bridge; machine i (0-based) is
 //! `10.231.X.(11+i)`; `10.231.X.250` is kept free for a virtual IP (ex-lb).
-//! Nothing routes this range anywhere: machines get no default route and the
-//! controller does not forward.
+//! Nothing routes this range anywhere: a machine's default route is on-link
+//! on its own `eth0` (no gateway), so an address outside the lab is only
+//! ever asked for by ARP on the bridge, where nobody answers, and the
+//! controller does not forward. A default route must exist all the same: a
+//! kubelet host without one cannot connect to a Service IP (the route lookup
+//! fails before kube-proxy's DNAT), and calico answers its pods' gateway by
+//! proxy ARP only for destinations the node can route.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -136,6 +141,9 @@ pub fn create_machine_net(netns: &str, veth: &str, addr: Ipv4Addr) -> Result<()>
     }
     ip(&["-n", netns, "link", "set", "lo", "up"])?;
     ip(&["-n", netns, "link", "set", "eth0", "up"])?;
+    ip(&[
+        "-n", netns, "route", "replace", "default", "dev", "eth0", "scope", "link",
+    ])?;
     Ok(())
 }
 

@@ -52,7 +52,7 @@ pub const PACKAGES: &[&str] = &[
 
 /// Bumped whenever [`prepare`] changes what it writes, so old caches are not
 /// reused with a different preparation.
-const PREPARE_VERSION: u32 = 2;
+const PREPARE_VERSION: u32 = 3;
 
 /// File inside a finished rootfs naming its cache key; its presence marks the
 /// rootfs as complete.
@@ -200,7 +200,6 @@ pub fn prepare(root: &Path) -> Result<()> {
         0o644,
     )?;
 
-    host_setup_unit(root)?;
     mask_units(root)?;
     fsutil::remove_file_if_exists(&root.join("etc/hostname"))?;
     fsutil::write_file(
@@ -225,61 +224,6 @@ const SSH_DROPIN: &str = "\
 [Service]
 ExecStartPre=/bin/sh -c 'test -s /etc/ssh/ssh_host_ed25519_key || ssh-keygen -q -t ed25519 -N \"\" -f /etc/ssh/ssh_host_ed25519_key'
 ";
-
-/// What a VM gives a kubelet and nspawn does not: nspawn mounts the
-/// machine's cgroup controllers read-only (kubelet and runc create cgroups
-/// there) and leaves `/` with private propagation (kubelet's volume mounts
-/// must reach containers). Lab plumbing, not a role: on a real host these
-/// hold already, and ezctl must not change them.
-const HOST_SETUP: &str = "\
-#!/bin/sh
-# Written by ezlab: make this machine look like a VM to a kubelet.
-set -u
-mount -o remount,rw /sys/fs/cgroup
-for c in /sys/fs/cgroup/*; do
-  [ -L \"$c\" ] && continue
-  mountpoint -q \"$c\" || continue
-  mount -o remount,bind,rw \"$c\" || echo \"ezlab-host: $c stays read-only\" >&2
-done
-mount --make-rshared /
-";
-
-const HOST_SETUP_UNIT: &str = "\
-[Unit]
-Description=ezlab: writable cgroups and shared mount propagation for a kubelet
-DefaultDependencies=no
-Before=sysinit.target
-ConditionVirtualization=container
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart=/usr/lib/ezlab/host-setup
-
-[Install]
-WantedBy=sysinit.target
-";
-
-fn host_setup_unit(root: &Path) -> Result<()> {
-    fsutil::mkdir_mode(&root.join("usr/lib/ezlab"), 0o755)?;
-    fsutil::write_file(
-        &root.join("usr/lib/ezlab/host-setup"),
-        HOST_SETUP.as_bytes(),
-        0o755,
-    )?;
-    let units = root.join("etc/systemd/system");
-    fsutil::mkdir_mode(&units, 0o755)?;
-    fsutil::write_file(
-        &units.join("ezlab-host.service"),
-        HOST_SETUP_UNIT.as_bytes(),
-        0o644,
-    )?;
-    let wants = units.join("sysinit.target.wants");
-    fsutil::mkdir_mode(&wants, 0o755)?;
-    let link = wants.join("ezlab-host.service");
-    fsutil::remove_file_if_exists(&link)?;
-    symlink("/etc/systemd/system/ezlab-host.service", &link).map_err(|e| LabError::io(&link, e))
-}
 
 /// Units that only cost CPU or fail in a container: every timer, e2scrub,
 /// pstore, and the getty on the passive console.

@@ -10,6 +10,7 @@ mod fetch;
 pub(crate) mod file;
 pub(crate) mod files;
 pub(crate) mod lineinfile;
+mod manifest;
 mod modprobe;
 mod sysctl;
 mod systemd;
@@ -37,6 +38,7 @@ pub enum ModuleKind {
     File,
     Copy,
     Template,
+    Manifest,
     Command,
     Shell,
     Systemd,
@@ -54,6 +56,7 @@ impl ModuleKind {
         "file",
         "copy",
         "template",
+        "manifest",
         "command",
         "shell",
         "systemd",
@@ -72,6 +75,7 @@ impl ModuleKind {
             "file" => ModuleKind::File,
             "copy" => ModuleKind::Copy,
             "template" => ModuleKind::Template,
+            "manifest" => ModuleKind::Manifest,
             "command" => ModuleKind::Command,
             "shell" => ModuleKind::Shell,
             "systemd" | "service" => ModuleKind::Systemd,
@@ -108,7 +112,7 @@ impl ModuleKind {
     pub(crate) fn is_file_module(self) -> bool {
         matches!(
             self,
-            ModuleKind::File | ModuleKind::Copy | ModuleKind::Template
+            ModuleKind::File | ModuleKind::Copy | ModuleKind::Template | ModuleKind::Manifest
         )
     }
 }
@@ -119,6 +123,7 @@ pub(crate) enum Args {
     File(file::FileArgs),
     Copy(copy::CopyArgs),
     Template(template::TemplateArgs),
+    Manifest(manifest::ManifestArgs),
     Command(command::CommandArgs),
     Systemd(systemd::SystemdArgs),
     Lineinfile(lineinfile::LineArgs),
@@ -139,6 +144,7 @@ impl Args {
             ModuleKind::File => Args::File(de(v)?),
             ModuleKind::Copy => Args::Copy(de(v)?),
             ModuleKind::Template => Args::Template(de(v)?),
+            ModuleKind::Manifest => Args::Manifest(de(v)?),
             ModuleKind::Command | ModuleKind::Shell => Args::Command(de(v)?),
             ModuleKind::Local => {
                 let mut a: command::CommandArgs = de(v)?;
@@ -164,6 +170,7 @@ impl Args {
             Args::Command(a) => a.validate(),
             Args::Wait(a) => a.validate(),
             Args::Lineinfile(a) => a.validate(),
+            Args::Manifest(a) => a.validate(),
             _ => Ok(()),
         }
     }
@@ -173,6 +180,7 @@ impl Args {
             Args::File(a) => a,
             Args::Copy(a) => a,
             Args::Template(a) => a,
+            Args::Manifest(a) => a,
             Args::Command(a) => a,
             Args::Systemd(a) => a,
             Args::Lineinfile(a) => a,
@@ -190,6 +198,7 @@ impl Args {
             Args::File(a) => Some(&a.path),
             Args::Copy(a) => Some(&a.dest),
             Args::Template(a) => Some(&a.dest),
+            Args::Manifest(a) => Some(&a.dest),
             Args::Command(a) => a.creates.as_deref(),
             _ => None,
         }

@@ -25,6 +25,9 @@ pub fn peer_url(ip: IpAddr) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ctl {
     bin: String,
+    /// etcdutl: the offline tool (snapshot status and restore moved there
+    /// from etcdctl in etcd 3.6).
+    util: String,
     ca: String,
     cert: String,
     key: String,
@@ -36,6 +39,7 @@ impl Ctl {
         let ca_dir = cluster.settings.text("ca_dir");
         Ctl {
             bin: format!("{bin_dir}/etcdctl"),
+            util: format!("{bin_dir}/etcdutl"),
             ca: format!("{ca_dir}/ca.pem"),
             cert: format!("{ca_dir}/etcd.pem"),
             key: format!("{ca_dir}/etcd-key.pem"),
@@ -61,10 +65,10 @@ impl Ctl {
         line
     }
 
-    /// A shell line running an etcdctl command that needs no server
+    /// A shell line running an etcdutl command, which needs no server
     /// (`snapshot status`, `snapshot restore`).
     pub fn offline(&self, args: &[&str]) -> String {
-        let mut line = format!("ETCDCTL_API=3 {}", shell_quote(&self.bin));
+        let mut line = shell_quote(&self.util);
         for a in args {
             line.push(' ');
             line.push_str(&shell_quote(a));
@@ -200,6 +204,7 @@ mod tests {
     fn command_lines_quote_everything() {
         let ctl = Ctl {
             bin: "/opt/kube/bin/etcdctl".into(),
+            util: "/opt/kube/bin/etcdutl".into(),
             ca: "/etc/kubernetes/ssl/ca.pem".into(),
             cert: "/etc/kubernetes/ssl/etcd.pem".into(),
             key: "/etc/kubernetes/ssl/etcd-key.pem".into(),
@@ -227,7 +232,7 @@ mod tests {
         assert!(line.ends_with("--command-timeout=7s 'member' 'add' 'etcd-10.0.0.9' '--peer-urls=https://10.0.0.9:2380'"), "{line}");
         assert_eq!(
             ctl.offline(&["snapshot", "status", "/tmp/a b.db"]),
-            "ETCDCTL_API=3 '/opt/kube/bin/etcdctl' 'snapshot' 'status' '/tmp/a b.db'"
+            "'/opt/kube/bin/etcdutl' 'snapshot' 'status' '/tmp/a b.db'"
         );
     }
 

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod workload;
+
 pub use ez_lab::Lab;
 
 pub fn repo() -> PathBuf {
@@ -38,6 +40,7 @@ pub fn env(machines: usize) -> Option<&'static Env> {
             .expect("home")
             .to_path_buf();
         prepare_home(&home);
+        choose_network(&home, &cluster_dir);
         Some(Env {
             lab,
             home,
@@ -62,30 +65,76 @@ fn prepare_home(home: &Path) {
         std::fs::copy(repo.join("clusters/example").join(f), example.join(f))
             .expect("copy example");
     }
-    build_bundle(&home.join("bin"), "v1.30.1");
+    build_bundle(&home.join("bin"), &kube_version());
 }
 
-/// Assemble a bundle (Debian binaries + stand-ins stamped with `version`).
+/// Assemble a bundle of real components for Kubernetes `version` (e.g.
+/// `1.37.2`) from the build cache (`scripts/test-bundle.sh` with
+/// `NO_BUILD=1`: tests never compile upstream components; `scripts/test.sh`
+/// builds them first). A missing component fails the test, naming it.
 pub fn build_bundle(dest: &Path, version: &str) {
     std::fs::create_dir_all(dest).expect("mkdir bin");
     std::fs::copy(repo().join("bin/versions.toml"), dest.join("versions.toml")).expect("versions");
-    // The stand-ins sit next to this test's ezctl binary (cargo built them).
-    let bins = Path::new(env!("CARGO_BIN_EXE_ezctl"))
-        .parent()
-        .expect("target dir")
-        .to_path_buf();
     let out = Command::new(repo().join("scripts/test-bundle.sh"))
         .arg(dest)
         .arg(version)
         .env("NO_BUILD", "1")
-        .env("BINS_DIR", &bins)
         .output()
         .expect("run test-bundle.sh");
     assert!(
         out.status.success(),
-        "test-bundle.sh failed: {}",
+        "test-bundle.sh failed (run scripts/build-components.sh first): {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A `[build]` version from bin/versions.toml.
+fn build_pin(key: &str) -> String {
+    let text = std::fs::read_to_string(repo().join("bin/versions.toml")).expect("versions.toml");
+    let table: toml::Value = text.parse().expect("versions.toml parses");
+    table["build"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("bin/versions.toml has no [build] {key}"))
+        .to_string()
+}
+
+/// The Kubernetes release the bundle is built for by default (`1.37.2`).
+pub fn kube_version() -> String {
+    build_pin("kubernetes")
+}
+
+/// The older release the upgrade tests start from.
+pub fn kube_previous_version() -> String {
+    build_pin("kubernetes-previous")
+}
+
+/// The pod network the lab runs: `EZ_LAB_NETWORK` (calico or flannel) when
+/// set, else calico when the bundle has it (its source is not served by the
+/// Go proxy, so a fresh machine may not build it), else flannel. Said on
+/// stderr, so every test log shows which one ran.
+pub fn choose_network(home: &Path, cluster_dir: &Path) -> &'static str {
+    let network = match std::env::var("EZ_LAB_NETWORK").as_deref() {
+        Ok("flannel") => "flannel",
+        Ok("calico") => {
+            assert!(
+                home.join("bin/manifests/calico").is_dir(),
+                "EZ_LAB_NETWORK=calico, but the bundle has no calico (scripts/build-lab-components.sh says why)"
+            );
+            "calico"
+        }
+        Ok(other) => panic!("EZ_LAB_NETWORK={other}: allowed: calico, flannel"),
+        Err(_) if home.join("bin/manifests/calico").is_dir() => "calico",
+        Err(_) => "flannel",
+    };
+    eprintln!("lab network: {network}");
+    let config = cluster_dir.join("config.yml");
+    let mut text = std::fs::read_to_string(&config).expect("config.yml");
+    if !text.contains("\nCLUSTER_NETWORK:") {
+        text = text.replace("{}\n", "");
+        text.push_str(&format!("CLUSTER_NETWORK: {network}\n"));
+        std::fs::write(&config, text).expect("write config.yml");
+    }
+    network
 }
 
 impl Env {
@@ -128,9 +177,9 @@ impl Env {
         out
     }
 
-    /// Real kubectl with the admin kubeconfig, straight to a master.
+    /// The bundle's kubectl with the admin kubeconfig, straight to a master.
     pub fn kubectl(&self, master: &str, args: &[&str]) -> Output {
-        Command::new("kubectl")
+        Command::new(self.home.join("bin/kubectl"))
             .arg(format!("--kubeconfig={}", self.ssl("kubectl.kubeconfig")))
             .arg(format!("--server=https://{master}:6443"))
             .args(args)
@@ -138,9 +187,9 @@ impl Env {
             .expect("run kubectl")
     }
 
-    /// Real etcdctl with the apiserver's etcd client cert.
+    /// The bundle's etcdctl with the apiserver's etcd client cert.
     pub fn etcdctl(&self, endpoints: &str, args: &[&str]) -> Output {
-        Command::new("etcdctl")
+        Command::new(self.home.join("bin/etcdctl"))
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={endpoints}"))
             .arg(format!("--cacert={}", self.ssl("ca.pem")))

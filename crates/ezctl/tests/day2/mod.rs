@@ -33,6 +33,9 @@ pub struct Options {
     pub spare: bool,
     /// Also run step 10 (ex-lb).
     pub ex_lb: bool,
+    /// Set up with this Kubernetes release instead of the pinned one (the
+    /// upgrade test starts one minor back).
+    pub kube_version: Option<String>,
 }
 
 /// The binary's cluster, set up once, and this test's turn on it. `None`
@@ -53,6 +56,9 @@ pub fn cluster(opts: Options) -> Option<(&'static Setup, MutexGuard<'static, ()>
                 }
                 std::fs::write(&hosts, t).expect("write hosts.yml");
                 spare = Some(last);
+            }
+            if let Some(v) = &opts.kube_version {
+                common::build_bundle(&env.home.join("bin"), v);
             }
             timed(env, "setup", &["all"]);
             if opts.ex_lb {
