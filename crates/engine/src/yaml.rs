@@ -199,10 +199,7 @@ mod tests {
         let mut text = String::from("l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..6 {
             let p = format!("*l{}", i - 1);
-            text.push_str(&format!(
-                "l{i}: &l{i} [{}]\n",
-                vec![p.as_str(); 10].join(", ")
-            ));
+            text.push_str(&format!("l{i}: &l{i} [{}]\n", [p.as_str(); 10].join(", ")));
         }
         let started = std::time::Instant::now();
         let err = parse_str(&text).expect_err("an alias bomb");

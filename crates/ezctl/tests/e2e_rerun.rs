@@ -30,6 +30,16 @@ fn recap(out: &std::process::Output) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// The task events of a run that changed or would run (what a converged
+/// dry run must not have), for the failure message.
+fn changes(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("\"status\":\"unknown\"") || l.contains("\"status\":\"changed\""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn sum(recap: &Value, field: &str) -> u64 {
     recap["hosts"]
         .as_object()
@@ -116,8 +126,9 @@ fn a_dry_run_of_a_converged_cluster_changes_nothing_and_reports_nothing() {
     assert_eq!(
         sum(&recap(&second), "changed"),
         0,
-        "not converged: {}",
-        recap(&second)
+        "not converged: {}\n{}",
+        recap(&second),
+        changes(&second)
     );
 
     let before = snapshot(env);
@@ -136,12 +147,14 @@ fn a_dry_run_of_a_converged_cluster_changes_nothing_and_reports_nothing() {
     assert_eq!(
         sum(&r, "changed"),
         0,
-        "would change on a converged cluster: {r}"
+        "would change on a converged cluster: {r}\n{}",
+        changes(&dry)
     );
     assert_eq!(
         sum(&r, "unknown"),
         0,
-        "outcome unknown on a converged cluster: {r}"
+        "outcome unknown on a converged cluster: {r}\n{}",
+        changes(&dry)
     );
     assert_same("setup all --dry-run", &before, &snapshot(env));
 

@@ -125,40 +125,6 @@ pub fn remote_command(args: &[String]) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::remote_command;
-
-    fn sh(line: &str) -> String {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(line)
-            .env("HOME", "/home/ez")
-            .output()
-            .expect("sh");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    #[test]
-    fn several_arguments_keep_their_quoting_and_one_is_a_shell_line() {
-        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        // `ezctl exec c -- sh -c 'echo $HOME'`: the inner shell expands it.
-        assert_eq!(
-            sh(&remote_command(&argv(&["sh", "-c", "echo $HOME"]))),
-            "/home/ez\n"
-        );
-        // Arguments reach the command unchanged, whatever they hold.
-        assert_eq!(
-            sh(&remote_command(&argv(&[
-                "printf", "%s|", "a b", "$HOME", "'q'", "*", ""
-            ]))),
-            "a b|$HOME|'q'|*||"
-        );
-        // One argument is a command line for the remote shell.
-        assert_eq!(sh(&remote_command(&argv(&["echo a | tr a b"]))), "b\n");
-    }
-}
-
 fn print_result(host: &str, code: i32, stdout: &str, stderr: &str, out: &Output) {
     let style = out.style;
     if out.json {
@@ -191,5 +157,39 @@ fn print_error(host: &str, error: &str, out: &Output) {
             style.bold(host),
             style.red(&format!("UNREACHABLE: {error}"))
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::remote_command;
+
+    fn sh(line: &str) -> String {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(line)
+            .env("HOME", "/home/ez")
+            .output()
+            .expect("sh");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn several_arguments_keep_their_quoting_and_one_is_a_shell_line() {
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // `ezctl exec c -- sh -c 'echo $HOME'`: the inner shell expands it.
+        assert_eq!(
+            sh(&remote_command(&argv(&["sh", "-c", "echo $HOME"]))),
+            "/home/ez\n"
+        );
+        // Arguments reach the command unchanged, whatever they hold.
+        assert_eq!(
+            sh(&remote_command(&argv(&[
+                "printf", "%s|", "a b", "$HOME", "'q'", "*", ""
+            ]))),
+            "a b|$HOME|'q'|*||"
+        );
+        // One argument is a command line for the remote shell.
+        assert_eq!(sh(&remote_command(&argv(&["echo a | tr a b"]))), "b\n");
     }
 }
