@@ -15,6 +15,10 @@ pub enum Status {
     Changed,
     Failed,
     Skipped,
+    /// Dry run only: the task would run a command whose outcome cannot be
+    /// known without running it (no `dry_run` counterpart, or an earlier
+    /// task would change what it sees). Not counted as a change.
+    Unknown,
 }
 
 impl Status {
@@ -24,6 +28,7 @@ impl Status {
             Status::Changed => "changed",
             Status::Failed => "failed",
             Status::Skipped => "skipped",
+            Status::Unknown => "unknown",
         }
     }
 }

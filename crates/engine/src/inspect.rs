@@ -21,7 +21,7 @@ pub struct RenderedTask {
     /// The loop item, if any.
     pub item: Option<Value>,
     /// Shell command lines it would run: `cmd`/`argv` (with `chdir`),
-    /// `unless`, a `wait` probe.
+    /// `unless`, `dry_run`, a `wait` probe.
     pub commands: Vec<String>,
     /// Files it would write, as `(path, content)`: a rendered template, a
     /// `content`, a managed block or line.
@@ -104,6 +104,7 @@ impl Role {
             Args::Command(c) => {
                 r.commands.push(c.command_line());
                 r.commands.extend(c.unless.clone());
+                r.commands.extend(c.dry_run.clone());
                 r.paths.extend(c.creates.clone());
             }
             Args::Wait(w) => {

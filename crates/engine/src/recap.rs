@@ -17,6 +17,10 @@ pub struct HostRecap {
     pub unreachable: usize,
     pub ignored: usize,
     pub units_skipped: usize,
+    /// Dry run: tasks that would run with an outcome that cannot be known
+    /// beforehand ("would run: outcome unknown"); `changed` counts only
+    /// what would certainly change.
+    pub unknown: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -51,6 +55,11 @@ impl Recap {
         self.hosts.values().map(|h| h.changed).sum()
     }
 
+    /// Dry run: tasks whose outcome only a real run would tell.
+    pub fn total_unknown(&self) -> usize {
+        self.hosts.values().map(|h| h.unknown).sum()
+    }
+
     fn entry(&mut self, host: &str) -> &mut HostRecap {
         self.hosts.entry(host.to_string()).or_default()
     }
@@ -80,6 +89,7 @@ impl EventConsumer for Recap {
                     (Status::Ok, ..) => h.ok += 1,
                     (Status::Changed, ..) => h.changed += 1,
                     (Status::Skipped, ..) => h.skipped += 1,
+                    (Status::Unknown, ..) => h.unknown += 1,
                 }
             }
             Event::UnitEnd {
@@ -115,6 +125,14 @@ impl fmt::Display for Recap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let width = self.hosts.keys().map(String::len).max().unwrap_or(4).max(4);
         for (name, h) in &self.hosts {
+            if self.dry_run {
+                writeln!(
+                    f,
+                    "{name:<width$}  ok={:<4} would_change={:<4} would_run_unknown={:<4} failed={:<4} skipped={:<4} unreachable={:<3} ignored={:<3} units_skipped={}",
+                    h.ok, h.changed, h.unknown, h.failed, h.skipped, h.unreachable, h.ignored, h.units_skipped
+                )?;
+                continue;
+            }
             writeln!(
                 f,
                 "{name:<width$}  ok={:<4} changed={:<4} failed={:<4} skipped={:<4} unreachable={:<3} ignored={:<3} units_skipped={}",
@@ -131,7 +149,7 @@ impl fmt::Display for Recap {
             f,
             "{}total time {:.1}s",
             if self.dry_run {
-                "dry run: nothing was changed; "
+                "dry run: nothing was changed; would change = certain, would run (outcome unknown) = a command only a real run can judge; "
             } else {
                 ""
             },

@@ -12,7 +12,7 @@ use tokio::sync::OnceCell;
 use crate::error::TaskError;
 use crate::events::{Cause, Event, EventSink, Status};
 use crate::modules::files::{HashCache, StatCache};
-use crate::modules::{Args, CommandArgs, Cx, HostState, Module, ModuleKind};
+use crate::modules::{Args, CommandArgs, Cx, DryRun, HostState, Module, ModuleKind};
 use crate::role::{LoopSpec, Role, Task};
 use crate::scheduler::RunOptions;
 use crate::targets::TargetHost;
@@ -248,6 +248,8 @@ impl UnitJob {
             Status::Failed
         } else if out.changed {
             Status::Changed
+        } else if out.unknown {
+            Status::Unknown
         } else if out.ran == 0 {
             Status::Skipped
         } else {
@@ -509,19 +511,53 @@ impl UnitJob {
             });
         };
         if self.options.dry_run && !module.read_only() {
-            if !module.changes_state() {
-                return Ok(ItemResult::Skipped("dry run".into()));
-            }
-            self.dry_pending.store(true, Ordering::Relaxed);
             let mut data = Map::new();
             data.insert("dry_run".into(), true.into());
-            return Ok(ItemResult::Done {
-                changed: true,
-                change: Some(change.summary),
-                diff: change.diff,
-                data,
-                failed: None,
-            });
+            // What a later task sees of this one: changed, to be safe.
+            let unknown = |reason: String| {
+                self.dry_pending.store(true, Ordering::Relaxed);
+                let mut data = data.clone();
+                data.insert("changed".into(), true.into());
+                Ok(ItemResult::Unknown {
+                    change: change.summary.clone(),
+                    reason,
+                    data,
+                })
+            };
+            // After a change this run would make, a prediction reads a
+            // host the real run would not see: it says nothing.
+            let pending = self.dry_pending.load(Ordering::Relaxed);
+            return match module.dry_run(&cx).await? {
+                DryRun::Skip => Ok(ItemResult::Skipped("dry run".into())),
+                DryRun::Certain => {
+                    self.dry_pending.store(true, Ordering::Relaxed);
+                    Ok(ItemResult::Done {
+                        changed: true,
+                        change: Some(change.summary),
+                        diff: change.diff,
+                        data,
+                        failed: None,
+                    })
+                }
+                DryRun::Unknown => {
+                    unknown("dry run: a command without a dry-run counterpart".into())
+                }
+                DryRun::Predicted(_) if pending => unknown(
+                    "dry run: an earlier task would change what this one's dry run reads".into(),
+                ),
+                DryRun::Predicted(p) => {
+                    if p.changed {
+                        self.dry_pending.store(true, Ordering::Relaxed);
+                    }
+                    Ok(ItemResult::Done {
+                        changed: p.changed,
+                        change: p.changed.then_some(change.summary),
+                        diff: None,
+                        data: p.data,
+                        failed: p.failed,
+                    })
+                }
+            };
         }
         let summary = change.summary.clone();
         let diff = change.diff.clone();
@@ -551,6 +587,8 @@ impl UnitJob {
 struct TaskRun {
     ran: usize,
     changed: bool,
+    /// Dry run: some item would run with an unknown outcome.
+    unknown: bool,
     changes: Vec<String>,
     diffs: Vec<String>,
     results: Vec<Value>,
@@ -568,6 +606,21 @@ impl TaskRun {
                     item,
                     json!({"skipped": true, "changed": false}),
                 ));
+                true
+            }
+            Ok(ItemResult::Unknown {
+                change,
+                reason,
+                data,
+            }) => {
+                self.ran += 1;
+                self.unknown = true;
+                self.reason.get_or_insert(reason);
+                self.changes
+                    .push(format!("would run, outcome unknown: {change}"));
+                let mut r = Value::Object(data);
+                r["failed"] = false.into();
+                self.results.push(item_result(item, r));
                 true
             }
             Ok(ItemResult::Done {
@@ -608,6 +661,12 @@ impl TaskRun {
 
 enum ItemResult {
     Skipped(String),
+    /// Dry run: would run, with an outcome only a real run can tell.
+    Unknown {
+        change: String,
+        reason: String,
+        data: Map<String, Value>,
+    },
     Done {
         changed: bool,
         change: Option<String>,

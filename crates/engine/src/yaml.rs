@@ -57,7 +57,85 @@ pub(crate) fn parse_str(text: &str) -> Result<Value, String> {
     to_json(first_doc(text)?)
 }
 
+/// Most values a file may expand to through aliases. The loader copies
+/// the anchored value at each alias, so nine aliases of nine aliases (a
+/// "billion laughs" playbook given to `ezctl play`) took all the memory;
+/// the inventory refuses aliases, roles and playbooks may use them within
+/// this bound. Real roles hold a few hundred values.
+const MAX_EXPANDED_VALUES: u64 = 200_000;
+
+/// Count the values the file expands to, from parser events (nothing is
+/// copied), and refuse a file over [`MAX_EXPANDED_VALUES`].
+fn check_alias_expansion(text: &str) -> Result<(), String> {
+    use std::collections::HashMap;
+    use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+    use yaml_rust2::scanner::Marker;
+    #[derive(Default)]
+    struct Budget {
+        /// Values under each anchor, aliases included.
+        sizes: HashMap<usize, u64>,
+        /// Open collections: (anchor, values so far).
+        open: Vec<(usize, u64)>,
+        total: u64,
+        over: Option<Marker>,
+    }
+    impl Budget {
+        fn add(&mut self, n: u64, mark: Marker) {
+            self.total = self.total.saturating_add(n);
+            for f in &mut self.open {
+                f.1 = f.1.saturating_add(n);
+            }
+            if self.total > MAX_EXPANDED_VALUES && self.over.is_none() {
+                self.over = Some(mark);
+            }
+        }
+    }
+    impl MarkedEventReceiver for Budget {
+        fn on_event(&mut self, ev: Event, mark: Marker) {
+            if self.over.is_some() {
+                return;
+            }
+            match ev {
+                Event::Scalar(_, _, anchor, _) => {
+                    self.add(1, mark);
+                    if anchor > 0 {
+                        self.sizes.insert(anchor, 1);
+                    }
+                }
+                Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                    self.add(1, mark);
+                    self.open.push((anchor, 1));
+                }
+                Event::SequenceEnd | Event::MappingEnd => {
+                    if let Some((anchor, n)) = self.open.pop() {
+                        if anchor > 0 {
+                            self.sizes.insert(anchor, n);
+                        }
+                    }
+                }
+                Event::Alias(id) => {
+                    let n = self.sizes.get(&id).copied().unwrap_or(1);
+                    self.add(n, mark);
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut budget = Budget::default();
+    Parser::new_from_str(text)
+        .load(&mut budget, true)
+        .map_err(|e| e.to_string())?;
+    match budget.over {
+        Some(m) => Err(format!(
+            "line {}: through its aliases (*name) this file expands to more than {MAX_EXPANDED_VALUES} values; write the values out",
+            m.line()
+        )),
+        None => Ok(()),
+    }
+}
+
 fn first_doc(text: &str) -> Result<Yaml, String> {
+    check_alias_expansion(text)?;
     let mut docs = YamlLoader::load_from_str(text).map_err(|e| e.to_string())?;
     match docs.len() {
         0 => Ok(Yaml::Null),
@@ -111,6 +189,25 @@ mod tests {
         assert_eq!(v["b"][1], true);
         assert_eq!(v["b"][2], 1.5);
         assert!(v["c"]["d"].is_null());
+    }
+
+    /// Six levels of ten aliases: over a million values once expanded (ten
+    /// levels are ten billion; six keep the old loader's run of this test
+    /// within memory). Refused from the parser's events.
+    #[test]
+    fn an_alias_bomb_is_refused_without_expanding_it() {
+        let mut text = String::from("l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..6 {
+            let p = format!("*l{}", i - 1);
+            text.push_str(&format!("l{i}: &l{i} [{}]\n", [p.as_str(); 10].join(", ")));
+        }
+        let started = std::time::Instant::now();
+        let err = parse_str(&text).expect_err("an alias bomb");
+        assert!(err.contains("expands to more than"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // Moderate reuse is fine.
+        let v = parse_str("a: &x [1, 2]\nb: *x\nc: *x\n").unwrap();
+        assert_eq!(v["c"], v["a"]);
     }
 
     #[test]

@@ -697,3 +697,84 @@ async fn a_loop_of_commands_is_one_round_trip_with_per_item_results() {
         "ran-1\nran-2\n"
     );
 }
+
+/// A dry run counts only certain changes as changes. A command it cannot
+/// judge is "would run: outcome unknown"; a command with a `dry_run`
+/// counterpart is judged by that counterpart (with its `changed_when`);
+/// after a certain change in the same unit a prediction says nothing. No
+/// real command runs.
+#[tokio::test]
+async fn dry_run_separates_certain_changes_from_unknown_outcomes() {
+    let d = tempfile::tempdir().unwrap();
+    let roles = d.path().join("roles");
+    for r in ["cmds", "after"] {
+        std::fs::create_dir_all(roles.join(r)).unwrap();
+    }
+    std::fs::write(
+        roles.join("cmds/tasks.yml"),
+        r#"
+- name: predicted unchanged
+  command:
+    cmd: "touch {{ root }}.ran-1; echo labeled"
+    dry_run: "echo not labeled"
+    changed_when: "not 'not labeled' in result.stdout"
+- name: predicted changed
+  command:
+    cmd: "touch {{ root }}.ran-2; echo labeled"
+    dry_run: "echo labeled"
+    changed_when: "not 'not labeled' in result.stdout"
+- name: no counterpart
+  command: { cmd: "touch {{ root }}.ran-3" }
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        roles.join("after/tasks.yml"),
+        r#"
+- name: a file that would change
+  file: { path: "{{ root }}.file", state: file, content: "x" }
+- name: predicted after it
+  command:
+    cmd: "touch {{ root }}.ran-4; echo labeled"
+    dry_run: "echo not labeled"
+    changed_when: "not 'not labeled' in result.stdout"
+"#,
+    )
+    .unwrap();
+    let pb = d.path().join("pb.yml");
+    std::fs::write(
+        &pb,
+        "- { role: cmds, hosts: all_nodes }\n- { role: after, hosts: all_nodes }\n",
+    )
+    .unwrap();
+    let hosts = d.path().join("hosts");
+    let plan = Plan::build(
+        &roles,
+        &[Playbook::load(&pb).unwrap()],
+        cluster(&hosts, 1),
+        &PlanFilter::default(),
+    )
+    .expect("plan");
+    let runner = Runner::new(Arc::new(LocalConnector::new())).with_options(dry());
+    let (recap, events) = run_plan(&plan, &runner).await;
+    assert!(recap.ok(), "{recap}\n{:?}", errors(&events));
+    let status = |name: &str| {
+        events
+            .iter()
+            .find_map(|e| match e {
+                Event::TaskEnd { task, status, .. } if task == name => Some(*status),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no task_end for {name}"))
+    };
+    assert_eq!(status("predicted unchanged"), Status::Ok);
+    assert_eq!(status("predicted changed"), Status::Changed);
+    assert_eq!(status("no counterpart"), Status::Unknown);
+    assert_eq!(status("a file that would change"), Status::Changed);
+    assert_eq!(status("predicted after it"), Status::Unknown);
+    let h = recap.host("h1");
+    assert_eq!((h.changed, h.unknown), (2, 2), "{recap}");
+    // The hosts' folder does not exist: a command that ran would have
+    // failed the run, a file written would have made it.
+    assert!(!hosts.exists(), "a dry run wrote on the host");
+}

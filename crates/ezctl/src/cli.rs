@@ -55,6 +55,16 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
 
+    /// Ask for the SSH login password (for hosts without a key; or set
+    /// EZCTL_SSH_PASSWORD for the run). Never stored, never printed
+    #[arg(long, global = true)]
+    pub ask_pass: bool,
+
+    /// Ask for the sudo password of hosts with `ssh: { sudo: true }` (or set
+    /// EZCTL_SUDO_PASSWORD for the run); without it sudo must need none
+    #[arg(long, global = true)]
+    pub ask_sudo_pass: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -118,7 +128,10 @@ pub enum Command {
         host: Option<String>,
         #[arg(long)]
         accept_new: bool,
-        /// The command, after `--`
+        /// The command, after `--`. One argument is a shell command line run
+        /// by the remote shell (`-- 'ls /tmp | wc -l'`); several are a
+        /// command and its arguments, each passed as it is
+        /// (`-- sh -c 'echo $HOSTNAME'`)
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },

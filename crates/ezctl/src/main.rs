@@ -11,6 +11,7 @@ mod home;
 #[cfg(test)]
 mod hostile_tests;
 mod ops;
+mod output;
 mod progress;
 mod remote;
 mod run;
@@ -32,13 +33,39 @@ use style::Style;
 fn main() -> ProcessExit {
     let cli = Cli::parse();
     let style = Style::detect(cli.color);
-    match run(cli, style) {
-        Ok(()) => ProcessExit::SUCCESS,
+    let json = cli.json;
+    let out = output::Output::new(json, style);
+    match remote::resolve_credentials(
+        cli.ask_pass,
+        cli.ask_sudo_pass,
+        |k| {
+            let v = std::env::var(k).ok();
+            // Not inherited by kubectl, ssh or anything else started later.
+            std::env::remove_var(k);
+            v
+        },
+        remote::ask_terminal,
+    ) {
+        Ok(c) => remote::set_credentials(c),
+        Err(e) => {
+            eprintln!("{} reading a password: {e}", style.red("error:"));
+            return ProcessExit::from(ExitCode::Usage as u8);
+        }
+    }
+    let command = command_name(&cli.command);
+    match run(cli, &out) {
+        Ok(()) => {
+            out.finish(&command);
+            ProcessExit::SUCCESS
+        }
         Err(err) => {
             let code = err
                 .downcast_ref::<Failure>()
                 .map_or(ExitCode::Failed, |f| f.code);
             eprintln!("{} {}", style.red("error:"), render_error(&err));
+            if json {
+                out.emit(&output::error_event(&render_error(&err), code as u8));
+            }
             ProcessExit::from(code as u8)
         }
     }
@@ -53,22 +80,39 @@ fn render_error(err: &anyhow::Error) -> String {
     out
 }
 
-fn run(cli: Cli, style: Style) -> anyhow::Result<()> {
+/// The subcommand as typed (`add-node`), for the `result` event.
+fn command_name(c: &Command) -> String {
+    let text = format!("{c:?}");
+    let variant: String = text
+        .chars()
+        .take_while(|ch| ch.is_ascii_alphanumeric())
+        .collect();
+    let mut out = String::new();
+    for (i, ch) in variant.chars().enumerate() {
+        if ch.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('-');
+            }
+            out.push(ch.to_ascii_lowercase());
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+fn run(cli: Cli, out: &output::Output) -> anyhow::Result<()> {
     let home = Home::new(&cli.home);
-    let out = &commands::setup::Output {
-        json: cli.json,
-        style,
-    };
     match cli.command {
-        Command::New(c) => commands::new::run(&home, &c.cluster),
-        Command::List => commands::list::list(&home, style),
-        Command::Checkout(c) => commands::list::checkout(&home, &c.cluster),
-        Command::Check(c) => commands::check::run(&home, &c.cluster, cli.json, style),
+        Command::New(c) => commands::new::run(&home, &c.cluster, out),
+        Command::List => commands::list::list(&home, out),
+        Command::Checkout(c) => commands::list::checkout(&home, &c.cluster, out),
+        Command::Check(c) => commands::check::run(&home, &c.cluster, out),
         Command::Import {
             cluster,
             hosts,
             config,
-        } => commands::import::run(&home, &cluster, &hosts, config.as_deref()),
+        } => commands::import::run(&home, &cluster, &hosts, config.as_deref(), out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "ezctl", &mut std::io::stdout());
             Ok(())
@@ -92,8 +136,7 @@ fn run(cli: Cli, style: Style) -> anyhow::Result<()> {
                 accept_new,
                 command: &command,
             },
-            cli.json,
-            style,
+            out,
         ),
         Command::Setup { cluster, step, run } => {
             commands::setup::run(&home, &cluster, &step, &run, out)
@@ -182,7 +225,7 @@ fn run(cli: Cli, style: Style) -> anyhow::Result<()> {
             },
             out,
         ),
-        Command::Download => commands::download::run(&home),
+        Command::Download => commands::download::run(&home, out),
     }
 }
 

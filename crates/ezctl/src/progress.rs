@@ -153,6 +153,11 @@ fn task_line(e: &Event, style: Style, dry_run: bool) -> Option<String> {
                         style.bold(word)
                     )
                 }
+                Status::Unknown => format!(
+                    "{:>15}  {role}: {task} {} ({secs:.1}s)",
+                    host,
+                    style.bold("would run, outcome unknown")
+                ),
                 Status::Failed if *ignored => {
                     format!("{:>15}  {role}: {task} failed (ignored)", host)
                 }
@@ -248,6 +253,14 @@ pub fn recap(r: &Recap, style: Style) -> String {
         } else {
             "unreachable=0".into()
         };
+        if r.dry_run {
+            // Certain changes apart from commands only a real run can judge.
+            out.push_str(&format!(
+                "{:>15}  ok={:<3} would_change={:<3} would_run_unknown={:<3} {failed:<9} skipped={:<3} {unreachable}\n",
+                host, h.ok, h.changed, h.unknown, h.skipped
+            ));
+            continue;
+        }
         out.push_str(&format!(
             "{:>15}  ok={:<3} changed={:<3} {failed:<9} skipped={:<3} {unreachable}\n",
             host, h.ok, h.changed, h.skipped

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use ez_engine::transport::{Connector, ExecOpts, ExecOutput, PutSource, Transport, TransportError};
 use ez_engine::TargetHost;
 use ez_inventory::{Cluster, Host};
-use ez_ssh::{HostSpec, Pool, Session, SshError, SshOptions, Sudo};
+use ez_ssh::{HostSpec, Pool, Secret, Session, SshError, SshOptions, Sudo};
 
 /// SSH options for a cluster: its own known_hosts first (where
 /// `--accept-new` pins keys), then the user's.
@@ -26,6 +26,75 @@ pub fn ssh_options(cluster: &Cluster, accept_new: bool) -> SshOptions {
     }
 }
 
+/// Passwords for the run, from `--ask-pass` / `--ask-sudo-pass` or
+/// EZCTL_SSH_PASSWORD / EZCTL_SUDO_PASSWORD. Never written anywhere.
+#[derive(Default)]
+pub struct Credentials {
+    /// SSH login password (also for a jump host).
+    pub ssh_password: Option<Secret>,
+    /// sudo password for hosts with `sudo: true`.
+    pub sudo_password: Option<Secret>,
+}
+
+static CREDENTIALS: std::sync::OnceLock<Credentials> = std::sync::OnceLock::new();
+
+/// Set once, by main, before any host is reached.
+pub fn set_credentials(c: Credentials) {
+    let _ = CREDENTIALS.set(c);
+}
+
+fn credentials() -> &'static Credentials {
+    static NONE: std::sync::OnceLock<Credentials> = std::sync::OnceLock::new();
+    CREDENTIALS
+        .get()
+        .unwrap_or_else(|| NONE.get_or_init(Credentials::default))
+}
+
+/// The run's passwords: each from its variable (removed from the
+/// environment, so kubectl and ssh children never see it) or, when its flag
+/// is given, asked for on the terminal.
+pub fn resolve_credentials(
+    ask_pass: bool,
+    ask_sudo_pass: bool,
+    var: impl Fn(&str) -> Option<String>,
+    ask: impl Fn(&str) -> std::io::Result<String>,
+) -> std::io::Result<Credentials> {
+    let one = |flag: bool, name: &str, prompt: &str| -> std::io::Result<Option<Secret>> {
+        match var(name) {
+            Some(v) if !v.is_empty() => Ok(Some(Secret::new(v))),
+            _ if flag => Ok(Some(Secret::new(ask(prompt)?))),
+            _ => Ok(None),
+        }
+    };
+    Ok(Credentials {
+        ssh_password: one(ask_pass, "EZCTL_SSH_PASSWORD", "SSH password: ")?,
+        sudo_password: one(ask_sudo_pass, "EZCTL_SUDO_PASSWORD", "sudo password: ")?,
+    })
+}
+
+/// Read a line from the terminal without echoing it.
+pub fn ask_terminal(prompt: &str) -> std::io::Result<String> {
+    use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
+    use std::io::{BufRead, Write};
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")?;
+    let mut w = &tty;
+    w.write_all(prompt.as_bytes())?;
+    w.flush()?;
+    let before = tcgetattr(&tty)?;
+    let mut quiet = before.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    tcsetattr(&tty, OptionalActions::Flush, &quiet)?;
+    let mut line = String::new();
+    let read = std::io::BufReader::new(&tty).read_line(&mut line);
+    tcsetattr(&tty, OptionalActions::Flush, &before)?;
+    w.write_all(b"\n")?;
+    read?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
 /// How to reach an inventory host of `cluster`.
 ///
 /// The jump host logs in with the inventory's key too (the key of the
@@ -34,7 +103,13 @@ pub fn ssh_options(cluster: &Cluster, accept_new: bool) -> SshOptions {
 /// (a cluster-wide `jump:` naming one of the hosts) is reached directly:
 /// through itself it could never be reached.
 pub fn host_spec(cluster: &Cluster, host: &Host) -> HostSpec {
+    host_spec_with(cluster, host, credentials())
+}
+
+/// [`host_spec`] with these passwords.
+pub fn host_spec_with(cluster: &Cluster, host: &Host, creds: &Credentials) -> HostSpec {
     let mut spec = HostSpec::new(host.ip.to_string());
+    spec.password = creds.ssh_password.clone();
     spec.user = Some(host.ssh.user.clone());
     spec.port = Some(host.ssh.port);
     spec.identity_files = host.ssh.key.iter().cloned().collect();
@@ -47,13 +122,17 @@ pub fn host_spec(cluster: &Cluster, host: &Host) -> HostSpec {
         }
         let key = via.and_then(|v| v.ssh.key.clone()).or(host.ssh.key.clone());
         jump.identity_files = key.into_iter().collect();
+        jump.password = creds.ssh_password.clone();
         let itself = jump.addr == spec.addr && jump.port() == spec.port();
         if !itself {
             spec.jump = Some(Box::new(jump));
         }
     }
     if host.ssh.sudo {
-        spec.sudo = Sudo::Passwordless;
+        spec.sudo = match &creds.sudo_password {
+            Some(p) => Sudo::Password(p.clone()),
+            None => Sudo::Passwordless,
+        };
     }
     spec
 }
@@ -213,7 +292,7 @@ impl Transport for SshTransport {
         // per unit), so the session's compare-then-send would be a second
         // probe round trip per file.
         self.session
-            .write_file(source, dest, mode.unwrap_or(0o644), owner_ref)
+            .write_file(source, dest, mode, owner_ref)
             .await
             .map(|_| ())
             .map_err(|e| transport_error(&self.name, e))
@@ -329,6 +408,41 @@ mod tests {
         assert_eq!(j3.user(), "admin");
         assert_eq!(j3.identity_files, [d.path().join("ssh/id_ed25519")]);
         assert_ne!(ez_ssh::pool_key(j2), ez_ssh::pool_key(j3));
+    }
+
+    /// The help and the inventory named --ask-pass and EZCTL_SSH_PASSWORD,
+    /// which did not exist: no password ever reached a HostSpec.
+    #[test]
+    fn passwords_reach_the_host_spec() {
+        let vars = |k: &str| match k {
+            "EZCTL_SSH_PASSWORD" => Some("ssh-pw".to_string()),
+            _ => None,
+        };
+        let asked = std::cell::RefCell::new(Vec::new());
+        let ask = |p: &str| {
+            asked.borrow_mut().push(p.to_string());
+            Ok("sudo-pw".to_string())
+        };
+        let creds = resolve_credentials(false, true, vars, ask).unwrap();
+        assert_eq!(asked.borrow().as_slice(), ["sudo password: "]);
+        let none = resolve_credentials(false, false, |_| None, |_| panic!("asked")).unwrap();
+        assert!(none.ssh_password.is_none() && none.sudo_password.is_none());
+
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("hosts.yml"),
+            "ssh: { user: ops, sudo: true, jump: 10.0.0.9 }\netcd: [10.0.0.1]\nkube_master: [10.0.0.1]\n",
+        )
+        .unwrap();
+        let c = Cluster::load(d.path()).unwrap_or_else(|e| panic!("{e}"));
+        let spec = host_spec_with(&c, &c.hosts[0], &creds);
+        assert_eq!(spec.password.as_ref().map(Secret::expose), Some("ssh-pw"));
+        assert_eq!(spec.sudo, Sudo::Password(Secret::new("sudo-pw")));
+        let jump = spec.jump.as_deref().expect("jump");
+        assert_eq!(jump.password.as_ref().map(Secret::expose), Some("ssh-pw"));
+        // Without passwords: passwordless sudo, no password.
+        let spec = host_spec_with(&c, &c.hosts[0], &Credentials::default());
+        assert_eq!((spec.password, spec.sudo), (None, Sudo::Passwordless));
     }
 
     #[test]

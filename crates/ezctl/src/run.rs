@@ -25,13 +25,23 @@ pub async fn run_plan(
     out: &Output,
     label: &str,
 ) -> Result<Recap> {
-    let logs = cluster.dir.join("logs");
-    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-    std::fs::create_dir_all(cluster.dir.join("manifests"))?;
-    let log_path = log_file_path(&logs, label);
-    let log_file = std::fs::File::create(&log_path)
-        .with_context(|| format!("creating {}", log_path.display()))?;
     let dry_run = options.dry_run;
+    // A dry run writes nothing on the controller, not even its run log.
+    let log = if dry_run {
+        None
+    } else {
+        let logs = cluster.dir.join("logs");
+        std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+        std::fs::create_dir_all(cluster.dir.join("manifests"))?;
+        let log_path = log_file_path(&logs, label);
+        let log_file = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        Some((log_path, log_file))
+    };
+    let (log_path, log_file) = match log {
+        Some((p, f)) => (Some(p), Some(f)),
+        None => (None, None),
+    };
     let runner = Runner::new(connector)
         .with_options(options)
         .with_controller(Arc::new(LocalTransport::new("controller")));
@@ -45,7 +55,7 @@ pub async fn run_plan(
         .collect();
     let (json, style) = (out.json, out.style);
     let consumer = tokio::task::spawn_blocking(move || {
-        let mut log = RunLogWriter::new(log_file);
+        let mut log = log_file.map(RunLogWriter::new);
         let mut screen: Box<dyn EventConsumer> = if json {
             Box::new(JsonLinesWriter::new(std::io::stdout()))
         } else if std::io::stderr().is_terminal() {
@@ -54,14 +64,16 @@ pub async fn run_plan(
             Box::new(Lines::new(std::io::stderr(), style, dry_run))
         };
         while let Some(e) = rx.blocking_recv() {
-            let _ = log.on_event(&e);
+            if let Some(log) = log.as_mut() {
+                let _ = log.on_event(&e);
+            }
             let _ = screen.on_event(&e);
         }
     });
     let recap = runner.run(plan, EventSink::new(tx)).await;
     let _ = consumer.await;
-    if !out.json {
-        eprintln!("run log: {}", log_path.display());
+    if let (false, Some(p)) = (out.json, &log_path) {
+        eprintln!("run log: {}", p.display());
     }
     Ok(recap)
 }

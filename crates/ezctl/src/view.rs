@@ -11,10 +11,10 @@ use serde_json::{json, Value};
 
 use crate::home::Home;
 
-/// Controller paths every role may use.
-pub fn controller_vars(home: &Home, cluster: &Cluster) -> serde_json::Map<String, Value> {
+/// Controller paths every role may use; certificates are read from `ssl`.
+fn controller_vars(home: &Home, cluster: &Cluster, ssl: &Path) -> serde_json::Map<String, Value> {
     let mut m = serde_json::Map::new();
-    let ssl = cluster.dir.join("ssl");
+    let ssl = ssl.to_path_buf();
     let bundle = home.dir.join("bin");
     let kubectl_bin = if bundle.join("kubectl").is_file() {
         bundle.join("kubectl").display().to_string()
@@ -121,8 +121,13 @@ fn image_ref(archive: &Path) -> Option<String> {
 /// The engine's view: globals from the settings and derived values, one
 /// target per host with its groups and variables.
 pub fn targets(home: &Home, cluster: &Cluster) -> Targets {
+    targets_with_ssl(home, cluster, &ssl_dir(&cluster.dir))
+}
+
+/// [`targets`] with the certificates read from `ssl` (a dry run's scratch copy).
+pub fn targets_with_ssl(home: &Home, cluster: &Cluster, ssl: &Path) -> Targets {
     let mut globals = cluster.globals();
-    globals.extend(controller_vars(home, cluster));
+    globals.extend(controller_vars(home, cluster, ssl));
     let hosts = cluster
         .hosts
         .iter()
@@ -132,6 +137,10 @@ pub fn targets(home: &Home, cluster: &Cluster) -> Targets {
                 t = t.group(g.key());
             }
             t.vars = cluster.host_vars(h);
+            // Its inventory groups, like Ansible's variable of that name
+            // (only day-2 commands had it: a role using it failed in setup).
+            let groups: Vec<&str> = h.groups.iter().map(|g| g.key()).collect();
+            t.vars.insert("group_names".into(), json!(groups));
             t
         })
         .collect();
@@ -178,4 +187,30 @@ pub fn pki_spec(cluster: &Cluster) -> PkiSpec {
 /// Where the certificates of a cluster live on the controller.
 pub fn ssl_dir(cluster_dir: &Path) -> std::path::PathBuf {
     cluster_dir.join("ssl")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command builds its targets here, so every host carries
+    /// `group_names` (only day-2 commands added it, so a role using it
+    /// worked under add-node and failed under setup).
+    #[test]
+    fn every_host_has_its_group_names() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clusters/example");
+        let cluster = Cluster::load(&example).expect("example cluster");
+        let home = Home::new(Path::new("/nonexistent-home"));
+        let t = targets(&home, &cluster);
+        assert_eq!(t.hosts.len(), cluster.hosts.len());
+        for (th, h) in t.hosts.iter().zip(&cluster.hosts) {
+            let want: Vec<&str> = h.groups.iter().map(|g| g.key()).collect();
+            assert_eq!(th.vars["group_names"], json!(want), "{}", th.name);
+        }
+        let day2 = crate::ops::plans::targets(&home, &cluster, &[], &[]);
+        assert_eq!(
+            day2.hosts[0].vars["group_names"],
+            t.hosts[0].vars["group_names"]
+        );
+    }
 }

@@ -121,6 +121,8 @@ fn import_then_check_prints_seven_hosts() {
     let out = ezctl(h.path(), &["check", "k8s-cluster1", "--json"]);
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["event"], "result");
+    let v = &v["cluster"];
     assert_eq!(v["hosts"].as_array().map(Vec::len), Some(7));
     assert_eq!(v["derived"]["dns_service_ip"], "10.100.0.2");
 
@@ -308,4 +310,89 @@ fn unreadable_inventories_are_input_errors() {
         "{}",
         stderr(&out)
     );
+}
+
+#[path = "schema/mod.rs"]
+mod schema;
+
+/// With --json every line on stdout is an event of docs/events.schema.json,
+/// and a command ends with one `result`, or one `error` with its exit code.
+#[test]
+fn json_output_follows_one_contract() {
+    let h = home();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../inventory/tests/kubeasz");
+    let hosts = fixtures.join("hosts");
+    let runs: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["--json", "new", "c1"], 0, "result"),
+        (vec!["--json", "list"], 0, "result"),
+        (vec!["--json", "check", "c1"], 0, "result"),
+        (
+            vec!["--json", "import", "c2", hosts.to_str().unwrap_or("")],
+            0,
+            "result",
+        ),
+        (vec!["--json", "check", "nosuch"], 3, "error"),
+        (vec!["--json", "setup", "c1", "nosuchstep"], 2, "error"),
+        (vec!["--json", "checkout", "c1"], 3, "error"),
+    ];
+    for (args, code, last) in runs {
+        let out = ezctl(h.path(), &args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+        let n = schema::check_stdout(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}\n{}", stdout(&out)));
+        assert!(n >= 1, "{args:?} printed nothing");
+        let lines: Vec<serde_json::Value> = stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect();
+        let ends: Vec<&serde_json::Value> = lines
+            .iter()
+            .filter(|v| v["event"] == "result" || v["event"] == "error")
+            .collect();
+        assert_eq!(ends.len(), 1, "{args:?}: {lines:?}");
+        assert_eq!(ends[0]["event"], last, "{args:?}");
+        if last == "error" {
+            assert_eq!(ends[0]["exit_code"], code, "{args:?}");
+        } else {
+            assert_eq!(ends[0]["command"], args[1], "{args:?}");
+        }
+    }
+    // check's result holds the resolved cluster.
+    let out = ezctl(h.path(), &["--json", "check", "c1"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one line");
+    assert!(
+        v["cluster"]["hosts"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{v}"
+    );
+}
+
+/// The inventory tells users to pass --ask-pass or set EZCTL_SSH_PASSWORD:
+/// both exist (they did not), and so does the sudo password's pair.
+#[test]
+fn the_password_options_the_inventory_names_exist() {
+    let h = home();
+    let out = ezctl(h.path(), &["--help"]);
+    let help = stdout(&out);
+    for word in [
+        "--ask-pass",
+        "EZCTL_SSH_PASSWORD",
+        "--ask-sudo-pass",
+        "EZCTL_SUDO_PASSWORD",
+    ] {
+        assert!(
+            help.contains(word),
+            "--help does not mention {word}:\n{help}"
+        );
+    }
+    // A password in the environment is accepted (and not a usage error).
+    let out = Command::new(env!("CARGO_BIN_EXE_ezctl"))
+        .arg("--home")
+        .arg(h.path())
+        .args(["--ask-pass", "list"])
+        .env("EZCTL_SSH_PASSWORD", "pw")
+        .output()
+        .expect("run ezctl");
+    assert!(out.status.success(), "{}", stderr(&out));
 }

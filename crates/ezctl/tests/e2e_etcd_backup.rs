@@ -118,7 +118,7 @@ fn json_result(out: &std::process::Output, event: &str) -> Value {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["event"] == event)
+        .find(|v| v["event"] == "result" && v["command"] == event)
         .unwrap_or_else(|| panic!("no {event} line in:\n{}", text(out)))
 }
 

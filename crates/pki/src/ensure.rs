@@ -118,21 +118,75 @@ pub fn ensure(spec: &PkiSpec, dir: &Path) -> Result<Report> {
     ensure_at(spec, dir, SystemTime::now())
 }
 
+/// What [`ensure`] would do, without writing, creating or chmod-ing
+/// anything (`--dry-run`): the same report, with mode fixes as warnings.
+pub fn plan(spec: &PkiSpec, dir: &Path) -> Result<Report> {
+    ensure_with(spec, dir, SystemTime::now(), Out { dry: true })
+}
+
 /// [`ensure`] as if the clock showed `now` (for tests of expiry handling).
 #[doc(hidden)]
 pub fn ensure_at(spec: &PkiSpec, dir: &Path, now: SystemTime) -> Result<Report> {
+    ensure_with(spec, dir, now, Out { dry: false })
+}
+
+/// Where [`ensure`]'s writes go: to disk, or nowhere ([`plan`]).
+#[derive(Clone, Copy)]
+struct Out {
+    dry: bool,
+}
+
+impl Out {
+    fn write(self, path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+        if self.dry {
+            return Ok(());
+        }
+        write_atomic(path, bytes, mode)
+    }
+
+    /// True when the mode differs (and, unless dry, was fixed).
+    fn fix_mode(self, path: &Path, mode: u32) -> Result<bool> {
+        if self.dry {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = fs::metadata(path).map_err(crate::error::io_err("stat", path))?;
+            return Ok(meta.permissions().mode() & 0o7777 != mode);
+        }
+        fix_mode(path, mode)
+    }
+
+    fn ensure_dir(self, dir: &Path) -> Result<()> {
+        if self.dry {
+            return Ok(());
+        }
+        ensure_dir(dir)
+    }
+
+    /// Entries of `dir`; none when a dry run finds no directory yet.
+    fn list(self, dir: &Path) -> Result<Vec<fs::DirEntry>> {
+        if self.dry && !dir.exists() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for e in fs::read_dir(dir).map_err(io_err("list", dir))? {
+            out.push(e.map_err(io_err("list", dir))?);
+        }
+        Ok(out)
+    }
+}
+
+fn ensure_with(spec: &PkiSpec, dir: &Path, now: SystemTime, out: Out) -> Result<Report> {
     spec.validate()?;
     let now = certs::truncate_to_second(OffsetDateTime::from(now));
-    ensure_dir(dir)?;
+    out.ensure_dir(dir)?;
     let mut report = Report::default();
 
-    let ca = ensure_ca(spec, dir, now, &mut report)?;
-    ensure_sa(dir, &mut report)?;
+    let ca = ensure_ca(spec, dir, now, out, &mut report)?;
+    ensure_sa(dir, out, &mut report)?;
 
     let mut issued: BTreeMap<String, (String, String)> = BTreeMap::new();
     let profiles = certs::profiles(spec);
     for p in &profiles {
-        let pair = ensure_leaf(dir, &ca, p, now, spec.cert_expiry, &mut report)?;
+        let pair = ensure_leaf(dir, &ca, p, now, spec.cert_expiry, out, &mut report)?;
         issued.insert(p.stem.clone(), pair);
     }
 
@@ -184,7 +238,14 @@ pub fn ensure_at(spec: &PkiSpec, dir: &Path, now: SystemTime) -> Result<Report> 
             cert_pem,
             key_pem,
         };
-        ensure_file(dir, file, kc.render().as_bytes(), MODE_SECRET, &mut report)?;
+        ensure_file(
+            dir,
+            file,
+            kc.render().as_bytes(),
+            MODE_SECRET,
+            out,
+            &mut report,
+        )?;
     }
 
     // Stale: files we would have made for a spec we no longer have.
@@ -199,14 +260,13 @@ pub fn ensure_at(spec: &PkiSpec, dir: &Path, now: SystemTime) -> Result<Report> 
     for (file, ..) in &kcs {
         expected.insert(file.clone());
     }
-    report.stale = stale_files(dir, &expected)?;
+    report.stale = stale_files(dir, &expected, out)?;
     Ok(report)
 }
 
-fn stale_files(dir: &Path, expected: &BTreeSet<String>) -> Result<Vec<String>> {
+fn stale_files(dir: &Path, expected: &BTreeSet<String>, fs_out: Out) -> Result<Vec<String>> {
     let mut out = vec![];
-    for e in fs::read_dir(dir).map_err(io_err("list", dir))? {
-        let e = e.map_err(io_err("list", dir))?;
+    for e in fs_out.list(dir)? {
         let Ok(name) = e.file_name().into_string() else {
             continue;
         };
@@ -230,6 +290,9 @@ fn stale_files(dir: &Path, expected: &BTreeSet<String>) -> Result<Vec<String>> {
 /// Lists a few certificate-looking files (for [`Error::CaMissing`]).
 fn existing_certs(dir: &Path) -> Result<Vec<String>> {
     let mut found = vec![];
+    if !dir.exists() {
+        return Ok(found);
+    }
     for e in fs::read_dir(dir).map_err(io_err("list", dir))? {
         let e = e.map_err(io_err("list", dir))?;
         let Ok(name) = e.file_name().into_string() else {
@@ -265,9 +328,15 @@ pub(crate) fn load_ca(dir: &Path, now: OffsetDateTime) -> Result<Option<Ca>> {
     }
 }
 
-fn ensure_ca(spec: &PkiSpec, dir: &Path, now: OffsetDateTime, report: &mut Report) -> Result<Ca> {
+fn ensure_ca(
+    spec: &PkiSpec,
+    dir: &Path,
+    now: OffsetDateTime,
+    out: Out,
+    report: &mut Report,
+) -> Result<Ca> {
     if let Some(ca) = load_ca(dir, now)? {
-        fix_modes(dir, names::CA_CERT, names::CA_KEY, report)?;
+        fix_modes(dir, names::CA_CERT, names::CA_KEY, out, report)?;
         report.kept(names::CA_CERT);
         if ca.facts.not_after - certs::renew_margin(&ca.facts) <= now {
             report.warnings.push(format!(
@@ -286,8 +355,8 @@ fn ensure_ca(spec: &PkiSpec, dir: &Path, now: OffsetDateTime, report: &mut Repor
         });
     }
     let (ca, key_pem) = Ca::generate(spec, now)?;
-    write_atomic(&dir.join(names::CA_KEY), key_pem.as_bytes(), MODE_SECRET)?;
-    write_atomic(
+    out.write(&dir.join(names::CA_KEY), key_pem.as_bytes(), MODE_SECRET)?;
+    out.write(
         &dir.join(names::CA_CERT),
         ca.cert_pem.as_bytes(),
         MODE_PUBLIC,
@@ -296,22 +365,23 @@ fn ensure_ca(spec: &PkiSpec, dir: &Path, now: OffsetDateTime, report: &mut Repor
     Ok(ca)
 }
 
-fn fix_modes(dir: &Path, cert: &str, key: &str, report: &mut Report) -> Result<()> {
-    if fix_mode(&dir.join(cert), MODE_PUBLIC)? {
-        report.warnings.push(format!("{cert}: mode set to 0644"));
+fn fix_modes(dir: &Path, cert: &str, key: &str, out: Out, report: &mut Report) -> Result<()> {
+    let verb = if out.dry { "would be set" } else { "set" };
+    if out.fix_mode(&dir.join(cert), MODE_PUBLIC)? {
+        report.warnings.push(format!("{cert}: mode {verb} to 0644"));
     }
-    if fix_mode(&dir.join(key), MODE_SECRET)? {
-        report.warnings.push(format!("{key}: mode set to 0600"));
+    if out.fix_mode(&dir.join(key), MODE_SECRET)? {
+        report.warnings.push(format!("{key}: mode {verb} to 0600"));
     }
     Ok(())
 }
 
-fn ensure_sa(dir: &Path, report: &mut Report) -> Result<()> {
+fn ensure_sa(dir: &Path, out: Out, report: &mut Report) -> Result<()> {
     let kp = dir.join(names::SA_KEY);
     let key = match read_opt(&kp)? {
         Some(k) => {
             let key = parse_key_pem(&kp, &k)?;
-            if fix_mode(&kp, MODE_SECRET)? {
+            if out.fix_mode(&kp, MODE_SECRET)? {
                 report
                     .warnings
                     .push(format!("{}: mode set to 0600", names::SA_KEY));
@@ -324,7 +394,7 @@ fn ensure_sa(dir: &Path, report: &mut Report) -> Result<()> {
                 what: names::SA_KEY.into(),
                 source,
             })?;
-            write_atomic(&kp, key.serialize_pem().as_bytes(), MODE_SECRET)?;
+            out.write(&kp, key.serialize_pem().as_bytes(), MODE_SECRET)?;
             report.created(names::SA_KEY);
             key
         }
@@ -334,16 +404,24 @@ fn ensure_sa(dir: &Path, report: &mut Report) -> Result<()> {
         names::SA_PUB,
         key.public_key_pem().as_bytes(),
         MODE_PUBLIC,
+        out,
         report,
     )
 }
 
 /// Writes `file` unless it already holds exactly `want`.
-fn ensure_file(dir: &Path, file: &str, want: &[u8], mode: u32, report: &mut Report) -> Result<()> {
+fn ensure_file(
+    dir: &Path,
+    file: &str,
+    want: &[u8],
+    mode: u32,
+    out: Out,
+    report: &mut Report,
+) -> Result<()> {
     let path = dir.join(file);
     match read_opt(&path)? {
         Some(have) if have == want => {
-            if fix_mode(&path, mode)? {
+            if out.fix_mode(&path, mode)? {
                 report
                     .warnings
                     .push(format!("{file}: mode set to {mode:04o}"));
@@ -351,14 +429,14 @@ fn ensure_file(dir: &Path, file: &str, want: &[u8], mode: u32, report: &mut Repo
             report.kept(file);
         }
         Some(_) => {
-            write_atomic(&path, want, mode)?;
+            out.write(&path, want, mode)?;
             report.reissued(
                 file,
                 "content differs from what the spec and certificates give",
             );
         }
         None => {
-            write_atomic(&path, want, mode)?;
+            out.write(&path, want, mode)?;
             report.created(file);
         }
     }
@@ -372,6 +450,7 @@ fn ensure_leaf(
     p: &Profile,
     now: OffsetDateTime,
     expiry: std::time::Duration,
+    out: Out,
     report: &mut Report,
 ) -> Result<(String, String)> {
     let cert_name = names::cert_file(&p.stem);
@@ -384,7 +463,7 @@ fn ensure_leaf(
             let key = parse_key_pem(&kp, &k)?;
             match ca.check_leaf(p, &facts, &key, now) {
                 None => {
-                    fix_modes(dir, &cert_name, &key_name, report)?;
+                    fix_modes(dir, &cert_name, &key_name, out, report)?;
                     report.kept(&cert_name);
                     // Both parsed as PEM above, so both are UTF-8.
                     return Ok((
@@ -401,8 +480,8 @@ fn ensure_leaf(
     };
     let (cert_pem, key_pem) = ca.issue(p, now, expiry)?;
     // Key first: a crash in between leaves a mismatch that the next run re-issues.
-    write_atomic(&kp, key_pem.as_bytes(), MODE_SECRET)?;
-    write_atomic(&cp, cert_pem.as_bytes(), MODE_PUBLIC)?;
+    out.write(&kp, key_pem.as_bytes(), MODE_SECRET)?;
+    out.write(&cp, cert_pem.as_bytes(), MODE_PUBLIC)?;
     match reason {
         Some(r) => report.reissued(&cert_name, r),
         None => report.created(&cert_name),

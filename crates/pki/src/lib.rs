@@ -44,7 +44,7 @@ mod users;
 pub use certs::{CA_CN, CA_ORG, SYSTEM_MASTERS, SYSTEM_NODES};
 #[doc(hidden)]
 pub use ensure::ensure_at;
-pub use ensure::{ensure, renew_all, Renewal, Report};
+pub use ensure::{ensure, plan, renew_all, Renewal, Report};
 pub use error::{Error, Result};
 pub use expiry::{parse_expiry, ExpiryError};
 pub use spec::{ExLb, NodeCert, PkiSpec, RegistryCert};

@@ -497,3 +497,47 @@ fn user_kubeconfigs() {
     assert_eq!(user_list(&dir).unwrap().len(), 1);
     assert_eq!(names::user_kubeconfig("erin"), "users/erin.kubeconfig");
 }
+
+/// `plan` reports what `ensure` would do and writes nothing: not on a
+/// fresh folder, not for a certificate that must be re-issued, not for a
+/// mode that drifted.
+#[test]
+fn plan_reports_without_writing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ssl");
+    let s = spec();
+    let fresh = ez_pki::plan(&s, &dir).unwrap();
+    assert!(!dir.exists(), "plan created the directory");
+    assert!(fresh.created.contains(&"ca.pem".to_string()), "{fresh}");
+    let made = ensure(&s, &dir).unwrap();
+    let mut want = made.created.clone();
+    let mut got = fresh.created.clone();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "plan and ensure disagree");
+
+    // Converged: nothing would change.
+    let (before, ino) = (snapshot(&dir), inodes(&dir));
+    assert!(!ez_pki::plan(&s, &dir).unwrap().changed());
+
+    // A new master needs a new apiserver certificate; a key's mode drifted.
+    let mut grown = s.clone();
+    grown.master_ips.push("10.0.0.9".parse().unwrap());
+    let key = dir.join("etcd-key.pem");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let planned = ez_pki::plan(&grown, &dir).unwrap();
+    assert!(
+        planned.reissued.contains(&"kubernetes.pem".to_string()),
+        "{planned}"
+    );
+    assert!(
+        planned
+            .warnings
+            .iter()
+            .any(|w| w.contains("etcd-key.pem") && w.contains("would be set")),
+        "{planned:?}"
+    );
+    assert_eq!(snapshot(&dir), before, "plan wrote a file");
+    assert_eq!(inodes(&dir), ino, "plan replaced a file");
+    assert_eq!(mode(&key), 0o644, "plan fixed a mode");
+}

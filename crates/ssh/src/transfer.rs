@@ -166,22 +166,24 @@ impl Session {
                 return Ok(UploadOutcome::MetadataChanged);
             }
         }
-        self.send(src, len, dest, mode, owner).await
+        self.send(src, len, dest, Some(mode), owner).await
     }
 
     /// [`Session::upload`] without the comparison: the content is always
     /// sent. For callers that already know the remote file differs (the
     /// engine compares every target in one batched stat before it writes),
-    /// so no probe round trip and no local hashing is spent twice.
+    /// so no probe round trip and no local hashing is spent twice. `mode`
+    /// `None` keeps the mode of the file it replaces (0644 for a new one):
+    /// a 0600 key rewritten without a mode stays 0600.
     pub async fn write_file(
         &self,
         src: impl Into<Source>,
         dest: &str,
-        mode: u32,
+        mode: Option<u32>,
         owner: Option<(&str, &str)>,
     ) -> Result<UploadOutcome, SshError> {
         let src = src.into();
-        self.check_upload_args(dest, mode, owner)?;
+        self.check_upload_args(dest, mode.unwrap_or(0o644), owner)?;
         let len = match &src {
             Source::Bytes(b) => b.len() as u64,
             Source::File(p) => tokio::fs::metadata(p)
@@ -224,7 +226,7 @@ impl Session {
         src: Source,
         len: u64,
         dest: &str,
-        mode: u32,
+        mode: Option<u32>,
         owner: Option<(&str, &str)>,
     ) -> Result<UploadOutcome, SshError> {
         let op = format!("upload {dest}");
@@ -517,8 +519,11 @@ struct Existing {
 }
 
 /// The remote side of an upload. `set -e` plus the trap: any failure
-/// removes the temp file; the byte count check refuses a cut stream.
-fn upload_script(dest: &str, len: u64, mode: u32, owner: Option<(&str, &str)>) -> String {
+/// removes the temp file; the byte count check refuses a cut stream. The
+/// data reaches the disk (fsync of the temp file) before the rename, and
+/// the rename before the command returns (fsync of the directory), so a
+/// crash leaves the old file or the new one, never an empty one.
+fn upload_script(dest: &str, len: u64, mode: Option<u32>, owner: Option<(&str, &str)>) -> String {
     let dir = match dest.rfind('/') {
         Some(0) => "/",
         Some(i) => &dest[..i],
@@ -531,10 +536,19 @@ fn upload_script(dest: &str, len: u64, mode: u32, owner: Option<(&str, &str)>) -
          trap 'rm -f -- \"$t\"' EXIT; trap '' PIPE HUP; \
          cat > \"$t\"; n=$(wc -c < \"$t\"); \
          if [ \"$n\" -ne {len} ]; then echo \"received $n of {len} bytes\" >&2; exit {SHORT_WRITE}; fi; \
-         {meta}; mv -f -- \"$t\" \"$f\"; trap - EXIT",
+         {meta}; {{ sync -- \"$t\" 2>/dev/null || sync; }}; mv -f -- \"$t\" \"$f\"; trap - EXIT; \
+         sync -- \"$d\" 2>/dev/null || true",
         dir = shell_quote(dir),
         dest = shell_quote(dest),
-        meta = metadata_commands("$t", mode, owner),
+        meta = match mode {
+            Some(m) => metadata_commands("$t", m, owner),
+            None => format!(
+                "if [ -e \"$f\" ]; then chmod --reference=\"$f\" \"$t\"; else chmod 644 \"$t\"; fi{}",
+                owner
+                    .map(|(u, g)| format!("; chown {} \"$t\"", shell_quote(&format!("{u}:{g}"))))
+                    .unwrap_or_default()
+            ),
+        },
     )
 }
 
@@ -721,7 +735,7 @@ mod tests {
         let run = |stdin: &[u8], len: u64| {
             let mut child = std::process::Command::new("sh")
                 .arg("-c")
-                .arg(upload_script(dest_s, len, 0o640, None))
+                .arg(upload_script(dest_s, len, Some(0o640), None))
                 .stdin(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()

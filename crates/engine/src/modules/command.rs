@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::args::Deferred;
-use super::{last_lines, Applied, Change, Cx, Module};
+use super::{last_lines, Applied, Change, Cx, DryRun, Module};
 use crate::error::TaskError;
 use crate::transport::{shell_quote, BatchCommand, ExecOpts, ExecOutput, Transport};
 use crate::vars::eval_condition;
@@ -34,6 +34,11 @@ pub(crate) struct CommandArgs {
     pub env: BTreeMap<String, String>,
     pub stdin: Option<String>,
     pub timeout: Option<Deferred<Duration>>,
+    /// A command that predicts this one's outcome without changing anything
+    /// (`kubectl ... --dry-run=server`, `modprobe -n`): `--dry-run` runs it
+    /// instead and judges it with the same `changed_when`. Without it a dry
+    /// run can only say "would run: outcome unknown".
+    pub dry_run: Option<String>,
     #[serde(skip)]
     pub on_controller: bool,
 }
@@ -186,6 +191,34 @@ impl Module for CommandArgs {
 
     fn read_only(&self) -> bool {
         matches!(self.changed_when, Some(Value::Bool(false)))
+    }
+
+    async fn dry_run(&self, cx: &Cx<'_>) -> Result<DryRun, TaskError> {
+        let Some(cmd) = &self.dry_run else {
+            return Ok(DryRun::Unknown);
+        };
+        let cmd = match &self.chdir {
+            Some(d) => format!("cd {} && {cmd}", shell_quote(d)),
+            None => cmd.clone(),
+        };
+        let timeout = self
+            .timeout
+            .as_ref()
+            .map(|t| t.get("timeout"))
+            .transpose()
+            .map_err(TaskError::Args)?;
+        let out = self
+            .transport(cx)
+            .exec(
+                &cmd,
+                ExecOpts {
+                    stdin: self.stdin.clone().map(String::into_bytes),
+                    env: self.env.clone().into_iter().collect(),
+                    timeout,
+                },
+            )
+            .await?;
+        Ok(DryRun::Predicted(self.judge(out, cx.vars)?))
     }
 
     fn unchanged_data(&self) -> Map<String, Value> {

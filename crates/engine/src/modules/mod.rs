@@ -229,6 +229,18 @@ pub(crate) struct Cx<'a> {
     pub want_diff: bool,
 }
 
+/// How a dry run judges a task that `check` says would do something.
+pub(crate) enum DryRun {
+    /// It would change what `check` says.
+    Certain,
+    /// A probe: nothing to report.
+    Skip,
+    /// Only a real run would tell.
+    Unknown,
+    /// The task's own read-only counterpart ran and predicts this.
+    Predicted(Applied),
+}
+
 /// What `check` found would change.
 pub(crate) struct Change {
     pub summary: String,
@@ -278,6 +290,16 @@ pub(crate) trait Module: Send + Sync {
     /// False for probes (`wait`): dry-run skips them instead of reporting a change.
     fn changes_state(&self) -> bool {
         true
+    }
+    /// Under `--dry-run`, once `check` found something to do: how sure is
+    /// that? File and service modules compare real state, so their change
+    /// is certain; a command can only be judged by running something.
+    async fn dry_run(&self, _cx: &Cx<'_>) -> Result<DryRun, TaskError> {
+        Ok(if self.changes_state() {
+            DryRun::Certain
+        } else {
+            DryRun::Skip
+        })
     }
     /// Declared free of side effects (a command with `changed_when: false`):
     /// runs in dry-run too, so what registers its output sees real values.

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -56,8 +55,6 @@ impl Drop for GroupKiller {
         }
     }
 }
-
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 #[async_trait]
 impl Transport for LocalTransport {
@@ -133,23 +130,33 @@ impl Transport for LocalTransport {
         tokio::fs::create_dir_all(parent)
             .await
             .map_err(|e| self.err(format!("put {dest}: creating {}: {e}", parent.display())))?;
-        let tmp = parent.join(format!(
-            ".{}.ezctl-{}-{}",
-            file_name.to_string_lossy(),
-            std::process::id(),
-            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let result = self.write_tmp(&src, &tmp, dest_path, mode, owner).await;
-        let result = match result {
-            Ok(()) => tokio::fs::rename(&tmp, dest_path)
-                .await
-                .map_err(|e| self.err(format!("put {dest}: rename: {e}"))),
-            Err(e) => Err(e),
-        };
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
-        }
-        result
+        // A random name, created exclusively and 0600: a symlink planted at
+        // a guessable name was followed, and the content was readable under
+        // the umask until the chmod.
+        let prefix = format!(".{}.ezctl-", file_name.to_string_lossy());
+        let dir = parent.to_path_buf();
+        let created = tokio::task::spawn_blocking(move || {
+            tempfile::Builder::new()
+                .prefix(&prefix)
+                .tempfile_in(&dir)
+                .map(tempfile::NamedTempFile::into_temp_path)
+        })
+        .await
+        .map_err(|e| self.err(format!("put {dest}: {e}")))?
+        .map_err(|e| self.err(format!("put {dest}: temp file: {e}")))?;
+        let tmp = created.to_path_buf();
+        self.write_tmp(&src, &tmp, dest_path, mode, owner).await?;
+        let dest_owned = dest_path.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            created.persist(&dest_owned).map_err(|e| e.error)?;
+            if let Some(d) = dest_owned.parent() {
+                std::fs::File::open(d)?.sync_all()?;
+            }
+            Ok::<(), std::io::Error>(())
+        })
+        .await
+        .map_err(|e| self.err(format!("put {dest}: {e}")))?
+        .map_err(|e| self.err(format!("put {dest}: rename: {e}")))
     }
 
     async fn sha256_many(
@@ -188,11 +195,29 @@ impl LocalTransport {
     ) -> Result<(), TransportError> {
         use std::os::unix::fs::PermissionsExt;
         let d = dest.display();
-        match src {
-            PutSource::Bytes(b) => tokio::fs::write(tmp, b.as_slice()).await,
-            PutSource::Path(p) => tokio::fs::copy(p, tmp).await.map(|_| ()),
-        }
-        .map_err(|e| self.err(format!("put {d}: writing: {e}")))?;
+        // Into the file created above: opened without O_CREAT, never a new
+        // file at that name (tokio::fs::copy would also copy the source's
+        // mode, world-readable for a moment).
+        let write = async {
+            use tokio::io::AsyncWriteExt;
+            let mut f = tokio::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(tmp)
+                .await?;
+            match src {
+                PutSource::Bytes(b) => f.write_all(b.as_slice()).await?,
+                PutSource::Path(p) => {
+                    let mut input = tokio::fs::File::open(p).await?;
+                    tokio::io::copy(&mut input, &mut f).await?;
+                }
+            }
+            f.flush().await?;
+            f.sync_all().await
+        };
+        write
+            .await
+            .map_err(|e| self.err(format!("put {d}: writing: {e}")))?;
         let mode = match mode {
             Some(m) => m,
             None => match tokio::fs::metadata(dest).await {
@@ -365,6 +390,38 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains("ezctl-"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    /// The temp file's name was `.<name>.ezctl-<pid>-<counter>`, opened
+    /// with O_CREAT and no O_EXCL: a symlink planted at that name sent the
+    /// content (a key) wherever it pointed.
+    #[tokio::test]
+    async fn put_never_follows_a_planted_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"untouched").unwrap();
+        let dest = dir.path().join("key.pem");
+        for n in 0..2000 {
+            let guess = dir
+                .path()
+                .join(format!(".key.pem.ezctl-{}-{n}", std::process::id()));
+            std::os::unix::fs::symlink(&victim, guess).unwrap();
+        }
+        let t = LocalTransport::new("h");
+        t.put(
+            PutSource::Bytes(Arc::new(b"SECRET".to_vec())),
+            dest.to_str().unwrap(),
+            Some(0o600),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
+        assert_eq!(std::fs::read(&dest).unwrap(), b"SECRET");
+        let meta = std::fs::symlink_metadata(&dest).unwrap();
+        assert!(meta.file_type().is_file());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     }
 
     #[tokio::test]

@@ -97,7 +97,7 @@ pub fn run(home: &Home, name: &str, keep: Option<usize>, out: &Output) -> Result
             .max(1),
     };
     let started = Instant::now();
-    let _lock = etcd::lock(&cluster, &format!("backup {name}"))?;
+    let _lock = etcd::lock(&cluster, &format!("backup {name}"), out)?;
     let dir = snapshots::backup_dir(&cluster.dir);
     snapshots::ensure_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let stamp = free_stamp(&dir);
@@ -122,7 +122,19 @@ pub fn run(home: &Home, name: &str, keep: Option<usize>, out: &Output) -> Result
     let latest = dir.join(snapshots::LATEST);
     snapshots::copy_atomic(&saved.path, &latest)
         .with_context(|| format!("copying to {}", latest.display()))?;
-    let removed = snapshots::prune(&dir, keep).context("removing old snapshots")?;
+    if let Ok(later) = snapshots::from_the_future(&dir, &saved.path) {
+        if !later.is_empty() {
+            etcd::warn(
+                out,
+                format!(
+                    "{} older snapshot(s) carry a later time stamp than the one just taken ({}): the controller's clock went back; the one just taken is kept",
+                    later.len(),
+                    saved.path.display()
+                ),
+            );
+        }
+    }
+    let removed = snapshots::prune(&dir, keep, &saved.path).context("removing old snapshots")?;
     report(&saved, &latest, keep, &removed, started.elapsed(), out);
     Ok(())
 }
@@ -142,10 +154,9 @@ fn report(
         .map(|n| n.to_string_lossy().into_owned())
         .collect();
     if out.json {
-        println!(
-            "{}",
+        out.result(
+            "backup",
             json!({
-                "event": "backup",
                 "path": saved.path,
                 "latest": latest,
                 "member": s.member.to_string(),
@@ -158,7 +169,7 @@ fn report(
                 "removed": removed_names,
                 "skipped": saved.skipped.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "duration_ms": took.as_millis() as u64,
-            })
+            }),
         );
         return;
     }

@@ -4,15 +4,16 @@ use anyhow::Result;
 use ez_inventory::{Cluster, Group};
 
 use crate::home::Home;
+use crate::output::Output;
 use crate::style::Style;
 
-pub fn run(home: &Home, name: &str, json: bool, style: Style) -> Result<()> {
+pub fn run(home: &Home, name: &str, out: &Output) -> Result<()> {
     let cluster = home.load(name)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&cluster)?);
+    if out.json {
+        out.result("check", serde_json::json!({ "cluster": cluster }));
         return Ok(());
     }
-    print!("{}", render(&cluster, style));
+    print!("{}", render(&cluster, out.style));
     Ok(())
 }
 

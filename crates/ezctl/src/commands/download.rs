@@ -14,7 +14,7 @@ use crate::versions::{Component, Versions};
 /// Largest download accepted (Kubernetes server tarballs are ~400 MB).
 const MAX_BYTES: u64 = 2 << 30;
 
-pub fn run(home: &Home) -> Result<()> {
+pub fn run(home: &Home, out: &crate::output::Output) -> Result<()> {
     let bin = home.dir.join("bin");
     let versions = Versions::load(&bin.join("versions.toml"))?;
     let mut fetched = 0;
@@ -27,7 +27,7 @@ pub fn run(home: &Home) -> Result<()> {
                 format!("{name}: no sha256 pinned in bin/versions.toml for {url}; add the value published with the release, nothing is downloaded unverified")
             ));
         };
-        println!("{name} {}: {url}", c.version);
+        out.step(format!("{name} {}: {url}", c.version));
         let data = fetch(&url).with_context(|| format!("{name}: downloading {url}"))?;
         let actual = hex::encode(Sha256::digest(&data));
         if !actual.eq_ignore_ascii_case(expected) {
@@ -39,10 +39,17 @@ pub fn run(home: &Home) -> Result<()> {
         install(&bin, name, c, &data)?;
         fetched += 1;
     }
-    println!(
-        "{fetched} component(s) downloaded and verified into {}",
-        bin.display()
-    );
+    if out.json {
+        out.result(
+            "download",
+            serde_json::json!({ "fetched": fetched, "dir": bin }),
+        );
+    } else {
+        println!(
+            "{fetched} component(s) downloaded and verified into {}",
+            bin.display()
+        );
+    }
     Ok(())
 }
 

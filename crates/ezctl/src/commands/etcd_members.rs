@@ -196,7 +196,7 @@ pub fn add(home: &Home, args: &AddArgs<'_>, out: &Output) -> Result<()> {
     let grown_text = add_all(&read_hosts(&cluster)?)
         .map_err(|e| Failure::new(ExitCode::Input, format!("hosts.yml: {e}")))?;
     let grown = edited(&cluster, &grown_text, &format!("{} in etcd", ip_list(&ips)))?;
-    let _lock = etcd::lock(&cluster, &format!("add-etcd {name} {}", ip_list(&ips)))?;
+    let _lock = etcd::lock(&cluster, &format!("add-etcd {name} {}", ip_list(&ips)), out)?;
 
     let summary = etcd::runtime()?.block_on(async {
         let connector = Arc::new(SshConnector::new(&grown, args.accept_new));
@@ -217,9 +217,9 @@ pub fn add(home: &Home, args: &AddArgs<'_>, out: &Output) -> Result<()> {
     commit(&cluster, add_all)?;
     let took = started.elapsed();
     if out.json {
-        println!(
-            "{}",
-            json!({"event": "add-etcd", "ips": ips, "members": summary, "duration_ms": took.as_millis() as u64})
+        out.result(
+            "add-etcd",
+            json!({"ips": ips, "members": summary, "duration_ms": took.as_millis() as u64}),
         );
     } else {
         println!(
@@ -484,7 +484,7 @@ pub fn del(home: &Home, args: &DelArgs<'_>, out: &Output) -> Result<()> {
         &shrunk_text,
         &format!("{} out of etcd", ip_list(&ips)),
     )?;
-    let _lock = etcd::lock(&cluster, &format!("del-etcd {name} {}", ip_list(&ips)))?;
+    let _lock = etcd::lock(&cluster, &format!("del-etcd {name} {}", ip_list(&ips)), out)?;
 
     let (summary, warnings) = etcd::runtime()?.block_on(async {
         // The old inventory knows how to reach the leaving hosts.
@@ -506,9 +506,9 @@ pub fn del(home: &Home, args: &DelArgs<'_>, out: &Output) -> Result<()> {
     commit(&cluster, remove_all)?;
     let took = started.elapsed();
     if out.json {
-        println!(
-            "{}",
-            json!({"event": "del-etcd", "ips": ips, "members": summary, "warnings": warnings, "duration_ms": took.as_millis() as u64})
+        out.result(
+            "del-etcd",
+            json!({"ips": ips, "members": summary, "warnings": warnings, "duration_ms": took.as_millis() as u64}),
         );
     } else {
         println!(

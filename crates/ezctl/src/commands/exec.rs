@@ -9,8 +9,8 @@ use ez_ssh::{fan_out, ExecOpts, Pool};
 
 use crate::exit::{ExitCode, Failure};
 use crate::home::Home;
+use crate::output::Output;
 use crate::remote::{host_spec, ssh_options};
-use crate::style::Style;
 
 pub struct ExecArgs<'a> {
     pub cluster: &'a str,
@@ -20,7 +20,7 @@ pub struct ExecArgs<'a> {
     pub command: &'a [String],
 }
 
-pub fn run(home: &Home, args: &ExecArgs<'_>, json: bool, style: Style) -> Result<()> {
+pub fn run(home: &Home, args: &ExecArgs<'_>, out: &Output) -> Result<()> {
     let cluster = home.load(args.cluster)?;
     let hosts: Vec<&Host> = match (args.group, args.host) {
         (Some(g), _) => {
@@ -48,7 +48,7 @@ pub fn run(home: &Home, args: &ExecArgs<'_>, json: bool, style: Style) -> Result
     if hosts.is_empty() {
         bail!(Failure::new(ExitCode::Input, "no hosts match"));
     }
-    let command = args.command.join(" ");
+    let command = remote_command(args.command);
     let specs: Vec<_> = hosts.iter().map(|h| host_spec(&cluster, h)).collect();
     let pool = Pool::new(ssh_options(&cluster, args.accept_new));
     let started = Instant::now();
@@ -75,29 +75,22 @@ pub fn run(home: &Home, args: &ExecArgs<'_>, json: bool, style: Style) -> Result
         while let Some(r) = results.recv().await {
             let host = r.host.clone();
             match r.result {
-                Ok(out) => {
-                    if out.code != 0 {
+                Ok(res) => {
+                    if res.code != 0 {
                         failures += 1;
                     }
-                    print_result(
-                        &host,
-                        out.code,
-                        &out.stdout_str(),
-                        &out.stderr_str(),
-                        json,
-                        style,
-                    );
+                    print_result(&host, res.code, &res.stdout_str(), &res.stderr_str(), out);
                 }
                 Err(e) => {
                     failures += 1;
-                    print_error(&host, &e.to_string(), json, style);
+                    print_error(&host, &e.to_string(), out);
                 }
             }
         }
         pool.close_all().await;
         failures
     });
-    if !json {
+    if !out.json {
         eprintln!(
             "{} host(s) in {:.2}s, {failures} failed",
             hosts.len(),
@@ -110,15 +103,34 @@ pub fn run(home: &Home, args: &ExecArgs<'_>, json: bool, style: Style) -> Result
             format!("the command failed on {failures} host(s)")
         ));
     }
+    out.result(
+        "exec",
+        serde_json::json!({ "hosts": hosts.len(), "failed": 0 }),
+    );
     Ok(())
 }
 
-fn print_result(host: &str, code: i32, stdout: &str, stderr: &str, json: bool, style: Style) {
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({ "host": host, "rc": code, "stdout": stdout, "stderr": stderr })
-        );
+/// What the remote shell runs. One argument is a shell command line, run
+/// as written (`-- 'ls /tmp | wc -l'`); several are a command and its
+/// arguments, each passed as it is (`-- sh -c 'echo $HOSTNAME'`). Joining
+/// them with spaces lost the quoting: that ran `sh -c echo $HOSTNAME`.
+pub fn remote_command(args: &[String]) -> String {
+    match args {
+        [line] => line.clone(),
+        words => words
+            .iter()
+            .map(|w| ez_engine::shell_word(w))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+fn print_result(host: &str, code: i32, stdout: &str, stderr: &str, out: &Output) {
+    let style = out.style;
+    if out.json {
+        out.emit(&serde_json::json!({
+            "event": "host_result", "host": host, "rc": code, "stdout": stdout, "stderr": stderr
+        }));
         return;
     }
     let status = if code == 0 {
@@ -135,14 +147,49 @@ fn print_result(host: &str, code: i32, stdout: &str, stderr: &str, json: bool, s
     }
 }
 
-fn print_error(host: &str, error: &str, json: bool, style: Style) {
-    if json {
-        println!("{}", serde_json::json!({ "host": host, "error": error }));
+fn print_error(host: &str, error: &str, out: &Output) {
+    let style = out.style;
+    if out.json {
+        out.emit(&serde_json::json!({ "event": "host_result", "host": host, "error": error }));
     } else {
         println!(
             "{} | {}",
             style.bold(host),
             style.red(&format!("UNREACHABLE: {error}"))
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::remote_command;
+
+    fn sh(line: &str) -> String {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(line)
+            .env("HOME", "/home/ez")
+            .output()
+            .expect("sh");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn several_arguments_keep_their_quoting_and_one_is_a_shell_line() {
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // `ezctl exec c -- sh -c 'echo $HOME'`: the inner shell expands it.
+        assert_eq!(
+            sh(&remote_command(&argv(&["sh", "-c", "echo $HOME"]))),
+            "/home/ez\n"
+        );
+        // Arguments reach the command unchanged, whatever they hold.
+        assert_eq!(
+            sh(&remote_command(&argv(&[
+                "printf", "%s|", "a b", "$HOME", "'q'", "*", ""
+            ]))),
+            "a b|$HOME|'q'|*||"
+        );
+        // One argument is a command line for the remote shell.
+        assert_eq!(sh(&remote_command(&argv(&["echo a | tr a b"]))), "b\n");
     }
 }

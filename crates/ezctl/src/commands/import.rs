@@ -9,7 +9,13 @@ use ez_inventory::render::{render_hosts, set_config_values};
 use crate::exit::{ExitCode, Failure};
 use crate::home::Home;
 
-pub fn run(home: &Home, name: &str, hosts: &Path, config: Option<&Path>) -> Result<()> {
+pub fn run(
+    home: &Home,
+    name: &str,
+    hosts: &Path,
+    config: Option<&Path>,
+    out: &crate::output::Output,
+) -> Result<()> {
     let dir = home.cluster_dir(name)?;
     if dir.exists() {
         bail!(Failure::new(
@@ -36,6 +42,13 @@ pub fn run(home: &Home, name: &str, hosts: &Path, config: Option<&Path>) -> Resu
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(dir.join("hosts.yml"), render_hosts(&imported.hosts))?;
     std::fs::write(dir.join("config.yml"), set_config_values(&example, &values))?;
+    if out.json {
+        out.result(
+            "import",
+            serde_json::json!({ "cluster": name, "dir": dir, "not_carried_over": imported.notes }),
+        );
+        return Ok(());
+    }
     println!(
         "imported {} into cluster `{name}` ({})",
         hosts.display(),

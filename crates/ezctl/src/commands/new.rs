@@ -8,7 +8,7 @@ use crate::exit::{ExitCode, Failure};
 use crate::home::Home;
 use crate::versions::Versions;
 
-pub fn run(home: &Home, name: &str) -> Result<()> {
+pub fn run(home: &Home, name: &str, out: &crate::output::Output) -> Result<()> {
     let dir = home.cluster_dir(name)?;
     if dir.exists() {
         bail!(Failure::new(
@@ -36,6 +36,10 @@ pub fn run(home: &Home, name: &str) -> Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(dir.join("hosts.yml"), hosts)?;
     std::fs::write(dir.join("config.yml"), config)?;
+    if out.json {
+        out.result("new", serde_json::json!({ "cluster": name, "dir": dir }));
+        return Ok(());
+    }
     println!("cluster `{name}` created in {}", dir.display());
     println!(
         "next: edit {}/hosts.yml and config.yml, then `ezctl check {name}`",

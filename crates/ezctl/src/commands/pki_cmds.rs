@@ -156,9 +156,9 @@ pub fn kcfg_adm(home: &Home, args: &KcfgArgs<'_>, out: &Output) -> Result<()> {
             .find(|u| u.name == user);
         let until = info.map(|u| u.not_after_utc()).unwrap_or_default();
         if out.json {
-            println!(
-                "{}",
-                json!({"user": user, "role": role.to_string(), "expires": until, "kubeconfig": path})
+            out.result(
+                "kcfg-adm",
+                json!({"action": "add", "user": user, "role": role.to_string(), "expires": until, "kubeconfig": path}),
             );
         } else {
             eprintln!(
@@ -185,14 +185,23 @@ pub fn kcfg_adm(home: &Home, args: &KcfgArgs<'_>, out: &Output) -> Result<()> {
             format!("no user {user} in cluster `{}`", args.cluster)
         ));
     }
+    let mut deleted = None;
     if listed {
         let path = ez_pki::user_delete(&ssl, user).map_err(pki_input)?;
-        eprintln!("user {user}: kubeconfig {} deleted", path.display());
+        out.step(format!(
+            "user {user}: kubeconfig {} deleted",
+            path.display()
+        ));
+        deleted = Some(path);
     }
-    eprintln!(
+    out.step(format!(
         "user {user}: ClusterRoleBinding {} {}; a copy of the kubeconfig still authenticates until its certificate expires, with no rights",
         binding_name(user),
         if had_binding { "deleted" } else { "was already gone" }
+    ));
+    out.result(
+        "kcfg-adm",
+        json!({"action": "delete", "user": user, "kubeconfig_deleted": deleted, "binding_deleted": had_binding}),
     );
     Ok(())
 }
@@ -200,12 +209,11 @@ pub fn kcfg_adm(home: &Home, args: &KcfgArgs<'_>, out: &Output) -> Result<()> {
 fn list(ssl: &std::path::Path, out: &Output) -> Result<()> {
     let users = ez_pki::user_list(ssl)?;
     if out.json {
-        for u in &users {
-            println!(
-                "{}",
-                json!({"user": u.name, "role": u.role.to_string(), "expires": u.not_after_utc(), "kubeconfig": u.path})
-            );
-        }
+        let users: Vec<_> = users
+            .iter()
+            .map(|u| json!({"user": u.name, "role": u.role.to_string(), "expires": u.not_after_utc(), "kubeconfig": u.path}))
+            .collect();
+        out.result("kcfg-adm", json!({"action": "list", "users": users}));
         return Ok(());
     }
     if users.is_empty() {

@@ -49,7 +49,7 @@ pub fn run(home: &Home, args: &RestoreArgs<'_>, out: &Output) -> Result<()> {
         .map_err(|e| Failure::new(ExitCode::Input, format!("reading {}: {e}", file.display())))?;
     let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
     let started = Instant::now();
-    let _lock = etcd::lock(&cluster, &format!("restore {name}"))?;
+    let _lock = etcd::lock(&cluster, &format!("restore {name}"), out)?;
     let stamp = stamp::now();
     let data_dir = cluster.settings.text("ETCD_DATA_DIR").to_string();
     etcd::say(
@@ -172,17 +172,16 @@ pub fn run(home: &Home, args: &RestoreArgs<'_>, out: &Output) -> Result<()> {
         }
         let took = started.elapsed();
         if out.json {
-            println!(
-                "{}",
+            out.result(
+                "restore",
                 json!({
-                    "event": "restore",
                     "snapshot": file,
                     "sha256": sha256,
                     "members": expected,
                     "safety_snapshot": safety,
                     "old_data": format!("{data_dir}.before-restore-{stamp}"),
                     "duration_ms": took.as_millis() as u64,
-                })
+                }),
             );
         } else {
             println!("restored {} on {} members: {}", file.display(), expected.len(), view.describe());

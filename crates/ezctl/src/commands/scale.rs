@@ -386,6 +386,9 @@ fn drain(ops: &Ops<'_>, kube: &Kube, node: &str, timeout: Duration) -> Result<()
 }
 
 /// `30s`, `5m`, `1h`, or plain seconds.
+/// A week: longer than any drain should take, far from any overflow.
+const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
+
 pub fn parse_timeout(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
@@ -395,12 +398,23 @@ pub fn parse_timeout(text: &str) -> Result<Duration, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("`{text}` is not a duration (e.g. 90s, 5m, 1h)"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
+    let per = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
         _ => return Err(format!("`{text}`: unknown unit `{unit}` (s, m or h)")),
     };
+    // `n * 3600` overflowed (a panic, or a wrapped tiny timeout), and a
+    // deadline that far away overflowed the clock arithmetic after it.
+    let secs = n
+        .checked_mul(per)
+        .filter(|s| *s <= MAX_TIMEOUT_SECS)
+        .ok_or_else(|| {
+            format!(
+                "`{text}` is longer than the {}h a timeout may be",
+                MAX_TIMEOUT_SECS / 3600
+            )
+        })?;
     if secs == 0 {
         return Err("a timeout of zero cannot succeed".into());
     }
@@ -457,6 +471,18 @@ mod tests {
         assert!(parse_timeout("5d").is_err());
         assert!(parse_timeout("0s").is_err());
         assert!(parse_timeout("soon").is_err());
+        assert_eq!(parse_timeout("168h"), Ok(Duration::from_secs(604800)));
+        // Overflowed u64 (a panic, or a wrapped short timeout).
+        for huge in [
+            "5124095576030432h",
+            "307445734561825861m",
+            "18446744073709551615s",
+            "169h",
+        ] {
+            let e = parse_timeout(huge).expect_err(huge);
+            assert!(e.contains("longer than"), "{huge}: {e}");
+        }
+        assert!(parse_timeout("99999999999999999999999s").is_err());
     }
 
     #[test]

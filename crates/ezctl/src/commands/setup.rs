@@ -1,6 +1,7 @@
 //! `ezctl setup <cluster> <step>`: certificates on the controller, then the
 //! step's plan on the hosts.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -12,21 +13,17 @@ use crate::exit::{ExitCode, Failure};
 use crate::home::Home;
 use crate::progress;
 use crate::remote::SshConnector;
-use crate::style::Style;
 use crate::{steps, view};
 
-pub struct Output {
-    pub json: bool,
-    pub style: Style,
-}
+pub use crate::output::Output;
 
 pub fn run(home: &Home, name: &str, step: &str, opts: &RunOpts, out: &Output) -> Result<()> {
     let cluster = home.load(name)?;
     let playbooks = steps::playbooks(&home.dir.join("playbooks"), step)?;
-    let plan = build_plan(home, &cluster, &home.dir.join("roles"), &playbooks, opts)?;
     let command = format!("setup {name} {step}");
-    let recap = execute(&cluster, &plan, opts, out, &command)?;
-    finish(&recap, out)
+    let roles = home.dir.join("roles");
+    let recap = execute(home, &cluster, &roles, &playbooks, opts, out, &command)?;
+    finish(&recap, out, "setup")
 }
 
 /// `ezctl play <cluster> <playbook> [--roles DIR]`: any playbook, same engine.
@@ -44,21 +41,23 @@ pub fn play(
     let roles_dir = roles
         .map(std::path::Path::to_path_buf)
         .unwrap_or_else(|| home.dir.join("roles"));
-    let plan = build_plan(home, &cluster, &roles_dir, &[pb], opts)?;
     let command = format!("play {name} {}", playbook.display());
-    let recap = execute(&cluster, &plan, opts, out, &command)?;
-    finish(&recap, out)
+    let recap = execute(home, &cluster, &roles_dir, &[pb], opts, out, &command)?;
+    finish(&recap, out, "play")
 }
 
-/// Validate everything that can be checked before touching a host.
+/// Validate everything that can be checked before touching a host. `ssl`
+/// is where the roles read certificates from (a scratch copy in a dry run
+/// that would make new ones).
 pub fn build_plan(
     home: &Home,
     cluster: &Cluster,
     roles_dir: &std::path::Path,
     playbooks: &[ez_engine::Playbook],
     opts: &RunOpts,
+    ssl: &std::path::Path,
 ) -> Result<Plan> {
-    let targets = view::targets(home, cluster);
+    let targets = view::targets_with_ssl(home, cluster, ssl);
     let limit = if opts.limit.is_empty() {
         None
     } else {
@@ -88,33 +87,129 @@ pub fn build_plan(
     })
 }
 
-/// Run a plan: lock the cluster, make sure the certificates exist, run,
-/// render events. Returns the recap.
+/// The certificates a run reads. A real run makes or re-issues them in
+/// the cluster's ssl/ (under the lock). A dry run writes nothing there: it
+/// says what would change, and when something would, the roles read a
+/// scratch copy (0700, removed at the end) where the new ones are made, so
+/// their diffs are exact.
+pub enum Certificates {
+    Real(PathBuf),
+    Scratch(tempfile::TempDir),
+}
+
+impl Certificates {
+    pub fn path(&self) -> PathBuf {
+        match self {
+            Certificates::Real(p) => p.clone(),
+            Certificates::Scratch(t) => t.path().join("ssl"),
+        }
+    }
+}
+
+fn certificates(cluster: &Cluster, dry_run: bool, out: &Output) -> Result<Certificates> {
+    let ssl = view::ssl_dir(&cluster.dir);
+    let spec = view::pki_spec(cluster);
+    if !dry_run {
+        let report = ez_pki::ensure(&spec, &ssl).context("certificates")?;
+        if report.changed() {
+            out.step(format!(
+                "certificates in {}: {} created, {} re-issued",
+                ssl.display(),
+                report.created.len(),
+                report.reissued.len()
+            ));
+        }
+        return Ok(Certificates::Real(ssl));
+    }
+    let report = ez_pki::plan(&spec, &ssl).context("certificates")?;
+    for w in &report.warnings {
+        out.warn(format!("certificates: {w}"));
+    }
+    if !report.changed() {
+        return Ok(Certificates::Real(ssl));
+    }
+    out.step(format!(
+        "certificates in {}: {} would be created, {} re-issued (the dry run uses new ones made in a scratch copy)",
+        ssl.display(),
+        report.created.len(),
+        report.reissued.len()
+    ));
+    let scratch = tempfile::Builder::new()
+        .prefix("ezctl-dry-run-")
+        .tempdir()
+        .context("scratch folder for the dry run's certificates")?;
+    let copy = scratch.path().join("ssl");
+    if ssl.is_dir() {
+        copy_dir(&ssl, &copy)?;
+    }
+    ez_pki::ensure(&spec, &copy).context("certificates (scratch copy)")?;
+    Ok(Certificates::Scratch(scratch))
+}
+
+/// Regular files of `from` into a new `to` (0700), modes kept.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(to)
+        .with_context(|| format!("creating {}", to.display()))?;
+    for e in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let e = e?;
+        let meta = e.metadata()?;
+        if meta.is_file() {
+            let dest = to.join(e.file_name());
+            std::fs::copy(e.path(), &dest)
+                .with_context(|| format!("copying {}", e.path().display()))?;
+            std::fs::set_permissions(
+                &dest,
+                std::fs::Permissions::from_mode(meta.permissions().mode()),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Run playbooks: lock the cluster, make sure the certificates exist, run,
+/// render events. Returns the recap. A dry run takes no lock and writes
+/// nothing on the controller (no certificates, no run log).
 pub fn execute(
+    home: &Home,
     cluster: &Cluster,
-    plan: &Plan,
+    roles_dir: &std::path::Path,
+    playbooks: &[ez_engine::Playbook],
     opts: &RunOpts,
     out: &Output,
     command: &str,
 ) -> Result<Recap> {
-    let lock = Lock::acquire(&cluster.dir, command)
-        .map_err(|e| Failure::new(ExitCode::Locked, e.to_string()))?;
-    if let Some(prev) = lock.taken_over() {
-        eprintln!(
-            "warning: took over a stale lock of pid {} ({} since {})",
-            prev.pid, prev.command, prev.since
-        );
+    if opts.dry_run && opts.accept_new {
+        bail!(Failure::usage(
+            "--dry-run records nothing, not even host keys: pin them with a run without --dry-run (or add them to the cluster's known_hosts)"
+        ));
     }
-    let ssl = view::ssl_dir(&cluster.dir);
-    let report = ez_pki::ensure(&view::pki_spec(cluster), &ssl).context("certificates")?;
-    if !out.json && report.changed() {
-        eprintln!(
-            "certificates in {}: {} created, {} re-issued",
-            ssl.display(),
-            report.created.len(),
-            report.reissued.len()
-        );
-    }
+    // Input errors come before anything else, with the real paths.
+    build_plan(
+        home,
+        cluster,
+        roles_dir,
+        playbooks,
+        opts,
+        &view::ssl_dir(&cluster.dir),
+    )?;
+    let lock = if opts.dry_run {
+        None
+    } else {
+        let lock = Lock::acquire(&cluster.dir, command)
+            .map_err(|e| Failure::new(ExitCode::Locked, e.to_string()))?;
+        if let Some(prev) = lock.taken_over() {
+            out.warn(format!(
+                "took over a stale lock of pid {} ({} since {})",
+                prev.pid, prev.command, prev.since
+            ));
+        }
+        Some(lock)
+    };
+    let certs = certificates(cluster, opts.dry_run, out)?;
+    let plan = build_plan(home, cluster, roles_dir, playbooks, opts, &certs.path())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -126,25 +221,31 @@ pub fn execute(
             ..RunOptions::default()
         };
         let recap =
-            crate::run::run_plan(cluster, connector.clone(), plan, options, out, "setup").await;
+            crate::run::run_plan(cluster, connector.clone(), &plan, options, out, "setup").await;
         connector.pool().close_all().await;
         recap
     })?;
+    drop(certs);
     drop(lock);
     Ok(recap)
 }
 
 /// Print the recap and turn failures into the exit code.
-pub fn finish(recap: &Recap, out: &Output) -> Result<()> {
+pub fn finish(recap: &Recap, out: &Output, command: &str) -> Result<()> {
     if out.json {
-        println!(
-            "{}",
-            serde_json::json!({ "event": "recap", "recap": recap })
-        );
+        out.emit(&serde_json::json!({ "event": "recap", "recap": recap }));
     } else {
         eprint!("{}", progress::recap(recap, out.style));
     }
     if recap.ok() {
+        out.result(
+            command,
+            serde_json::json!({
+                "dry_run": recap.dry_run,
+                "changed": recap.total_changed(),
+                "unknown": recap.total_unknown(),
+            }),
+        );
         Ok(())
     } else {
         bail!(Failure::new(

@@ -59,16 +59,36 @@ pub fn regular(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Remove all but the newest `keep` regular snapshots; returns what went.
-pub fn prune(dir: &Path, keep: usize) -> std::io::Result<Vec<PathBuf>> {
-    let all = regular(dir)?;
-    let excess = all.len().saturating_sub(keep.max(1));
+/// Remove all but `keep` regular snapshots: the one just saved, whatever
+/// its stamp says, and the newest of the others; returns what went.
+///
+/// Stamps come from the controller's clock. After the clock went back (a
+/// bad RTC, an NTP step), the snapshot just taken had the oldest stamp and
+/// was the first one deleted, leaving only snapshots older than it.
+pub fn prune(dir: &Path, keep: usize, just_saved: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let others: Vec<PathBuf> = regular(dir)?
+        .into_iter()
+        .filter(|p| p.file_name() != just_saved.file_name())
+        .collect();
+    let excess = others.len().saturating_sub(keep.max(1) - 1);
     let mut removed = Vec::new();
-    for path in all.into_iter().take(excess) {
+    for path in others.into_iter().take(excess) {
         std::fs::remove_file(&path)?;
         removed.push(path);
     }
     Ok(removed)
+}
+
+/// Regular snapshots stamped later than `just_saved`: the clock went back.
+pub fn from_the_future(dir: &Path, just_saved: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let name = just_saved.file_name().map(|n| n.to_os_string());
+    Ok(regular(dir)?
+        .into_iter()
+        .filter(|p| {
+            name.as_deref()
+                .is_some_and(|n| p.file_name().is_some_and(|f| f > n))
+        })
+        .collect())
 }
 
 /// Copy `src` to `dest` through a 0600 temporary sibling and a rename, so
@@ -143,7 +163,8 @@ mod tests {
         touch(d, LATEST);
         touch(d, &safety_name("20240101000000"));
         touch(d, "notes.txt");
-        let removed = prune(d, 2).unwrap();
+        let newest = d.join(regular_name("20250103000000"));
+        let removed = prune(d, 2, &newest).unwrap();
         assert_eq!(
             names(&removed),
             ["snapshot_20241231235959.db", "snapshot_20250101000000.db"]
@@ -155,10 +176,33 @@ mod tests {
         for other in [LATEST, "before-restore_20240101000000.db", "notes.txt"] {
             assert!(d.join(other).exists(), "{other} must stay");
         }
-        assert!(prune(d, 5).unwrap().is_empty());
+        assert!(prune(d, 5, &newest).unwrap().is_empty());
         // keep 0 is treated as 1: a backup never deletes the one it just made.
-        assert_eq!(prune(d, 0).unwrap().len(), 1);
-        assert_eq!(regular(d).unwrap().len(), 1);
+        assert_eq!(prune(d, 0, &newest).unwrap().len(), 1);
+        assert_eq!(names(&regular(d).unwrap()), ["snapshot_20250103000000.db"]);
+    }
+
+    /// The clock went back: the snapshot just taken has the oldest stamp.
+    /// It stays, with the newest of the others; it was deleted first.
+    #[test]
+    fn prune_keeps_the_snapshot_just_taken_when_the_clock_went_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        for s in ["20990101000000", "20990102000000", "20990103000000"] {
+            touch(d, &regular_name(s));
+        }
+        let now = d.join(regular_name("20240601000000"));
+        touch(d, &regular_name("20240601000000"));
+        let removed = prune(d, 2, &now).unwrap();
+        assert_eq!(
+            names(&removed),
+            ["snapshot_20990101000000.db", "snapshot_20990102000000.db"]
+        );
+        assert!(now.exists(), "the snapshot just taken was pruned");
+        assert_eq!(
+            names(&from_the_future(d, &now).unwrap()),
+            ["snapshot_20990103000000.db"]
+        );
     }
 
     #[test]

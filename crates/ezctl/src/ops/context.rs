@@ -74,24 +74,14 @@ impl<'a> Ops<'a> {
             .collect()
     }
 
-    /// A progress line for people (stderr), or a JSON line for CI (stdout).
+    /// A progress line for people (stderr), or a `step` event.
     pub fn say(&self, message: impl AsRef<str>) {
-        let message = message.as_ref();
-        if self.out.json {
-            println!("{}", json!({"event": "step", "message": message}));
-        } else {
-            eprintln!("{} {message}", self.out.style.bold("==>"));
-        }
+        self.out.step(message);
     }
 
     /// A warning that does not stop the command.
     pub fn warn(&self, message: impl AsRef<str>) {
-        let message = message.as_ref();
-        if self.out.json {
-            println!("{}", json!({"event": "warning", "message": message}));
-        } else {
-            eprintln!("{} {message}", self.out.style.red("warning:"));
-        }
+        self.out.warn(message);
     }
 
     /// The cluster lock for the whole command.
@@ -121,15 +111,9 @@ impl<'a> Ops<'a> {
         Ok(report)
     }
 
-    /// The engine's view of a cluster, plus `group_names` on every host
-    /// (its inventory groups, like Ansible's variable of that name).
+    /// The engine's view of a cluster (the same for every command).
     pub fn targets(&self, cluster: &Cluster) -> Targets {
-        let mut t = view::targets(self.home, cluster);
-        for h in &mut t.hosts {
-            let groups: Vec<String> = h.groups.iter().cloned().collect();
-            h.vars.insert("group_names".into(), json!(groups));
-        }
-        t
+        view::targets(self.home, cluster)
     }
 
     /// Run `playbooks/<name>.yml` on `targets`, reaching hosts as `conn`
@@ -149,10 +133,8 @@ impl<'a> Ops<'a> {
         }
         let recap = self.execute(conn, &plan, label)?;
         if self.out.json {
-            println!(
-                "{}",
-                json!({ "event": "recap", "label": label, "recap": recap })
-            );
+            self.out
+                .emit(&json!({ "event": "recap", "label": label, "recap": recap }));
         } else {
             eprint!("{}", progress::recap(&recap, self.out.style));
         }

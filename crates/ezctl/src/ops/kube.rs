@@ -218,7 +218,7 @@ impl Kube {
             "--force",
             t.as_str(),
         ];
-        let out = self.run(&args, None, timeout + Duration::from_secs(30))?;
+        let out = self.run(&args, None, timeout.saturating_add(Duration::from_secs(30)))?;
         if out.ok() {
             return Ok(());
         }

@@ -83,7 +83,9 @@ pub async fn run(
 ) -> Result<Recap> {
     let recap =
         crate::run::run_plan(cluster, connector, plan, RunOptions::default(), out, label).await?;
-    if !out.json && !recap.ok() {
+    if out.json {
+        out.emit(&serde_json::json!({ "event": "recap", "label": label, "recap": recap }));
+    } else if !recap.ok() {
         eprint!("{}", progress::recap(&recap, out.style));
     }
     Ok(recap)

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use ez_ssh::{connect, FileKind, SshError, UploadOutcome};
 
-use crate::support::{self, pseudo_random, sha256sum, Sshd};
+use crate::support::{self, pseudo_random, sha256sum, Sshd, SshdConfig};
 
 /// Files in `dir` other than `keep` (temp files an upload left behind).
 fn strays(dir: &Path, keep: &str) -> Vec<String> {
@@ -330,7 +330,7 @@ async fn write_file_sends_without_probing_in_one_channel_body() {
         let channels_before = s.channels_opened();
         let sent_before = s.bytes_sent();
         let out = s
-            .write_file("same content\n", dest_s, 0o600, None)
+            .write_file("same content\n", dest_s, Some(0o600), None)
             .await
             .expect("write_file");
         // Same content the second time: still sent, in one channel, no probe.
@@ -344,8 +344,93 @@ async fn write_file_sends_without_probing_in_one_channel_body() {
     }
     // A missing source file is a clear error naming it, and nothing is sent.
     let err = s
-        .write_file(sshd.dir.path().join("no-such-file"), dest_s, 0o644, None)
+        .write_file(
+            sshd.dir.path().join("no-such-file"),
+            dest_s,
+            Some(0o644),
+            None,
+        )
         .await
         .expect_err("missing source");
     assert!(err.to_string().contains("no-such-file"), "{err}");
+}
+
+/// `write_file` without a mode keeps the mode of the file it replaces (a
+/// 0600 key stayed 0644 when ezctl rewrote it without one), a new file is
+/// 0644; and the temp file is fsynced before the rename: a `sync` first in
+/// the server's PATH logs what it was asked to flush.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_file_keeps_the_mode_and_syncs_before_the_rename() {
+    support::bounded(write_file_keeps_the_mode_and_syncs_before_the_rename_body()).await
+}
+
+async fn write_file_keeps_the_mode_and_syncs_before_the_rename_body() {
+    let Some(()) = support::ready("write_file keeps the mode") else {
+        return;
+    };
+    let shim = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(shim.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let log = shim.path().join("sync.log");
+    let real_sync = support::which("sync").expect("sync");
+    std::fs::write(
+        shim.path().join("sync"),
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = -- ] || {{ [ -f \"$a\" ] && echo \"file $a\" || echo \"dir $a\"; }}; done >> {}\nexec {} \"$@\"\n",
+            log.display(),
+            real_sync.display()
+        ),
+    )
+    .expect("shim");
+    std::fs::set_permissions(
+        shim.path().join("sync"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .expect("chmod shim");
+    let sshd = Sshd::start_with(SshdConfig {
+        extra: vec![format!(
+            "SetEnv PATH={}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+            shim.path().display()
+        )],
+        ..Default::default()
+    });
+    let opts = sshd.options(sshd.dir.path());
+    let s = connect(&sshd.host("root"), &opts).await.expect("connect");
+    let dir = sshd.dir.path().join("remote/k");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let key = dir.join("etcd-key.pem");
+    std::fs::write(&key, "old\n").expect("key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    s.write_file("new\n", key.to_str().unwrap(), None, None)
+        .await
+        .expect("write_file");
+    assert_eq!(std::fs::read(&key).expect("key"), b"new\n");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o7777,
+        0o600
+    );
+    let fresh = dir.join("fresh.conf");
+    s.write_file("x\n", fresh.to_str().unwrap(), None, None)
+        .await
+        .expect("write_file");
+    assert_eq!(
+        std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o7777,
+        0o644
+    );
+    let synced = std::fs::read_to_string(&log).unwrap_or_default();
+    let files: Vec<&str> = synced.lines().filter(|l| l.starts_with("file ")).collect();
+    assert_eq!(
+        files.len(),
+        2,
+        "one fsync of each temp file before its rename:\n{synced}"
+    );
+    assert!(
+        files.iter().all(|l| l.contains("/.ezctl-upload.")),
+        "{synced}"
+    );
+    assert!(
+        synced
+            .lines()
+            .any(|l| l == format!("dir {}", dir.display())),
+        "{synced}"
+    );
 }

@@ -1,3 +1,5 @@
+//! How ezctl reaches and writes on real machines over SSH.
+//!
 //! A cluster-wide jump host that is also one of the inventory's hosts: the
 //! run completes, that host is reached directly, every other host through
 //! it (their sshd sees the jump host as the client), with the inventory's
@@ -125,4 +127,44 @@ fn a_cluster_wide_jump_host_that_is_an_inventory_host() {
         let want = if *ip == jump { &controller } else { &jump };
         assert!(out.contains(&format!("via-{want}")), "{ip}: {out}");
     }
+}
+
+/// A file written without a mode keeps the mode of the file it replaces:
+/// ezctl's SSH transport made an existing 0600 file 0644.
+#[test]
+fn a_copy_without_a_mode_keeps_the_mode_of_the_file_it_replaces() {
+    let Some(env) = common::env(3) else { return };
+    let ip = env.lab.hosts()[1].ip.to_string();
+    let (code, out) = env.on(
+        &ip,
+        "printf old > /root/ezctl-mode-test && chmod 600 /root/ezctl-mode-test && rm -f /root/ezctl-mode-new",
+    );
+    assert_eq!(code, 0, "{out}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tasks = dir.path().join("roles/modes/tasks.yml");
+    std::fs::create_dir_all(tasks.parent().unwrap()).expect("mkdir");
+    std::fs::write(
+        &tasks,
+        "- name: replace a private file\n  copy: { content: \"new\\n\", dest: /root/ezctl-mode-test }\n- name: a new file\n  copy: { content: \"x\\n\", dest: /root/ezctl-mode-new }\n",
+    )
+    .expect("role");
+    let playbook = dir.path().join("modes.yml");
+    std::fs::write(&playbook, format!("- {{ role: modes, hosts: \"{ip}\" }}\n")).expect("playbook");
+    let (ok, out) = ezctl_within(
+        &env.home,
+        &[
+            "play",
+            &env.cluster,
+            playbook.to_str().unwrap(),
+            "--roles",
+            dir.path().join("roles").to_str().unwrap(),
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(ok, "{out}");
+    let (_, stat) = env.on(
+        &ip,
+        "cat /root/ezctl-mode-test; stat -c %a /root/ezctl-mode-test /root/ezctl-mode-new",
+    );
+    assert_eq!(stat, "new\n600\n644\n", "content and modes");
 }
