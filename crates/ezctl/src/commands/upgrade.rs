@@ -159,9 +159,16 @@ pub fn run(home: &Home, args: &UpgradeArgs<'_>, out: &Output) -> Result<()> {
     check_rules(&found, &bundle, &state)?;
     check_rules(&members, &bundle, &UpgradeState::new(&target.text))?;
     let etcd_todo: Vec<&Found> = members.iter().filter(|f| !f.at_target(&bundle)).collect();
+    // A node this upgrade cordoned is stepped again even when it reached
+    // the target on its own since the last run (its kubelet came back, with
+    // the new binary already in place): the step ends with it Ready and
+    // uncordoned, where skipping it would leave it cordoned for good.
     let todo: Vec<&Found> = found
         .iter()
-        .filter(|f| !state.is_done(&f.host.ip.to_string()) && !f.at_target(&bundle))
+        .filter(|f| {
+            let ip = f.host.ip.to_string();
+            !state.is_done(&ip) && (!f.at_target(&bundle) || state.cordoned.contains(&ip))
+        })
         .collect();
     for f in &members {
         ops.say(format!(
@@ -180,6 +187,8 @@ pub fn run(home: &Home, args: &UpgradeArgs<'_>, out: &Output) -> Result<()> {
         let ip = f.host.ip.to_string();
         let verdict = if state.is_done(&ip) {
             "done earlier"
+        } else if state.cordoned.contains(&ip) {
+            "cordoned by the last run: to finish"
         } else if f.at_target(&bundle) {
             "already at target"
         } else {
