@@ -83,6 +83,16 @@ pub struct ClusterArg {
 }
 
 #[derive(Debug, Args)]
+pub struct KcaRenewArgs {
+    /// Cluster name (a folder under clusters/)
+    pub cluster: String,
+    /// The last, separate step: stop trusting the old CA and the old
+    /// service-account key (certificates and tokens they signed stop working)
+    #[arg(long)]
+    pub finish: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct RunOpts {
     /// Show what would change on each host, with diffs; change nothing
     #[arg(long)]
@@ -205,8 +215,10 @@ pub enum Command {
     DelMaster(DelHostArgs),
     /// Remove a worker node (drained, cleaned, deleted from the cluster)
     DelNode(DelHostArgs),
-    /// New CA and every certificate, pushed to the hosts (old set kept)
-    KcaRenew(ClusterArg),
+    /// Rotate the CA and the service-account key without an outage: trust
+    /// both, roll every component onto certificates of the new CA, restart
+    /// the system pods; `--finish` then drops the old CA and key
+    KcaRenew(KcaRenewArgs),
     /// Issue (-A), revoke (-D) or list (-L) user kubeconfigs
     KcfgAdm {
         cluster: String,

@@ -203,7 +203,9 @@ fn run(cli: Cli, out: &output::Output) -> anyhow::Result<()> {
         ),
         Command::DelMaster(a) => commands::scale::del_master(&home, &scale_del(&a), out),
         Command::DelNode(a) => commands::scale::del_node(&home, &scale_del(&a), out),
-        Command::KcaRenew(c) => commands::pki_cmds::kca_renew(&home, &c.cluster, false, out),
+        Command::KcaRenew(c) => {
+            commands::pki_cmds::kca_renew(&home, &c.cluster, c.finish, false, out)
+        }
         Command::KcfgAdm {
             cluster,
             add,

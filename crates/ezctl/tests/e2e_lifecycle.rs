@@ -1,8 +1,10 @@
 //! Users, certificate renewal, stop/start and destroy on 7 real machines,
 //! in that order (each step needs the cluster the previous one left):
-//! kcfg-adm kubeconfigs that real kubectl uses, kca-renew (the old admin
-//! kubeconfig is refused afterwards, every component talks with the new
-//! certs), stop and start in order, destroy (refused off a terminal without
+//! kcfg-adm kubeconfigs that real kubectl uses, kca-renew in phases (a
+//! workload polled every 0.2 s sees no failed request, no node goes
+//! NotReady, service-account tokens and certificates of the old CA keep
+//! working until `--finish`, which then refuses them), stop and start in
+//! order, destroy (refused off a terminal without
 //! --yes; leaves nothing behind on the hosts, keeps the cluster folder).
 //! Needs root and the lab; says why and passes without checking where
 //! those are missing.
@@ -24,6 +26,101 @@ fn kubectl_as(kubeconfig: &str, master: &str, args: &[&str]) -> std::process::Ou
         .args(args)
         .output()
         .expect("run kubectl")
+}
+
+/// kubectl with a kubeconfig's user, trusting `ca` for the server (its own
+/// CA data may predate a rotation).
+fn kubectl_as_trusting(
+    kubeconfig: &str,
+    ca: &str,
+    master: &str,
+    args: &[&str],
+) -> std::process::Output {
+    let mut all = vec![format!("--certificate-authority={ca}")];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    kubectl_as(kubeconfig, master, &all)
+}
+
+/// Who the apiserver says a bearer token is (`kubectl auth whoami`), or why
+/// it refused.
+fn whoami(env: &Env, master: &str, token: &str) -> Result<String, String> {
+    let out = std::process::Command::new(env.home.join("bin/kubectl"))
+        .arg("--kubeconfig=/dev/null")
+        .arg(format!("--server=https://{master}:6443"))
+        .arg(format!("--certificate-authority={}", env.ssl("ca.pem")))
+        .arg(format!("--token={token}"))
+        .args([
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ])
+        .output()
+        .expect("run kubectl");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(text(&out))
+    }
+}
+
+/// Samples every node's Ready condition every 2 s through the masters (a
+/// master being restarted is skipped for that sample) until finished; a
+/// node seen NotReady fails the test.
+struct NodeWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl NodeWatch {
+    fn start(env: &'static Env, masters: Vec<String>) -> NodeWatch {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let (mut samples, mut not_ready) = (0, Vec::new());
+            let mut i = 0;
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                let master = &masters[i % masters.len()];
+                i += 1;
+                let out = env.kubectl(
+                    master,
+                    &[
+                        "get",
+                        "nodes",
+                        "--request-timeout=3s",
+                        "-o",
+                        "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+                    ],
+                );
+                if out.status.success() {
+                    samples += 1;
+                    for line in String::from_utf8_lossy(&out.stdout).lines() {
+                        if !line.ends_with("=True") {
+                            not_ready.push(line.to_string());
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            (samples, not_ready)
+        });
+        NodeWatch { stop, handle }
+    }
+
+    fn finish(self, during: &str) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (samples, not_ready) = self.handle.join().expect("node watch thread");
+        eprintln!(
+            "node watch during {during}: {samples} samples, {} NotReady",
+            not_ready.len()
+        );
+        assert!(samples > 0, "no node sample during {during}");
+        assert!(
+            not_ready.is_empty(),
+            "nodes NotReady during {during}: {not_ready:?}"
+        );
+    }
 }
 
 /// Every node's Ready heartbeat is newer than `since` (RFC 3339, UTC).
@@ -192,17 +289,49 @@ fn users_renewal_stop_start_destroy() {
         );
     }
 
-    // --- kca-renew: new CA everywhere, the old admin kubeconfig refused.
+    // --- kca-renew: the CA and the service-account key rotate without an
+    //     outage. A workload is polled through it; nodes are sampled for
+    //     NotReady; a service-account token minted before it keeps working
+    //     until --finish; the old admin kubeconfig and alice (old CA) keep
+    //     working until --finish and are refused after it.
     let old_admin = env.cluster_dir().join("old-admin.kubeconfig");
     std::fs::copy(env.ssl("kubectl.kubeconfig"), &old_admin).expect("copy");
+    let old_admin = old_admin.display().to_string();
     let old_ca = std::fs::read(env.ssl("ca.pem")).expect("ca");
+    let out = env.kubectl(
+        m,
+        &[
+            "create",
+            "token",
+            "default",
+            "-n",
+            "default",
+            "--duration=2h",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let old_token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(
+        whoami(env, m, &old_token),
+        Ok("system:serviceaccount:default:default".to_string())
+    );
+    let workload = common::workload::Workload::deploy(env, m, "probe", 2);
     let renewed_at = utc_now();
     std::thread::sleep(Duration::from_secs(1));
+    let watch = NodeWatch::start(env, masters.clone());
+    let probe = workload.probe(&workers);
     timed(env, "kca-renew", &[]);
-    assert_ne!(
-        std::fs::read(env.ssl("ca.pem")).expect("ca"),
-        old_ca,
-        "same CA after kca-renew"
+    probe.finish("kca-renew").assert_no_failures("kca-renew");
+    watch.finish("kca-renew");
+    let bundle = std::fs::read_to_string(env.ssl("ca.pem")).expect("ca");
+    assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 2, "{bundle}");
+    assert!(
+        bundle.contains(String::from_utf8_lossy(&old_ca).trim_end()),
+        "the old CA is still trusted"
+    );
+    assert!(
+        !bundle.starts_with(String::from_utf8_lossy(&old_ca).trim_end()),
+        "the new CA signs"
     );
     let backups: Vec<_> = std::fs::read_dir(env.cluster_dir())
         .expect("cluster dir")
@@ -214,22 +343,49 @@ fn users_renewal_stop_start_destroy() {
         std::fs::read(backups[0].path().join("ca.pem")).expect("backup ca"),
         old_ca
     );
+    let ca_file = env.ssl("ca.pem");
     for master in &masters {
-        let out = kubectl_as(&old_admin.display().to_string(), master, &["get", "nodes"]);
+        // Served by a certificate of the new CA, which the old admin
+        // kubeconfig's CA data does not know: the client is given the
+        // bundle, the server still accepts the old client certificate.
+        let out = kubectl_as_trusting(&old_admin, &ca_file, master, &["get", "nodes"]);
         assert!(
-            !out.status.success(),
-            "{master} accepts the old admin kubeconfig"
+            out.status.success(),
+            "{master} refuses the old admin before --finish: {}",
+            text(&out)
         );
-        let out = kubectl_as(&alice, master, &["get", "nodes"]);
+        let out = kubectl_as_trusting(&alice, &ca_file, master, &["get", "nodes"]);
         assert!(
-            !out.status.success(),
-            "{master} accepts a user of the old CA"
+            out.status.success(),
+            "{master} refuses alice before --finish: {}",
+            text(&out)
         );
         assert!(
             day2::ready(env, master),
             "{master} not ready with the new certs"
         );
+        // The master serves the re-issued certificate (the controller's,
+        // not the backup's).
+        let (code, served) = env.on(master, "sha256sum /etc/kubernetes/ssl/kubernetes.pem");
+        assert_eq!(code, 0, "{served}");
+        let sum = |p: &std::path::Path| {
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+                std::fs::read(p).expect("read cert"),
+            ))
+        };
+        let now = sum(std::path::Path::new(&env.ssl("kubernetes.pem")));
+        let before = sum(&backups[0].path().join("kubernetes.pem"));
+        assert_ne!(now, before, "kubernetes.pem was not re-issued");
+        assert!(
+            served.starts_with(&now),
+            "{master} serves {served}, not {now}"
+        );
     }
+    assert_eq!(
+        whoami(env, m, &old_token),
+        Ok("system:serviceaccount:default:default".to_string()),
+        "a token of the old key stops working before --finish"
+    );
     let endpoints: Vec<String> = etcd.iter().map(|ip| format!("https://{ip}:2379")).collect();
     let out = env.etcdctl(&endpoints.join(","), &["endpoint", "health"]);
     assert!(
@@ -239,7 +395,59 @@ fn users_renewal_stop_start_destroy() {
     );
     // kubelets report through the apiservers with their new certs.
     heartbeats_after(env, m, &renewed_at, Duration::from_secs(60));
+    assert_eq!(
+        std::fs::read_to_string(env.cluster_dir().join("kca-renew.pending"))
+            .expect("the rotation waits for --finish")
+            .trim(),
+        "finish"
+    );
+    // A second kca-renew does not start another rotation over this one.
+    let out = attempt(env, "kca-renew", &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("--finish"), "{}", text(&out));
+
+    // --finish: only the new CA and key; the old ones are refused.
+    let watch = NodeWatch::start(env, masters.clone());
+    let probe = workload.probe(&workers);
+    timed(env, "kca-renew", &["--finish"]);
+    probe
+        .finish("kca-renew --finish")
+        .assert_no_failures("kca-renew --finish");
+    watch.finish("kca-renew --finish");
+    let ca = std::fs::read_to_string(env.ssl("ca.pem")).expect("ca");
+    assert_eq!(ca.matches("BEGIN CERTIFICATE").count(), 1, "{ca}");
+    assert!(!ca.contains(String::from_utf8_lossy(&old_ca).trim_end()));
+    for master in &masters {
+        let out = kubectl_as_trusting(&old_admin, &ca_file, master, &["get", "nodes"]);
+        assert!(
+            !out.status.success(),
+            "{master} accepts the old admin kubeconfig after --finish"
+        );
+        let out = kubectl_as_trusting(&alice, &ca_file, master, &["get", "nodes"]);
+        assert!(
+            !out.status.success(),
+            "{master} accepts a user of the old CA after --finish"
+        );
+        assert!(
+            day2::ready(env, master),
+            "{master} not ready after --finish"
+        );
+    }
+    let refused = whoami(env, m, &old_token);
+    assert!(
+        refused.as_ref().is_err_and(|e| e.contains("Unauthorized")),
+        "a token of the old key after --finish: {refused:?}"
+    );
+    let out = env.kubectl(m, &["create", "token", "default", "-n", "default"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let new_token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(
+        whoami(env, m, &new_token),
+        Ok("system:serviceaccount:default:default".to_string())
+    );
     assert!(!env.cluster_dir().join("kca-renew.pending").exists());
+    let out = env.kubectl(m, &["delete", "deployment,service,pdb", "probe"]);
+    assert!(out.status.success(), "{}", text(&out));
 
     // --- stop: everything down, etcd last; start: back in order.
     timed(env, "stop", &[]);

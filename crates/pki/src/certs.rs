@@ -597,7 +597,7 @@ impl Ca {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::spec::{ExLb, NodeCert};
 

@@ -250,7 +250,17 @@ fn ensure_with(spec: &PkiSpec, dir: &Path, now: SystemTime, out: Out) -> Result<
 
     // Stale: files we would have made for a spec we no longer have.
     let mut expected: BTreeSet<String> = BTreeSet::new();
-    for f in [names::CA_CERT, names::CA_KEY, names::SA_KEY, names::SA_PUB] {
+    for f in [
+        names::CA_CERT,
+        names::CA_KEY,
+        names::SA_KEY,
+        names::SA_PUB,
+        names::CA_NEXT_CERT,
+        names::CA_NEXT_KEY,
+        names::SA_NEXT_KEY,
+        names::SA_PUB_EXTRA,
+        names::CA_PREVIOUS_CERT,
+    ] {
         expected.insert(f.to_string());
     }
     for p in &profiles {
@@ -399,10 +409,19 @@ fn ensure_sa(dir: &Path, out: Out, report: &mut Report) -> Result<()> {
             key
         }
     };
+    // During a CA rotation the other key is trusted too (crate::rotation).
+    let mut public = key.public_key_pem();
+    if let Some(extra) = read_opt(&dir.join(names::SA_PUB_EXTRA))? {
+        public = format!(
+            "{}\n{}\n",
+            public.trim_end(),
+            String::from_utf8_lossy(&extra).trim_end()
+        );
+    }
     ensure_file(
         dir,
         names::SA_PUB,
-        key.public_key_pem().as_bytes(),
+        public.as_bytes(),
         MODE_PUBLIC,
         out,
         report,

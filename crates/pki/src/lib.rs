@@ -38,6 +38,7 @@ mod expiry;
 mod fsutil;
 mod kubeconfig;
 pub mod names;
+pub mod rotation;
 mod spec;
 mod users;
 

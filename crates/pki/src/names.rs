@@ -37,7 +37,19 @@ pub const REGISTRY: &str = "registry";
 /// `--service-account-signing-key-file` / controller-manager `--service-account-private-key-file`.
 pub const SA_KEY: &str = "sa.key";
 /// Service-account public key (PEM): apiserver `--service-account-key-file`.
+/// During a rotation it also holds the other key's public half.
 pub const SA_PUB: &str = "sa.pub";
+/// During a CA rotation ([`crate::rotation`]): the next CA, before it signs.
+pub const CA_NEXT_CERT: &str = "ca-next.pem";
+/// The next CA's key.
+pub const CA_NEXT_KEY: &str = "ca-next-key.pem";
+/// The next service-account key.
+pub const SA_NEXT_KEY: &str = "sa-next.key";
+/// The other service-account public key trusted during a rotation (the
+/// next one, then the previous one); appended to `sa.pub`.
+pub const SA_PUB_EXTRA: &str = "sa-extra.pub";
+/// The previous CA, trusted (in the `ca.pem` bundle) until the rotation ends.
+pub const CA_PREVIOUS_CERT: &str = "ca-previous.pem";
 
 /// Admin kubeconfig, server = ex-lb VIP if any, else the first master.
 pub const KUBECTL_KUBECONFIG: &str = "kubectl.kubeconfig";

@@ -15,46 +15,200 @@ use crate::ops::kube::Kube;
 use crate::ops::mark;
 use crate::view;
 
-/// Written after the renewal, removed after the push: a re-run after a
-/// failed push pushes the same new set instead of making yet another CA.
+/// Where a rotation is (one word): written before each phase's controller
+/// step, so the same command after a failure resumes where it stopped, and
+/// removed by `--finish`.
 const RENEW_PENDING: &str = "kca-renew.pending";
 
-pub fn kca_renew(home: &Home, name: &str, accept_new: bool, out: &Output) -> Result<()> {
+/// The phases of `kca-renew`, in order (see [`ez_pki::rotation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    /// Both CAs and both service-account keys trusted: roll everything.
+    Trust,
+    /// The new CA signs: roll everything onto its certificates.
+    Switched,
+    /// Restart the system pods that hold the old CA and tokens.
+    Pods,
+    /// Waits for `--finish`.
+    Finish,
+    /// `--finish` started: drop the old CA and key, roll everything.
+    Finishing,
+}
+
+impl Stage {
+    fn word(self) -> &'static str {
+        match self {
+            Stage::Trust => "trust",
+            Stage::Switched => "switched",
+            Stage::Pods => "pods",
+            Stage::Finish => "finish",
+            Stage::Finishing => "finishing",
+        }
+    }
+
+    fn parse(word: &str) -> Option<Stage> {
+        [
+            Stage::Trust,
+            Stage::Switched,
+            Stage::Pods,
+            Stage::Finish,
+            Stage::Finishing,
+        ]
+        .into_iter()
+        .find(|s| s.word() == word.trim())
+    }
+}
+
+pub fn kca_renew(
+    home: &Home,
+    name: &str,
+    finish: bool,
+    accept_new: bool,
+    out: &Output,
+) -> Result<()> {
     let started = Instant::now();
     let cluster = home.load(name)?;
     let ops = Ops::new(home, out, accept_new)?;
     let _lock = ops.lock(&cluster, &format!("kca-renew {name}"))?;
     let ssl = view::ssl_dir(&cluster.dir);
+    let spec = view::pki_spec(&cluster);
     let marker = cluster.dir.join(RENEW_PENDING);
-    if marker.exists() {
-        let backup = std::fs::read_to_string(&marker).unwrap_or_default();
+    let stage = match std::fs::read_to_string(&marker) {
+        Ok(word) => Some(Stage::parse(&word).ok_or_else(|| {
+            Failure::new(
+                ExitCode::Input,
+                format!(
+                    "{} says {:?}, not a kca-renew phase; if no rotation is under way, remove it",
+                    marker.display(),
+                    word.trim()
+                ),
+            )
+        })?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", marker.display())),
+    };
+    let set = |s: Stage| -> Result<()> {
+        std::fs::write(&marker, format!("{}\n", s.word()))
+            .with_context(|| format!("writing {}", marker.display()))
+    };
+    let push = |label: &str| -> Result<()> {
+        ops.ensure_pki(&cluster)?;
+        ops.run_playbook(&cluster, renew_targets(&ops, &cluster), "41-kca-renew", label)
+            .map_err(|e| {
+                e.context(format!(
+                    "the rotation stopped in its `{label}` phase; fix the cause and run `ezctl kca-renew {name}{}` again: it continues from there",
+                    if finish { " --finish" } else { "" }
+                ))
+            })?;
+        Ok(())
+    };
+
+    if finish {
+        match stage {
+            Some(Stage::Finish | Stage::Finishing) => {}
+            _ => bail!(Failure::new(
+                ExitCode::Input,
+                format!(
+                    "no rotation of {name} waits for --finish{}; `ezctl kca-renew {name}` starts one",
+                    stage.map_or(String::new(), |s| format!(" (it is in its `{}` phase)", s.word()))
+                )
+            )),
+        }
+        set(Stage::Finishing)?;
+        ez_pki::rotation::finish(&ssl).context("dropping the old CA")?;
+        push("kca-renew finish")?;
+        std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))?;
         ops.say(format!(
-            "an earlier kca-renew made the certificates in {} but did not finish pushing them (previous set: {}); pushing them again",
-            ssl.display(),
-            backup.trim()
+            "kca-renew {name} finished in {:.1}s: only the new CA and service-account key are trusted now",
+            started.elapsed().as_secs_f64()
         ));
-    } else {
-        let renewal =
-            ez_pki::renew_all(&view::pki_spec(&cluster), &ssl).context("renewing the PKI")?;
-        let backup = renewal
-            .backup
-            .as_ref()
-            .map(|b| b.display().to_string())
-            .unwrap_or_else(|| "none".into());
-        std::fs::write(&marker, format!("{backup}\n"))
-            .with_context(|| format!("writing {}", marker.display()))?;
-        ops.say(format!(
-            "new CA and {} certificates/kubeconfigs in {}; the previous set is kept in {backup}",
-            renewal.report.created.len(),
-            ssl.display()
-        ));
+        return Ok(());
     }
-    let mut targets = ops.targets(&cluster);
+
+    let stage = match stage {
+        None => {
+            let backup = backup_ssl(&ssl)?;
+            ez_pki::rotation::begin(&spec, &ssl).context("making the new CA")?;
+            set(Stage::Trust)?;
+            ops.say(format!(
+                "a new CA and service-account key are made beside the current ones (the current set is copied to {}); phase 1: every component trusts both",
+                backup.display()
+            ));
+            Stage::Trust
+        }
+        Some(Stage::Finish) => bail!(Failure::new(
+            ExitCode::Input,
+            format!(
+                "the rotation of {name} is done but for its last step: run `ezctl kca-renew {name} --finish` once every client has its new kubeconfig"
+            )
+        )),
+        Some(Stage::Finishing) => bail!(Failure::new(
+            ExitCode::Input,
+            format!("`ezctl kca-renew {name} --finish` did not complete: run it again")
+        )),
+        Some(s) => {
+            ops.say(format!(
+                "an earlier kca-renew stopped in its `{}` phase; continuing from there",
+                s.word()
+            ));
+            s
+        }
+    };
+    if stage <= Stage::Trust {
+        push("kca-renew trust")?;
+        ez_pki::rotation::switch(&ssl).context("switching to the new CA")?;
+        set(Stage::Switched)?;
+        ops.say("phase 2: the new CA signs; every component rolls onto its certificates");
+    }
+    if stage <= Stage::Switched {
+        push("kca-renew certificates")?;
+        set(Stage::Pods)?;
+    }
+    if stage <= Stage::Pods {
+        ops.say("phase 3: the system pods restart with the new CA and tokens");
+        restart_system_pods(home, &cluster, &ops)?;
+        set(Stage::Finish)?;
+    }
+    ops.say(format!(
+        "kca-renew {name}: every component runs on the new CA in {:.1}s; the old CA and service-account key are still trusted, so old user kubeconfigs and tokens keep working. Issue user kubeconfigs again (kcfg-adm -A, checkout), then drop the old CA with `ezctl kca-renew {name} --finish`.",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// A copy of the PKI directory beside it, before a rotation changes it.
+fn backup_ssl(ssl: &std::path::Path) -> Result<std::path::PathBuf> {
+    let parent = ssl.parent().unwrap_or(std::path::Path::new("."));
+    let stamp = crate::stamp::now();
+    let mut target = parent.join(format!("ssl-backup-{stamp}"));
+    let mut n = 1;
+    while target.exists() {
+        target = parent.join(format!("ssl-backup-{stamp}-{n}"));
+        n += 1;
+    }
+    std::fs::create_dir(&target).with_context(|| format!("creating {}", target.display()))?;
+    std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .with_context(|| format!("chmod {}", target.display()))?;
+    for entry in std::fs::read_dir(ssl).with_context(|| format!("listing {}", ssl.display()))? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            let dest = target.join(entry.file_name());
+            std::fs::copy(entry.path(), &dest)
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
+    Ok(target)
+}
+
+/// The targets of the push: every host, plus the registry and its clients
+/// where a registry is installed.
+fn renew_targets(ops: &Ops, cluster: &ez_inventory::Cluster) -> ez_engine::Targets {
+    let mut targets = ops.targets(cluster);
     let harbor: Vec<String> = cluster
         .group(Group::Harbor)
         .map(|h| h.ip.to_string())
         .collect();
-    let registries = ops.hosts_with(&cluster, &harbor, "/etc/registry/config.yml");
+    let registries = ops.hosts_with(cluster, &harbor, "/etc/registry/config.yml");
     if !registries.is_empty() {
         mark(&mut targets, "harbor_installed", &registries);
         let clients: Vec<String> = cluster
@@ -65,13 +219,45 @@ pub fn kca_renew(home: &Home, name: &str, accept_new: bool, out: &Output) -> Res
             .collect();
         mark(&mut targets, "registry_client", &clients);
     }
-    ops.run_playbook(&cluster, targets, "41-kca-renew", &format!("kca-renew {name}"))
-        .map_err(|e| e.context(format!("the new certificates are not on every host yet; fix the cause and run `ezctl kca-renew {name}` again (it pushes the same set)")))?;
-    std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))?;
-    ops.say(format!(
-        "kca-renew {name} done in {:.1}s. User kubeconfigs and any copy of the old admin kubeconfig (e.g. after `ezctl checkout`) are signed by the old CA: issue them again (kcfg-adm -A, checkout). Pods holding service-account tokens of the old key need a restart.",
-        started.elapsed().as_secs_f64()
-    ));
+    targets
+}
+
+/// The add-ons' pods (the pod network, CoreDNS) hold the old CA bundle and
+/// tokens of the old key: restart their DaemonSets and Deployments, one
+/// pod at a time as their rollout strategies say, and wait for them.
+fn restart_system_pods(home: &Home, cluster: &ez_inventory::Cluster, ops: &Ops) -> Result<()> {
+    let kube = Kube::pick(home, cluster, &[], ops.handle())?;
+    for ns in ["kube-system", "kube-flannel"] {
+        let listed = kube.run(
+            &["get", "daemonset,deployment", "-n", ns, "-o", "name"],
+            None,
+            std::time::Duration::from_secs(30),
+        )?;
+        if !listed.ok() {
+            continue;
+        }
+        let workloads: Vec<&str> = listed.stdout.lines().filter(|l| !l.is_empty()).collect();
+        for w in &workloads {
+            kube.ok(&["rollout", "restart", "-n", ns, w])?;
+        }
+        for w in &workloads {
+            let status = kube.run(
+                &["rollout", "status", "-n", ns, w, "--timeout=300s"],
+                None,
+                std::time::Duration::from_secs(320),
+            )?;
+            if !status.ok() {
+                bail!(Failure::new(
+                    ExitCode::Failed,
+                    format!(
+                        "{ns}/{w} did not roll out with the new CA: {}",
+                        status.stderr.trim()
+                    )
+                ));
+            }
+            ops.say(format!("{ns}/{w} restarted"));
+        }
+    }
     Ok(())
 }
 
