@@ -243,11 +243,15 @@ pub fn launch(m: &MachineState, lab: &str) -> Result<i32> {
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2);
-    // SAFETY: setsid is async-signal-safe; it detaches the launcher from our
-    // terminal and process group so it outlives `ezlab up`.
+    // SAFETY: setsid and close_range are async-signal-safe system calls.
+    // setsid detaches the launcher from our terminal and process group so it
+    // outlives `ezlab up`; closing every descriptor past stderr keeps the
+    // machine from holding what our caller had open (a `flock` around a
+    // test run, a pipe a CI runner waits on) for as long as it runs.
     unsafe {
         command.pre_exec(|| {
             libc::setsid();
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
             Ok(())
         });
     }

@@ -31,8 +31,32 @@ fn ezlab_up_status_ssh_down() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
 
+    // `up` runs with a descriptor of its caller open (as under `flock` or a
+    // CI runner's pipe); the machines it launches must not keep it.
+    let held = h.join("held-by-the-caller");
+    std::fs::write(&held, "").unwrap();
+    let with_fd = |inner: &str| {
+        cmd::run(
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("exec 9<'{}'; {inner}", held.display())),
+            Duration::from_secs(900),
+        )
+        .expect("sh ran")
+    };
+    let control = with_fd("ls -l /proc/self/fd/");
+    assert!(
+        control.stdout.contains(&held.display().to_string()),
+        "the caller's descriptor is not visible to its children: {}",
+        control.stdout
+    );
     let started = Instant::now();
-    let up = ezlab(h, &["up", "7", "--name", &name]);
+    let up = with_fd(&format!(
+        "exec '{}' --home '{}' up 7 --name {name}",
+        env!("CARGO_BIN_EXE_ezlab"),
+        h.display()
+    ));
+    println!("$ ezlab up 7 --name {name}\n{}{}", up.stdout, up.stderr);
     if !up.status.success() {
         let _ = ezlab(h, &["down", "--name", &name]);
         panic!("ezlab up failed");
@@ -42,6 +66,28 @@ fn ezlab_up_status_ssh_down() {
         started.elapsed().as_secs_f64()
     );
     let cleanup = CliDown(h, &name);
+    let lab = ez_lab::Lab::open(&name, Path::new(ez_lab::DEFAULT_STATE_ROOT)).expect("lab state");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(lab.dir().join("state.json")).expect("state.json"),
+    )
+    .expect("state JSON");
+    let launchers: Vec<i64> = state["machines"]
+        .as_array()
+        .expect("machines")
+        .iter()
+        .filter_map(|m| m["launcher_pid"].as_i64())
+        .collect();
+    assert_eq!(launchers.len(), 7, "{state}");
+    for pid in launchers {
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("launcher fds");
+        for fd in fds.flatten() {
+            let target = std::fs::read_link(fd.path()).unwrap_or_default();
+            assert_ne!(
+                target, held,
+                "machine launcher {pid} holds the caller's descriptor"
+            );
+        }
+    }
 
     let cluster = h.join("clusters").join(&name);
     let hosts_yml = std::fs::read_to_string(cluster.join("hosts.yml")).unwrap();
