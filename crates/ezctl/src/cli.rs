@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const AFTER_HELP: &str = "\
+All in one, on this machine (etcd, master and node on one host):
+  ezctl start-aio
+
 Typical first run:
   ezctl new mycluster                 # writes clusters/mycluster/{hosts.yml,config.yml}
   $EDITOR clusters/mycluster/hosts.yml
@@ -93,6 +96,26 @@ pub struct KcaRenewArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct StartAioArgs {
+    /// The host's IP address (default: this machine's own address)
+    pub host: Option<std::net::IpAddr>,
+    /// Name of the cluster to create (or to set up again)
+    #[arg(long, default_value = "default")]
+    pub cluster: String,
+    /// SSH user on the host
+    #[arg(long, default_value = "root")]
+    pub user: String,
+    /// SSH private key for the host (default: the SSH agent and ~/.ssh keys)
+    #[arg(long, value_name = "FILE")]
+    pub ssh_key: Option<PathBuf>,
+    /// Settings over the defaults, in config.yml form (KEY: value per line)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunOpts,
+}
+
+#[derive(Debug, Args)]
 pub struct RunOpts {
     /// Show what would change on each host, with diffs; change nothing
     #[arg(long)]
@@ -112,6 +135,9 @@ pub struct RunOpts {
 pub enum Command {
     /// Create clusters/<cluster>/ from the example, with versions from bin/versions.toml
     New(ClusterArg),
+    /// All in one: a one-host cluster (etcd, master and a node that takes
+    /// workloads) created and set up in one go, like kubeasz's start-aio
+    StartAio(StartAioArgs),
     /// List clusters; the current one (whose kubeconfig is ~/.kube/config) is marked
     List,
     /// Make a cluster's admin kubeconfig ~/.kube/config (the old one is backed up)

@@ -5,6 +5,7 @@
 
 mod cli;
 mod commands;
+mod endpoint;
 mod etcd;
 mod exit;
 mod home;
@@ -105,6 +106,18 @@ fn run(cli: Cli, out: &output::Output) -> anyhow::Result<()> {
     let home = Home::new(&cli.home);
     match cli.command {
         Command::New(c) => commands::new::run(&home, &c.cluster, out),
+        Command::StartAio(a) => commands::start_aio::run(
+            &home,
+            &commands::start_aio::Aio {
+                cluster: &a.cluster,
+                host: a.host,
+                user: &a.user,
+                ssh_key: a.ssh_key.as_deref(),
+                config: a.config.as_deref(),
+            },
+            &a.run,
+            out,
+        ),
         Command::List => commands::list::list(&home, out),
         Command::Checkout(c) => commands::list::checkout(&home, &c.cluster, out),
         Command::Check(c) => commands::check::run(&home, &c.cluster, out),

@@ -173,6 +173,7 @@ pub fn pki_spec(cluster: &Cluster) -> PkiSpec {
         ex_lb: d.ex_lb_vip.map(|vip| ExLb {
             vip,
             port: s.int("EX_APISERVER_PORT") as u16,
+            serving: crate::endpoint::admin_endpoint(cluster).vip_serving,
         }),
         master_cert_hosts: s.list("MASTER_CERT_HOSTS").to_vec(),
         dns_domain: s.text("CLUSTER_DNS_DOMAIN").to_string(),

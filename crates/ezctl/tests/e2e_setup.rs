@@ -126,6 +126,33 @@ fn ready_nodes(env: &Env, master: &str) -> Vec<(String, String, String)> {
 
 /// `kubectl ARGS` with the admin kubeconfig against `master`, asserting
 /// success; its stdout.
+fn kubeconfig_server(env: &Env) -> String {
+    let out = env.admin_kubectl(&[
+        "config",
+        "view",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ]);
+    assert!(out.status.success(), "kubectl config view: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `kubectl get nodes` with the admin kubeconfig as written lists every node.
+fn admin_kubectl_sees_nodes(env: &Env) {
+    let out = env.admin_kubectl(&["get", "nodes", "-o", "name", "--request-timeout=10s"]);
+    assert!(
+        out.status.success(),
+        "kubectl get nodes with the admin kubeconfig ({}): {}",
+        kubeconfig_server(env),
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("node/"),
+        "{}",
+        text(&out)
+    );
+}
+
 fn k(env: &Env, master: &str, args: &[&str]) -> String {
     let out = env.kubectl(master, args);
     assert!(
@@ -541,14 +568,33 @@ fn setup_all_runs_real_pods_then_ex_lb_and_registry_on_seven_machines() {
         "pods were replaced or restarted by a second setup all"
     );
 
-    // 10. ex-lb: the VIP answers the API with the admin cert.
-    setup(env, "10");
+    // The admin kubeconfig as handed out works now, before step 10: it
+    // names a master, not the VIP nobody holds yet.
     let cluster = ez_inventory::Cluster::load(&env.cluster_dir()).expect("cluster");
     let vip = format!(
         "https://{}:{}",
         cluster.settings.text("EX_APISERVER_VIP"),
         cluster.settings.int("EX_APISERVER_PORT")
     );
+    assert!(
+        !cluster
+            .group(ez_inventory::Group::ExLb)
+            .collect::<Vec<_>>()
+            .is_empty(),
+        "this lab lists ex_lb hosts, or the check below proves nothing"
+    );
+    let before_10 = kubeconfig_server(env);
+    assert_eq!(before_10, format!("https://{}:6443", masters[0]));
+    admin_kubectl_sees_nodes(env);
+
+    // 10. ex-lb: the VIP answers the API with the admin cert.
+    setup(env, "10");
+    assert_eq!(
+        kubeconfig_server(env),
+        vip,
+        "after step 10 the admin kubeconfig points at the verified VIP"
+    );
+    admin_kubectl_sees_nodes(env);
     let out = Command::new("curl")
         .args([
             "-sS",

@@ -614,6 +614,7 @@ pub(crate) mod tests {
             ex_lb: Some(ExLb {
                 vip: "10.0.0.6".parse().unwrap(),
                 port: 8443,
+                serving: true,
             }),
             master_cert_hosts: vec![
                 "10.0.0.88".into(),

@@ -49,6 +49,10 @@ pub struct ExLb {
     pub vip: IpAddr,
     /// Port it listens on.
     pub port: u16,
+    /// The VIP was seen answering the API (ex-lb installed and verified).
+    /// Until then the admin kubeconfig points at a master: a kubeconfig at
+    /// a VIP nobody holds yet fails with "no route to host".
+    pub serving: bool,
 }
 
 /// One kubelet.
@@ -203,11 +207,13 @@ impl PkiSpec {
         Ok(())
     }
 
-    /// `https://HOST:PORT` for the admin kubeconfig: the ex-lb VIP if any, else the first master.
+    /// `https://HOST:PORT` for the kubeconfigs handed out (admin, users):
+    /// the ex-lb VIP once it serves, else the first master. The VIP is in
+    /// the apiserver certificate either way.
     pub fn external_server(&self) -> String {
         match &self.ex_lb {
-            Some(lb) => https_url(lb.vip, lb.port),
-            None => https_url(self.master_ips[0], self.secure_port),
+            Some(lb) if lb.serving => https_url(lb.vip, lb.port),
+            _ => https_url(self.master_ips[0], self.secure_port),
         }
     }
 
@@ -253,6 +259,26 @@ mod tests {
         assert_eq!(
             San::parse("Api.Mystical.org"),
             San::Dns("api.mystical.org".into())
+        );
+    }
+
+    #[test]
+    fn external_server_is_the_vip_only_once_it_serves() {
+        let mut s = crate::certs::tests::spec();
+        let lb = s.ex_lb.expect("the test spec has an ex-lb");
+        assert_eq!(s.external_server(), "https://10.0.0.6:8443");
+        s.ex_lb = Some(ExLb {
+            serving: false,
+            ..lb
+        });
+        assert_eq!(
+            s.external_server(),
+            format!("https://{}:{}", s.master_ips[0], s.secure_port)
+        );
+        s.ex_lb = None;
+        assert_eq!(
+            s.external_server(),
+            format!("https://{}:{}", s.master_ips[0], s.secure_port)
         );
     }
 

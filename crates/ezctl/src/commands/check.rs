@@ -10,7 +10,14 @@ use crate::style::Style;
 pub fn run(home: &Home, name: &str, out: &Output) -> Result<()> {
     let cluster = home.load(name)?;
     if out.json {
-        out.result("check", serde_json::json!({ "cluster": cluster }));
+        let e = crate::endpoint::admin_endpoint(&cluster);
+        out.result(
+            "check",
+            serde_json::json!({
+                "cluster": cluster,
+                "kubeconfig_endpoint": { "url": e.url, "why": e.why },
+            }),
+        );
         return Ok(());
     }
     print!("{}", render(&cluster, out.style));
@@ -50,6 +57,10 @@ pub fn render(c: &Cluster, style: Style) -> String {
     let s = &c.settings;
     let rows = [
         ("API endpoint", d.api_endpoint.clone()),
+        ("kubeconfigs point at", {
+            let e = crate::endpoint::admin_endpoint(c);
+            format!("{} ({})", e.url, e.why)
+        }),
         ("API service IP", d.api_service_ip.to_string()),
         ("cluster DNS IP", d.dns_service_ip.to_string()),
         ("service network", s.text("SERVICE_CIDR").to_string()),

@@ -13,4 +13,5 @@ pub mod pki_cmds;
 pub mod restore;
 pub mod scale;
 pub mod setup;
+pub mod start_aio;
 pub mod upgrade;

@@ -23,7 +23,41 @@ pub fn run(home: &Home, name: &str, step: &str, opts: &RunOpts, out: &Output) ->
     let command = format!("setup {name} {step}");
     let roles = home.dir.join("roles");
     let recap = execute(home, &cluster, &roles, &playbooks, opts, out, &command)?;
+    if !opts.dry_run && runs_role(&playbooks, "ex-lb") {
+        ex_lb_endpoint(&cluster, recap.ok(), out)?;
+    }
     finish(&recap, out, "setup")
+}
+
+fn runs_role(playbooks: &[ez_engine::Playbook], role: &str) -> bool {
+    playbooks
+        .iter()
+        .any(|pb| pb.plays.iter().any(|p| p.role == role))
+}
+
+/// After a real run of the ex-lb role: its last task checks that the VIP
+/// answers, so the kubeconfigs we hand out move to the VIP when it passed
+/// and back to a master when it did not (see `endpoint`). A checked-out
+/// copy (`~/.kube/config` identical to the old admin kubeconfig) follows.
+fn ex_lb_endpoint(cluster: &Cluster, ok: bool, out: &Output) -> Result<()> {
+    let admin = view::ssl_dir(&cluster.dir).join(ez_pki::names::KUBECTL_KUBECONFIG);
+    let old = std::fs::read(&admin).ok();
+    if !crate::endpoint::record_ex_lb_run(cluster, ok)? {
+        return Ok(());
+    }
+    ez_pki::ensure(&view::pki_spec(cluster), &view::ssl_dir(&cluster.dir))
+        .context("certificates")?;
+    let e = crate::endpoint::admin_endpoint(cluster);
+    out.step(format!("kubeconfigs now point at {} ({})", e.url, e.why));
+    let checked_out = std::env::var_os("HOME")
+        .map(|h| std::path::PathBuf::from(h).join(".kube/config"))
+        .filter(|p| old.is_some() && std::fs::read(p).ok() == old);
+    if let Some(dest) = checked_out {
+        let new = std::fs::read(&admin).with_context(|| format!("reading {}", admin.display()))?;
+        crate::commands::list::write_private(&dest, &new)?;
+        out.step(format!("{} (checked out) updated too", dest.display()));
+    }
+    Ok(())
 }
 
 /// `ezctl play <cluster> <playbook> [--roles DIR]`: any playbook, same engine.

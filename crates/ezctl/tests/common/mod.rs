@@ -196,6 +196,16 @@ impl Env {
         out
     }
 
+    /// kubectl exactly as a user gets it: the admin kubeconfig as written,
+    /// its own server (no `--server` override).
+    pub fn admin_kubectl(&self, args: &[&str]) -> Output {
+        Command::new(self.home.join("bin/kubectl"))
+            .arg(format!("--kubeconfig={}", self.ssl("kubectl.kubeconfig")))
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    }
+
     /// The bundle's kubectl with the admin kubeconfig, straight to a master.
     pub fn kubectl(&self, master: &str, args: &[&str]) -> Output {
         Command::new(self.home.join("bin/kubectl"))

@@ -29,6 +29,7 @@ pub fn spec() -> PkiSpec {
         ex_lb: Some(ExLb {
             vip: "10.0.0.6".parse().unwrap(),
             port: 8443,
+            serving: true,
         }),
         master_cert_hosts: vec!["10.0.0.88".into(), "api.mystical.org".into()],
         dns_domain: "cluster.local".into(),
