@@ -111,7 +111,9 @@ fn start_aio_makes_a_one_host_cluster_that_runs_pods() {
                 "--",
                 "sh",
                 "-c",
-                "nslookup kubernetes.default.svc.cluster.local && sleep 3600",
+                // kube-proxy may learn coredns's endpoints a moment after
+                // the pod starts: ask for up to a minute, say how long.
+                "for i in $(seq 30); do nslookup kubernetes.default.svc.cluster.local && echo \"answered on try $i\" && break; sleep 2; done; sleep 3600",
             ],
         ),
         "run a pod",
@@ -128,9 +130,17 @@ fn start_aio_makes_a_one_host_cluster_that_runs_pods() {
         ),
         "the pod turns Ready",
     );
-    let logs = ok(&aio_kubectl(env, &["logs", "aio-probe"]), "pod logs");
+    let mut logs = String::new();
+    for _ in 0..40 {
+        logs = ok(&aio_kubectl(env, &["logs", "aio-probe"]), "pod logs");
+        if logs.contains("answered on try") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+    eprintln!("inside the pod:\n{logs}");
     assert!(
-        logs.contains("Address") && logs.contains("kubernetes.default.svc.cluster.local"),
+        logs.contains("answered on try") && logs.contains("kubernetes.default.svc.cluster.local"),
         "cluster DNS answered inside the pod:\n{logs}"
     );
     ok(
