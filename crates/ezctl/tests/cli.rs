@@ -396,3 +396,48 @@ fn the_password_options_the_inventory_names_exist() {
         .expect("run ezctl");
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// README's "First five minutes" block is the demo followed by exactly the
+/// commands `scripts/demo.sh --hint` prints with its defaults (e2e_demo_hint
+/// runs each of those against a lab): the README cannot drift from them.
+#[test]
+fn readme_first_five_minutes_is_the_demo_and_its_hint() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let block: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| l.trim() != "<!-- first-five-minutes -->")
+        .skip(2)
+        .take_while(|l| l.trim() != "```")
+        .collect();
+    assert!(block.len() > 3, "no first-five-minutes block in README.md");
+    assert_eq!(block[0], "scripts/demo.sh");
+
+    let h = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(h.path().join("clusters/demo")).unwrap();
+    std::fs::write(
+        h.path().join("clusters/demo/hosts.yml"),
+        "etcd:\n  - 10.0.0.1\nkube_master:\n  - 10.0.0.4\n",
+    )
+    .unwrap();
+    let out = Command::new(repo().join("scripts/demo.sh"))
+        .arg("--hint")
+        .env("EZCTL_HOME", h.path())
+        .env_remove("DEMO_NAME")
+        .env_remove("EZCTL")
+        .env_remove("EZLAB")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let hint: Vec<String> = stdout(&out)
+        .lines()
+        .skip_while(|l| l.trim() != "Try:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| l.trim().replace("10.0.0.4", "<master-ip>"))
+        .collect();
+    let readme_lines: Vec<String> = block[1..].iter().map(|l| l.trim().to_string()).collect();
+    assert_eq!(
+        readme_lines, hint,
+        "README's first-five-minutes block differs from `scripts/demo.sh --hint`"
+    );
+}
