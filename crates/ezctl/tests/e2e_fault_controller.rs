@@ -267,11 +267,19 @@ fn a_controller_killed_mid_upload_leaves_no_half_written_file_and_the_rerun_take
     let rerun = ezctl_json(env, "setup", &["all"]);
     let said = text(&rerun);
     assert!(rerun.status.success(), "{said}");
+    // With --json the warning is an event of its own (one output contract
+    // for every command), not a line on stderr.
+    let took_over = format!("took over a stale lock of pid {killed_pid} ");
     assert!(
-        said.contains(&format!(
-            "warning: took over a stale lock of pid {killed_pid}"
-        )),
-        "{said}"
+        String::from_utf8_lossy(&rerun.stdout).lines().any(|l| {
+            serde_json::from_str::<serde_json::Value>(l).is_ok_and(|e| {
+                e["event"] == "warning"
+                    && e["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with(&took_over))
+            })
+        }),
+        "no warning event saying it {took_over}:\n{said}"
     );
     assert!(!lock_path(env).exists(), "the lock is released at the end");
     assert_converged(env, "setup", &["all"]);

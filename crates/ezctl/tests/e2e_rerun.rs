@@ -406,10 +406,15 @@ fn replace_binary(path: &Path, data: &[u8]) {
     std::fs::rename(&tmp, path).expect("rename binary");
 }
 
-/// Whether the apiserver on `ip` answers /readyz.
-fn ready(ip: &str) -> bool {
+/// Whether the apiserver on `ip` answers /readyz, asked as the admin (an
+/// apiserver without anonymous auth answers an anonymous probe 401), within
+/// a second (a busy 2-core lab needs more than 0.4 s at times).
+fn ready(admin: &[String; 3], ip: &str) -> bool {
     std::process::Command::new("curl")
-        .args(["-skf", "--max-time", "0.4", "-o", "/dev/null"])
+        .args(["-sf", "--max-time", "1", "-o", "/dev/null"])
+        .args(["--cacert", &admin[0]])
+        .args(["--cert", &admin[1]])
+        .args(["--key", &admin[2]])
         .arg(format!("https://{ip}:6443/readyz"))
         .status()
         .map(|s| s.success())
@@ -425,8 +430,22 @@ fn cert_reissue_rolls_the_apiservers(env: &Env) {
         masters.len() >= 2,
         "a rolling test needs 2 masters: {masters:?}"
     );
+    let admin = [
+        env.ssl("ca.pem"),
+        env.ssl("admin.pem"),
+        env.ssl("admin-key.pem"),
+    ];
+    // The etcd roll just before may leave an apiserver catching up: give
+    // each up to a minute to be ready before the test starts.
     for m in &masters {
-        assert!(ready(m), "{m}: /readyz does not answer before the test");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !ready(&admin, m) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{m}: /readyz does not answer before the test"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
     }
     let before: Vec<_> = masters
         .iter()
@@ -443,11 +462,12 @@ fn cert_reissue_rolls_the_apiservers(env: &Env) {
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
         let masters = masters.clone();
+        let admin = admin.clone();
         sample_every_half_second(stop.clone(), move || {
             std::thread::scope(|s| {
                 let probes: Vec<_> = masters
                     .iter()
-                    .map(|m| s.spawn(move || (m.clone(), ready(m))))
+                    .map(|m| s.spawn(|| (m.clone(), ready(&admin, m))))
                     .collect();
                 probes
                     .into_iter()

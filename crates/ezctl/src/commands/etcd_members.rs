@@ -151,6 +151,20 @@ pub fn initial_cluster(members: &[Member], joiner: IpAddr) -> String {
 }
 
 /// `10.0.0.5` of `https://10.0.0.5:2380` (`fd00::1` of `https://[fd00::1]:2380`).
+/// `https://HOST:2379,...` for every member of the list (by its peer
+/// address: a member added but never started has no client URL yet).
+fn member_endpoints(members: &[Member]) -> String {
+    members
+        .iter()
+        .filter_map(|m| m.peer_urls.first())
+        .map(|p| match peer_host(p).parse::<IpAddr>() {
+            Ok(IpAddr::V6(v6)) => format!("https://[{v6}]:2379"),
+            _ => format!("https://{}:2379", peer_host(p)),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn peer_host(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
@@ -372,6 +386,11 @@ async fn join(
         "etcd_initial_cluster",
         json!(initial_cluster(&members, ip)),
     ));
+    // The cluster health the etcd role waits for (through etcd-roll) is
+    // the cluster's as it stands: the members listed now, this one last.
+    // The grown inventory also names the members still to come, which are
+    // not started yet and would fail that check.
+    vars.push((ip, "etcd_endpoints", json!(member_endpoints(&members))));
     let targets = plans::targets(home, grown, &[], &vars);
     let playbooks = [
         plans::playbook(home, "01-prepare")?,
@@ -683,6 +702,17 @@ mod tests {
         assert_eq!(
             initial_cluster(&members, "10.0.0.5".parse().unwrap()),
             "etcd-10.0.0.1=https://10.0.0.1:2380,etcd-10.0.0.4=https://10.0.0.4:2380,etcd-10.0.0.5=https://10.0.0.5:2380"
+        );
+        // The health a joiner waits for covers the members etcd lists, not
+        // the inventory's later ones (add-etcd of two: the first joiner
+        // waited for the second, not yet started, and was undone).
+        assert_eq!(
+            member_endpoints(&members[..2]),
+            "https://10.0.0.1:2379,https://10.0.0.4:2379"
+        );
+        assert_eq!(
+            member_endpoints(&members),
+            "https://10.0.0.1:2379,https://10.0.0.4:2379,https://10.0.0.5:2379"
         );
     }
 }

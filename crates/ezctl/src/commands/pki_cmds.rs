@@ -241,16 +241,51 @@ fn restart_system_pods(home: &Home, cluster: &ez_inventory::Cluster, ops: &Ops) 
             kube.ok(&["rollout", "restart", "-n", ns, w])?;
         }
         for w in &workloads {
+            // Pods are replaced one at a time (a DaemonSet's maxUnavailable
+            // is 1): calico-node on 4 lab nodes took more than the 300 s
+            // once allowed for the whole DaemonSet. Allow 150 s per pod.
+            let pods = kube
+                .run(
+                    &[
+                        "get",
+                        "-n",
+                        ns,
+                        w,
+                        "-o",
+                        "jsonpath={.status.desiredNumberScheduled}{.spec.replicas}",
+                    ],
+                    None,
+                    std::time::Duration::from_secs(30),
+                )
+                .ok()
+                .and_then(|o| o.stdout.trim().parse::<u64>().ok())
+                .unwrap_or(1);
+            let secs = (150 * pods).max(300);
             let status = kube.run(
-                &["rollout", "status", "-n", ns, w, "--timeout=300s"],
+                &[
+                    "rollout",
+                    "status",
+                    "-n",
+                    ns,
+                    w,
+                    &format!("--timeout={secs}s"),
+                ],
                 None,
-                std::time::Duration::from_secs(320),
+                std::time::Duration::from_secs(secs + 20),
             )?;
             if !status.ok() {
+                let pods_now = kube
+                    .run(
+                        &["get", "pods", "-n", ns, "-o", "wide"],
+                        None,
+                        std::time::Duration::from_secs(30),
+                    )
+                    .map(|o| o.stdout)
+                    .unwrap_or_default();
                 bail!(Failure::new(
                     ExitCode::Failed,
                     format!(
-                        "{ns}/{w} did not roll out with the new CA: {}",
+                        "{ns}/{w} did not roll out with the new CA within {secs} s ({pods} pods): {}\n{pods_now}run the same command again to continue",
                         status.stderr.trim()
                     )
                 ));
