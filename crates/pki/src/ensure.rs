@@ -181,6 +181,15 @@ fn ensure_with(spec: &PkiSpec, dir: &Path, now: SystemTime, out: Out) -> Result<
     let mut report = Report::default();
 
     let ca = ensure_ca(spec, dir, now, out, &mut report)?;
+    let signer = format!("{}\n", crate::rotation::first_cert(ca.cert_pem.trim_end()));
+    ensure_file(
+        dir,
+        names::CA_SIGNER_CERT,
+        signer.as_bytes(),
+        MODE_PUBLIC,
+        out,
+        &mut report,
+    )?;
     ensure_sa(dir, out, &mut report)?;
 
     let mut issued: BTreeMap<String, (String, String)> = BTreeMap::new();
@@ -260,6 +269,7 @@ fn ensure_with(spec: &PkiSpec, dir: &Path, now: SystemTime, out: Out) -> Result<
         names::SA_NEXT_KEY,
         names::SA_PUB_EXTRA,
         names::CA_PREVIOUS_CERT,
+        names::CA_SIGNER_CERT,
     ] {
         expected.insert(f.to_string());
     }

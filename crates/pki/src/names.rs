@@ -50,6 +50,11 @@ pub const SA_NEXT_KEY: &str = "sa-next.key";
 pub const SA_PUB_EXTRA: &str = "sa-extra.pub";
 /// The previous CA, trusted (in the `ca.pem` bundle) until the rotation ends.
 pub const CA_PREVIOUS_CERT: &str = "ca-previous.pem";
+/// The CA that signs, alone: the first certificate of `ca.pem` (the same
+/// file outside a rotation). kube-controller-manager's
+/// `--cluster-signing-cert-file` takes exactly one certificate: given the
+/// bundle it exits ("expected 1 certificate, found 2") as soon as it leads.
+pub const CA_SIGNER_CERT: &str = "ca-signer.pem";
 
 /// Admin kubeconfig, server = ex-lb VIP if any, else the first master.
 pub const KUBECTL_KUBECONFIG: &str = "kubectl.kubeconfig";

@@ -64,7 +64,7 @@ fn text(path: &Path, bytes: Vec<u8>) -> Result<String> {
 }
 
 /// The first PEM block of `bundle` (the signing CA of a bundle).
-fn first_cert(bundle: &str) -> &str {
+pub(crate) fn first_cert(bundle: &str) -> &str {
     const END: &str = "-----END CERTIFICATE-----";
     match bundle.find(END) {
         Some(i) => &bundle[..i + END.len()],
@@ -222,6 +222,12 @@ mod tests {
             "the current CA still signs first"
         );
         assert_eq!(read_s(&dir, "admin.pem"), old_admin, "{report}");
+        // The signing CA alone, for kube-controller-manager (which refuses
+        // a bundle there): still the current one.
+        assert_eq!(
+            read_s(&dir, names::CA_SIGNER_CERT).trim_end(),
+            old_ca.trim_end()
+        );
         let sa_pub = read_s(&dir, names::SA_PUB);
         assert!(sa_pub.starts_with(old_sa_pub.trim_end()), "{sa_pub}");
         assert_eq!(sa_pub.matches("BEGIN PUBLIC KEY").count(), 2, "{sa_pub}");
@@ -245,6 +251,9 @@ mod tests {
             bundle.contains(old_ca.trim_end()),
             "the previous CA is still trusted"
         );
+        let signer = read_s(&dir, names::CA_SIGNER_CERT);
+        assert_eq!(certs_in(&signer), 1);
+        assert!(bundle.starts_with(signer.trim_end()), "the new CA signs");
         assert_ne!(read_s(&dir, "admin.pem"), old_admin);
         let sa_pub = read_s(&dir, names::SA_PUB);
         assert!(!sa_pub.starts_with(old_sa_pub.trim_end()));

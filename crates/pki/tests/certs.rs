@@ -142,8 +142,14 @@ fn every_certificate_verifies_and_matches_the_spec() {
 
     // Every leaf: exactly the expected set of files, each verified and compared.
     let want = expected(&spec);
+    // ca-signer.pem: the signing CA alone, the same certificate as ca.pem
+    // outside a rotation.
+    assert_eq!(
+        std::fs::read(dir.join(names::CA_SIGNER_CERT)).unwrap(),
+        std::fs::read(&ca).unwrap()
+    );
     let mut got = cert_files(&dir);
-    got.retain(|f| f != "ca.pem");
+    got.retain(|f| f != "ca.pem" && f != names::CA_SIGNER_CERT);
     assert_eq!(got, want.keys().cloned().collect::<Vec<_>>());
     for (file, (subject, sans, eku)) in &want {
         let cert = dir.join(file);

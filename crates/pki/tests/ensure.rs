@@ -186,7 +186,11 @@ fn certificates_near_their_end_are_reissued_from_the_same_ca() {
     // 8 days later: every leaf (and so every kubeconfig) is renewed; CA and SA key kept.
     let later = start + Duration::from_secs(8 * 86400);
     let r = ensure_at(&s, &dir, later).unwrap();
-    assert_eq!(r.kept, ["ca.pem", "sa.key", "sa.pub"], "{r}");
+    assert_eq!(
+        r.kept,
+        ["ca.pem", "ca-signer.pem", "sa.key", "sa.pub"],
+        "{r}"
+    );
     assert!(r.created.is_empty());
     // 10 fixed leaves + 3 kubelets + registry, and 4 + 3 kubeconfigs.
     assert_eq!(r.reissued.len(), 14 + 4 + 3, "{r}");
