@@ -38,7 +38,7 @@ threads=${TEST_THREADS:-4}
 # 1. Everything but ezctl's end-to-end binaries: unit tests, the corpus, the
 #    small labs of the lab, ssh and pki crates, the bench smoke test.
 cargo test --workspace --exclude ezctl --no-fail-fast -- --test-threads="$threads" || rc=$?
-cargo test -p ezctl --lib --bins --test cli --test lab_required --no-fail-fast -- --test-threads="$threads" || rc=$?
+cargo test -p ezctl --bins --test cli --test lab_required --no-fail-fast -- --test-threads="$threads" || rc=$?
 
 # 2. The end-to-end binaries, each with its own lab of real machines, in
 #    LAB_LANES lanes (default 2). A lab mostly waits on real components
