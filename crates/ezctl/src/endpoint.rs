@@ -30,24 +30,22 @@ fn marker(cluster: &Cluster) -> PathBuf {
     cluster.dir.join(VERIFIED)
 }
 
-/// `https://VIP:PORT` when the inventory lists ex-lb hosts.
+/// `https://VIP:PORT` when the inventory lists ex-lb hosts (the endpoint
+/// the inventory derives for the cluster then).
 fn vip_url(cluster: &Cluster) -> Option<String> {
-    cluster.derived.ex_lb_vip.map(|vip| {
-        let port = cluster.settings.int("EX_APISERVER_PORT");
-        match vip {
-            std::net::IpAddr::V4(v) => format!("https://{v}:{port}"),
-            std::net::IpAddr::V6(v) => format!("https://[{v}]:{port}"),
-        }
-    })
+    cluster
+        .derived
+        .ex_lb_vip
+        .map(|_| cluster.derived.api_endpoint.clone())
 }
 
 fn first_master_url(cluster: &Cluster) -> String {
-    let port = cluster.settings.int("SECURE_PORT");
-    match cluster.group(Group::KubeMaster).next().map(|h| h.ip) {
-        Some(std::net::IpAddr::V6(v)) => format!("https://[{v}]:{port}"),
-        Some(ip) => format!("https://{ip}:{port}"),
-        None => String::new(),
-    }
+    let port = cluster.settings.int("SECURE_PORT") as u16;
+    cluster
+        .group(Group::KubeMaster)
+        .next()
+        .map(|h| ez_pki::https_url(h.ip, port))
+        .unwrap_or_default()
 }
 
 /// Is the VIP recorded as verified? Only a marker naming the current VIP

@@ -48,5 +48,5 @@ pub use ensure::ensure_at;
 pub use ensure::{ensure, plan, renew_all, Renewal, Report};
 pub use error::{Error, Result};
 pub use expiry::{parse_expiry, ExpiryError};
-pub use spec::{ExLb, NodeCert, PkiSpec, RegistryCert};
+pub use spec::{https_url, ExLb, NodeCert, PkiSpec, RegistryCert};
 pub use users::{user_add, user_delete, user_list, Role, UserInfo, ADMIN_GROUP, VIEW_GROUP};

@@ -223,7 +223,8 @@ impl PkiSpec {
     }
 }
 
-pub(crate) fn https_url(ip: IpAddr, port: u16) -> String {
+/// `https://IP:PORT`, with brackets around an IPv6 address.
+pub fn https_url(ip: IpAddr, port: u16) -> String {
     match ip {
         IpAddr::V4(v4) => format!("https://{v4}:{port}"),
         IpAddr::V6(v6) => format!("https://[{v6}]:{port}"),

@@ -8,7 +8,8 @@ use crate::exit::{ExitCode, Failure};
 use crate::home::Home;
 use crate::output::Output;
 
-fn kube_config() -> Result<PathBuf> {
+/// `~/.kube/config`, where `checkout` installs a cluster's admin kubeconfig.
+pub fn kube_config() -> Result<PathBuf> {
     let home = std::env::var_os("HOME").context("HOME is not set")?;
     Ok(PathBuf::from(home).join(".kube/config"))
 }

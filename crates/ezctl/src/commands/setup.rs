@@ -49,8 +49,8 @@ fn ex_lb_endpoint(cluster: &Cluster, ok: bool, out: &Output) -> Result<()> {
         .context("certificates")?;
     let e = crate::endpoint::admin_endpoint(cluster);
     out.step(format!("kubeconfigs now point at {} ({})", e.url, e.why));
-    let checked_out = std::env::var_os("HOME")
-        .map(|h| std::path::PathBuf::from(h).join(".kube/config"))
+    let checked_out = crate::commands::list::kube_config()
+        .ok()
         .filter(|p| old.is_some() && std::fs::read(p).ok() == old);
     if let Some(dest) = checked_out {
         let new = std::fs::read(&admin).with_context(|| format!("reading {}", admin.display()))?;
