@@ -21,7 +21,7 @@ Setup steps (number or name):
   03 containerd     container runtime
   04 kube-master    apiserver, controller-manager, scheduler
   05 kube-node      kubelet, kube-proxy, local kube-lb
-  06 network        calico
+  06 network        calico or flannel, each node's agent Ready
   07 cluster-addon  coredns and other add-ons
   90 all            01..07
   10 ex-lb          external load balancer with a VIP
