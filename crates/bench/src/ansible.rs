@@ -138,11 +138,98 @@ pub fn parse_core_version(text: &str) -> Option<String> {
     Some(rest[..rest.find(']')?].trim().to_string())
 }
 
+/// How the bench sets Ansible up. Both have forks = hosts, facts off and
+/// pipelining on, which any user of a playbook like ours sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Tuning {
+    /// Everything else at Ansible's defaults, which is what its users run:
+    /// `ssh_args = -C -o ControlMaster=auto -o ControlPersist=60s`, the
+    /// linear strategy (all hosts finish a task before any starts the
+    /// next), OpenSSH's default cipher.
+    Default,
+    /// As an expert tunes it for this work: no `-C` (the payload is random,
+    /// compressing it only burns the CPU the lab shares), ControlPersist,
+    /// `strategy = free` (no barrier per task; plays stay in order), and
+    /// the cipher ez-ssh picks.
+    Tuned,
+}
+
+impl Tuning {
+    /// The peer's name in the tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Tuning::Default => "ansible",
+            Tuning::Tuned => "ans-tuned",
+        }
+    }
+
+    /// What differs from Ansible's defaults, for the table header.
+    pub fn describe(self) -> String {
+        let common = "forks = hosts, pipelining, no facts";
+        match self {
+            Tuning::Default => {
+                format!("{common}; ssh_args and strategy at their defaults (-C, linear)")
+            }
+            Tuning::Tuned => format!("{common}; ssh_args = {}, strategy = free", tuned_ssh_args()),
+        }
+    }
+}
+
+/// `ssh_args` of the tuned config: Ansible's default without `-C`, and the
+/// cipher ez-ssh uses.
+pub fn tuned_ssh_args() -> String {
+    format!(
+        "-o ControlMaster=auto -o ControlPersist=60s -o Ciphers={}",
+        ez_ssh::PREFERRED_CIPHER
+    )
+}
+
+/// The variable naming the file Ansible's ssh wrappers count into.
+pub const SSH_COUNT_ENV: &str = "EZBENCH_SSH_COUNT";
+
+/// `work/bin/{ssh,sftp,scp}`: each appends a line to `$EZBENCH_SSH_COUNT`
+/// and runs the real program. Every one of them Ansible starts is one
+/// operation on a host through the ControlMaster (a module run, a file
+/// sent): a round trip, counted as ezctl counts its SSH channels. The cost
+/// is one `sh` start per operation, next to Ansible's own Python per task.
+pub fn write_ssh_wrappers(work: &Path) -> Result<(), AnsibleError> {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = work.join("bin");
+    std::fs::create_dir_all(&bin).map_err(io(&bin))?;
+    for prog in ["ssh", "sftp", "scp"] {
+        let path = bin.join(prog);
+        let script = format!(
+            "#!/bin/sh\n# ezbench: count this {prog}, then run it.\n\
+             [ -n \"${SSH_COUNT_ENV}\" ] && echo {prog} >>\"${SSH_COUNT_ENV}\"\n\
+             exec /usr/bin/{prog} \"$@\"\n"
+        );
+        std::fs::write(&path, script).map_err(io(&path))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .map_err(io(&path))?;
+    }
+    Ok(())
+}
+
+/// Lines in the wrappers' count file: the ssh/sftp/scp processes a run
+/// started. `-O check`/`-O exit` calls of the bench itself are not run
+/// through the wrappers.
+pub fn ssh_processes(count_file: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(count_file).ok()?;
+    Some(text.lines().filter(|l| !l.is_empty()).count() as u64)
+}
+
 /// `ansible.cfg`: forks = hosts, facts off, pipelining on, its own control
-/// socket and temp directories under `work`. Everything else stays at
-/// Ansible's defaults (`ssh_args = -C -o ControlMaster=auto -o
-/// ControlPersist=60s`), which is what its users run.
-pub fn config(forks: usize, work: &Path) -> String {
+/// socket and temp directories under `work`, the counting wrappers as its
+/// ssh/sftp/scp; with [`Tuning::Tuned`] also the expert's ssh_args and
+/// strategy.
+pub fn config(forks: usize, work: &Path, tuning: Tuning) -> String {
+    let (strategy, ssh_args) = match tuning {
+        Tuning::Default => (String::new(), String::new()),
+        Tuning::Tuned => (
+            "strategy = free\n".to_string(),
+            format!("ssh_args = {}\n", tuned_ssh_args()),
+        ),
+    };
     format!(
         "[defaults]\n\
          forks = {forks}\n\
@@ -152,12 +239,18 @@ pub fn config(forks: usize, work: &Path) -> String {
          retry_files_enabled = False\n\
          nocows = 1\n\
          local_tmp = {tmp}\n\
+         {strategy}\
          \n\
          [ssh_connection]\n\
          pipelining = True\n\
-         control_path_dir = {cp}\n",
+         {ssh_args}\
+         control_path_dir = {cp}\n\
+         ssh_executable = {bin}/ssh\n\
+         sftp_executable = {bin}/sftp\n\
+         scp_executable = {bin}/scp\n",
         tmp = work.join("tmp").display(),
         cp = control_dir(work).display(),
+        bin = work.join("bin").display(),
     )
 }
 
@@ -402,11 +495,62 @@ TASK [checks] ****\nchanged: [h1]\n";
 
     #[test]
     fn config_sets_forks_pipelining_and_no_facts() {
-        let c = config(40, Path::new("/w"));
-        assert!(c.contains("forks = 40\n"));
-        assert!(c.contains("gathering = explicit\n"));
-        assert!(c.contains("pipelining = True\n"));
-        assert!(c.contains("control_path_dir = /w/cp\n"));
+        for tuning in [Tuning::Default, Tuning::Tuned] {
+            let c = config(40, Path::new("/w"), tuning);
+            assert!(c.contains("forks = 40\n"));
+            assert!(c.contains("gathering = explicit\n"));
+            assert!(c.contains("pipelining = True\n"));
+            assert!(c.contains("control_path_dir = /w/cp\n"));
+            assert!(c.contains("ssh_executable = /w/bin/ssh\n"));
+            assert!(c.contains("sftp_executable = /w/bin/sftp\n"));
+        }
+    }
+
+    #[test]
+    fn the_wrappers_count_each_process_and_run_the_program() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_ssh_wrappers(dir.path()).expect("wrappers");
+        let count = dir.path().join("count");
+        std::fs::write(&count, "").expect("count file");
+        for _ in 0..3 {
+            let out = Command::new(dir.path().join("bin/ssh"))
+                .arg("-V")
+                .env(SSH_COUNT_ENV, &count)
+                .output()
+                .expect("run the wrapper");
+            // ssh -V prints its version on stderr: the real ssh ran.
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("OpenSSH"),
+                "{out:?}"
+            );
+        }
+        assert_eq!(ssh_processes(&count), Some(3));
+        assert_eq!(ssh_processes(&dir.path().join("absent")), None);
+    }
+
+    #[test]
+    fn only_the_tuned_config_drops_compression_and_the_barrier() {
+        let default = config(4, Path::new("/w"), Tuning::Default);
+        assert!(!default.contains("ssh_args"), "{default}");
+        assert!(!default.contains("strategy"), "{default}");
+        let tuned = config(4, Path::new("/w"), Tuning::Tuned);
+        let section = |name: &str| {
+            let at = tuned.find(&format!("[{name}]")).expect("section");
+            let rest = &tuned[at + 1..];
+            rest[..rest.find("\n[").unwrap_or(rest.len())].to_string()
+        };
+        assert!(
+            section("defaults").contains("\nstrategy = free\n"),
+            "{tuned}"
+        );
+        let ssh = section("ssh_connection");
+        let args = ssh
+            .lines()
+            .find_map(|l| l.strip_prefix("ssh_args = "))
+            .expect("ssh_args in [ssh_connection]");
+        assert!(!args.split_whitespace().any(|a| a == "-C"), "{args}");
+        assert!(args.contains("ControlPersist=60s"), "{args}");
+        assert!(args.contains("-o Ciphers=aes256-gcm@openssh.com"), "{args}");
     }
 
     #[test]

@@ -42,6 +42,17 @@ pub struct RunReport {
     pub units: Vec<UnitSpan>,
     /// `role@host task: error` of each failed task, for messages.
     pub failures: Vec<String>,
+    /// SSH channels opened per host (`ssh_traffic`): one per command or
+    /// transfer, each a round trip.
+    pub channels: std::collections::BTreeMap<String, u64>,
+}
+
+impl RunReport {
+    /// Mean SSH channels (round trips) per host, when the run said.
+    pub fn round_trips_per_host(&self) -> Option<f64> {
+        (!self.channels.is_empty())
+            .then(|| self.channels.values().sum::<u64>() as f64 / self.channels.len() as f64)
+    }
 }
 
 impl RunReport {
@@ -99,6 +110,14 @@ impl RunReport {
                     }
                     _ => {}
                 },
+                Some("ssh_traffic") => {
+                    if let Some(hosts) = v.get("hosts").and_then(Value::as_object) {
+                        for (host, t) in hosts {
+                            let c = t.get("channels").and_then(Value::as_u64).unwrap_or(0);
+                            *r.channels.entry(host.clone()).or_default() += c;
+                        }
+                    }
+                }
                 Some("run_end") => {
                     ended = true;
                     r.ok = v.get("ok").and_then(Value::as_bool).unwrap_or(false);
@@ -128,6 +147,7 @@ mod tests {
 {"event":"task_end","t_ms":9,"host":"h1","role":"b","task":"boom","status":"failed","duration_ms":1,"error":"exit 2"}
 {"event":"unit_end","t_ms":10,"host":"h1","role":"b","status":"failed","duration_ms":2}
 {"event":"run_end","t_ms":11,"duration_ms":11,"ok":false}
+{"event":"ssh_traffic","hosts":{"h1":{"channels":7,"bytes_sent":10},"h2":{"channels":4,"bytes_sent":0}}}
 
 {"event":"recap","recap":{}}
 "#;
@@ -145,6 +165,8 @@ mod tests {
         assert_eq!((r.units[0].start_ms, r.units[0].end_ms), (1, 7));
         assert_eq!(r.units[1].duration_ms(), 2);
         assert_eq!(r.units[1].status, "failed");
+        assert_eq!(r.round_trips_per_host(), Some(5.5));
+        assert_eq!(RunReport::default().round_trips_per_host(), None);
     }
 
     #[test]

@@ -131,6 +131,9 @@ fn common_args(work: &ExecWork) -> Vec<String> {
         "LogLevel=ERROR".into(),
         "-o".into(),
         "ConnectTimeout=10".into(),
+        // The cipher ez-ssh uses, so the loop is not judged on another one.
+        "-o".into(),
+        format!("Ciphers={}", ez_ssh::PREFERRED_CIPHER),
     ]
 }
 

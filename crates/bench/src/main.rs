@@ -57,6 +57,15 @@ pub struct Cli {
     /// Repository root: roles/, playbooks/, scripts/test-bundle.sh
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))]
     pub repo: PathBuf,
+    /// How Ansible is set up: as it ships (`default`), as an expert tunes it
+    /// (`tuned`: no -C, strategy free, ez-ssh's cipher); each gets its rows
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "default,tuned"
+    )]
+    pub ansible: Vec<ez_bench::ansible::Tuning>,
     /// ansible-core version installed from PyPI
     #[arg(long, default_value = ez_bench::ansible::DEFAULT_VERSION)]
     pub ansible_version: String,

@@ -30,6 +30,9 @@ pub struct ToolSamples {
     pub wall: Samples,
     pub controller_cpu: Samples,
     pub lab_cpu: Samples,
+    /// SSH operations (round trips) per host: ezctl's channels, the
+    /// peer's ssh/sftp/scp processes.
+    pub round_trips: Samples,
 }
 
 /// One line of the table.
@@ -76,7 +79,7 @@ pub fn table(rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<w$} {:>4} {:<4} {:>3} | {:>9} {:>9} | {:<8} {:>9} {:>9} | {:>9}",
+        "{:<w$} {:>4} {:<4} {:>3} | {:>9} {:>9} | {:<9} {:>9} {:>9} | {:>9}",
         "workload",
         "N",
         "run",
@@ -88,11 +91,11 @@ pub fn table(rows: &[Row]) -> String {
         "peer med",
         "peer/ours"
     );
-    let _ = writeln!(s, "{}", "-".repeat(w + 88));
+    let _ = writeln!(s, "{}", "-".repeat(w + 89));
     for r in rows {
         let _ = writeln!(
             s,
-            "{:<w$} {:>4} {:<4} {:>3} | {:>9} {:>9} | {:<8} {:>9} {:>9} | {:>9}",
+            "{:<w$} {:>4} {:<4} {:>3} | {:>9} {:>9} | {:<9} {:>9} {:>9} | {:>9}",
             r.workload,
             r.n,
             r.phase.as_str(),
@@ -109,7 +112,8 @@ pub fn table(rows: &[Row]) -> String {
 }
 
 /// CPU seconds (medians): controller (the tool's processes) and lab
-/// machines (their cgroup), ours vs the peer.
+/// machines (their cgroup), and SSH round trips per host, ours vs the peer.
+/// These do not depend on how fast the box is.
 pub fn cpu_table(rows: &[Row]) -> String {
     let w = rows
         .iter()
@@ -120,29 +124,34 @@ pub fn cpu_table(rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<w$} {:>4} {:<4} | {:>12} {:>12} | {:<8} {:>12} {:>12}",
+        "{:<w$} {:>4} {:<4} | {:>12} {:>12} {:>9} | {:<9} {:>12} {:>12} {:>9}",
         "workload",
         "N",
         "run",
         "ours ctl cpu",
         "ours lab cpu",
+        "ours rt/h",
         "peer",
         "peer ctl cpu",
-        "peer lab cpu"
+        "peer lab cpu",
+        "peer rt/h"
     );
-    let _ = writeln!(s, "{}", "-".repeat(w + 78));
+    let _ = writeln!(s, "{}", "-".repeat(w + 99));
+    let trips = |v: Option<f64>| v.map_or_else(|| "-".into(), |t| format!("{t:.1}"));
     for r in rows {
         let _ = writeln!(
             s,
-            "{:<w$} {:>4} {:<4} | {:>12} {:>12} | {:<8} {:>12} {:>12}",
+            "{:<w$} {:>4} {:<4} | {:>12} {:>12} {:>9} | {:<9} {:>12} {:>12} {:>9}",
             r.workload,
             r.n,
             r.phase.as_str(),
             secs(r.ours.controller_cpu.median()),
             secs(r.ours.lab_cpu.median()),
+            trips(r.ours.round_trips.median()),
             r.peer,
             secs(r.theirs.controller_cpu.median()),
             secs(r.theirs.lab_cpu.median()),
+            trips(r.theirs.round_trips.median()),
         );
     }
     s
@@ -155,6 +164,7 @@ pub fn to_json(rows: &[Row]) -> serde_json::Value {
             "wall_s": t.wall.values(),
             "controller_cpu_s": t.controller_cpu.values(),
             "lab_cpu_s": t.lab_cpu.values(),
+            "round_trips_per_host": t.round_trips.values(),
             "min_s": t.wall.min(),
             "median_s": t.wall.median(),
         })
@@ -185,6 +195,8 @@ mod tests {
         r.ours.wall = [1.0, 2.0, 3.0].into_iter().collect();
         r.theirs.wall = [150.0, 170.0, 160.0].into_iter().collect();
         r.ours.controller_cpu = [0.5].into_iter().collect();
+        r.ours.round_trips = [12.0].into_iter().collect();
+        r.theirs.round_trips = [41.5].into_iter().collect();
         r
     }
 
@@ -205,7 +217,10 @@ mod tests {
         let t = table(&[r]);
         assert!(t.lines().nth(2).expect("line").trim_end().ends_with('-'));
         let c = cpu_table(&[row()]);
-        assert!(c.lines().nth(2).expect("line").contains("0.50"));
+        let line = c.lines().nth(2).expect("line");
+        assert!(line.contains("0.50"), "{line}");
+        assert!(line.contains("12.0 | ansible"), "{line}");
+        assert!(line.trim_end().ends_with("41.5"), "{line}");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-/// Wall times of repeated runs of one (tool, workload, size, phase).
+/// Repeated measurements (seconds, or counts) of one (tool, workload, size,
+/// phase).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Samples {
     secs: Vec<f64>,
@@ -15,6 +16,11 @@ impl Samples {
 
     pub fn push(&mut self, d: Duration) {
         self.secs.push(d.as_secs_f64());
+    }
+
+    /// A sample that is not a time (round trips per host).
+    pub fn push_value(&mut self, v: f64) {
+        self.secs.push(v);
     }
 
     pub fn len(&self) -> usize {

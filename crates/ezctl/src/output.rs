@@ -161,8 +161,12 @@ mod tests {
         out.emit(&json!({"event": "recap", "label": "add-node 10.0.0.9", "recap": ez_engine::Recap::default()}));
         out.emit(&json!({"event": "host_result", "host": "10.0.0.1", "rc": 0, "stdout": "", "stderr": ""}));
         out.emit(&json!({"event": "host_result", "host": "10.0.0.1", "error": "unreachable"}));
+        out.emit(&crate::remote::ssh_traffic(&ez_ssh::Pool::new(
+            Default::default(),
+        )));
+        out.emit(&json!({"event": "ssh_traffic", "hosts": {"10.0.0.1": {"channels": 12, "bytes_sent": 4096}}}));
         let lines = lines.lock().unwrap().clone();
-        assert_eq!(lines.len(), 8);
+        assert_eq!(lines.len(), 10);
         for l in &lines {
             check_line(l).unwrap_or_else(|e| panic!("{e}"));
         }

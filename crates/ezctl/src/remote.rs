@@ -170,6 +170,29 @@ impl SshConnector {
     }
 }
 
+/// The `ssh_traffic` event of a run (`--json`): per host, the SSH channels
+/// it opened (each one command or transfer, asked and answered: a round
+/// trip) and the payload bytes it sent. The bench reads it; people can see
+/// what a warm run still costs.
+pub fn ssh_traffic(pool: &Pool) -> serde_json::Value {
+    let mut hosts: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for s in pool.sessions() {
+        let e = hosts.entry(s.host().to_string()).or_default();
+        e.0 += s.channels_opened();
+        e.1 += s.bytes_sent();
+    }
+    let hosts: serde_json::Map<String, serde_json::Value> = hosts
+        .into_iter()
+        .map(|(h, (channels, bytes))| {
+            (
+                h,
+                serde_json::json!({ "channels": channels, "bytes_sent": bytes }),
+            )
+        })
+        .collect();
+    serde_json::json!({ "event": "ssh_traffic", "hosts": hosts })
+}
+
 fn transport_error(host: &str, e: SshError) -> TransportError {
     // The engine's error names the host itself.
     let text = e.to_string();

@@ -200,6 +200,11 @@ async fn connect_once(
     ))
 }
 
+/// The cipher ez-ssh offers first (and gets from any OpenSSH server), by
+/// its SSH name: what a fair peer is configured with (`ezbench`).
+pub const PREFERRED_CIPHER: &str = "aes256-gcm@openssh.com";
+const PREFERRED_CIPHER_ALGORITHM: cipher::Name = cipher::AES_256_GCM;
+
 /// Host-key algorithms already recorded for the host go first, as OpenSSH
 /// orders them, so a host with several key types presents the one we know.
 /// AES-GCM first: with AES-NI (ring) it outruns chacha20-poly1305 on bulk
@@ -218,7 +223,7 @@ fn client_config(opts: &SshOptions, known: &[Algorithm]) -> Arc<Config> {
         preferred.key = Cow::Owned(keys);
     }
     preferred.cipher = Cow::Borrowed(&[
-        cipher::AES_256_GCM,
+        PREFERRED_CIPHER_ALGORITHM,
         cipher::CHACHA20_POLY1305,
         cipher::AES_256_CTR,
         cipher::AES_192_CTR,
@@ -245,6 +250,12 @@ mod tests {
         assert_eq!(backoff(b, 2), Duration::from_millis(1000));
         assert_eq!(backoff(b, 10), Duration::from_secs(5));
         assert_eq!(backoff(b, 100), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_named_preferred_cipher_is_the_one_offered_first() {
+        let cfg = client_config(&SshOptions::default(), &[]);
+        assert_eq!(cfg.preferred.cipher[0].as_ref(), PREFERRED_CIPHER);
     }
 
     #[test]

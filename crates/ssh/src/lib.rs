@@ -47,7 +47,7 @@ mod ssh_config;
 mod transfer;
 
 pub use command::shell_quote;
-pub use connect::connect;
+pub use connect::{connect, PREFERRED_CIPHER};
 pub use error::SshError;
 pub use fanout::{fan_out, pool_key, HostResult, Pool, DEFAULT_FAN_OUT};
 pub use host::{HostSpec, SshOptions, Sudo};

@@ -249,7 +249,7 @@ fn print_results(bench: &Bench, took: Duration, load_before: Option<f64>) -> Res
         let w = bench.rss.iter().map(|r| r.0.len()).max().unwrap_or(0);
         for (what, n, tool, (main, all)) in &bench.rss {
             println!(
-                "  {what:<w$} N={n:<3} {tool:<8} {:>8.1} MiB main {:>8.1} MiB all",
+                "  {what:<w$} N={n:<3} {tool:<9} {:>8.1} MiB main {:>8.1} MiB all",
                 *main as f64 / 1024.0,
                 *all as f64 / 1024.0
             );

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use ez_bench::ansible::{self, Ansible};
+use ez_bench::ansible::{self, Ansible, Tuning};
 use ez_bench::events::RunReport;
 use ez_bench::measure::{self, Measured};
 use ez_bench::report::{Phase, ToolSamples};
@@ -36,6 +36,9 @@ pub struct ToolRun {
     pub changes: Vec<String>,
     /// ezctl's events, when the tool was ezctl.
     pub events: Option<RunReport>,
+    /// SSH operations per host (ezctl: channels; Ansible: ssh, sftp and scp
+    /// processes), each a round trip to the host.
+    pub round_trips: Option<f64>,
 }
 
 impl ToolRun {
@@ -44,6 +47,9 @@ impl ToolRun {
         into.controller_cpu.push(self.controller_cpu);
         if let Some(l) = self.lab_cpu {
             into.lab_cpu.push(l);
+        }
+        if let Some(t) = self.round_trips {
+            into.round_trips.push_value(t);
         }
     }
 
@@ -60,6 +66,10 @@ impl ToolRun {
         self.changed += next.changed;
         self.changes.extend(next.changes);
         self.events = next.events.or(self.events);
+        self.round_trips = match (self.round_trips, next.round_trips) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
         self
     }
 
@@ -126,6 +136,7 @@ pub fn ezctl(bench: &Bench, args: &[&str]) -> Result<ToolRun> {
         group_rss_kib: m.max_group_rss_kib,
         changed: report.tasks_changed as u64,
         changes: report.changes.clone(),
+        round_trips: report.round_trips_per_host(),
         events: Some(report),
     })
 }
@@ -153,7 +164,12 @@ pub fn ezctl_pki_only(bench: &Bench, cluster: &str) -> Result<()> {
 }
 
 /// Ansible's config and inventory for the lab's cluster, in `work/ansible`.
-pub fn ansible_setup(bench: &Bench, cluster_dir: &Path, forks: usize) -> Result<AnsibleFiles> {
+pub fn ansible_setup(
+    bench: &Bench,
+    cluster_dir: &Path,
+    forks: usize,
+    tuning: Tuning,
+) -> Result<AnsibleFiles> {
     let work = bench.home.work.join("ansible");
     for d in ["tmp", "cp", "home"] {
         std::fs::create_dir_all(work.join(d))?;
@@ -177,8 +193,11 @@ pub fn ansible_setup(bench: &Bench, cluster_dir: &Path, forks: usize) -> Result<
         inventory: work.join("inventory.yml"),
         control_dir: ansible::control_dir(&work),
         home: work.join("home"),
+        ssh_count: work.join("ssh-count"),
+        hosts: cluster.hosts.len(),
     };
-    std::fs::write(&files.config, ansible::config(forks, &work))?;
+    ansible::write_ssh_wrappers(&work)?;
+    std::fs::write(&files.config, ansible::config(forks, &work, tuning))?;
     std::fs::write(
         &files.inventory,
         ansible::inventory_yaml(&cluster, &cluster_dir.join("known_hosts"), &extra),
@@ -191,6 +210,9 @@ pub struct AnsibleFiles {
     pub inventory: std::path::PathBuf,
     pub control_dir: std::path::PathBuf,
     pub home: std::path::PathBuf,
+    /// One line per ssh/sftp/scp process Ansible started (its wrappers).
+    pub ssh_count: std::path::PathBuf,
+    pub hosts: usize,
 }
 
 /// `ansible-playbook -i inventory playbook`, which must succeed; its
@@ -202,8 +224,10 @@ pub fn ansible_playbook(
     playbook: &Path,
 ) -> Result<ToolRun> {
     super::check_interrupt()?;
+    std::fs::write(&files.ssh_count, "")?;
     let mut cmd = Command::new(a.playbook_bin());
-    cmd.arg("-i")
+    cmd.env(ansible::SSH_COUNT_ENV, &files.ssh_count)
+        .arg("-i")
         .arg(&files.inventory)
         .arg(playbook)
         .env("ANSIBLE_CONFIG", &files.config)
@@ -237,6 +261,8 @@ pub fn ansible_playbook(
         changed: recap.changed,
         changes: ansible::changed_tasks(&out),
         events: None,
+        round_trips: ansible::ssh_processes(&files.ssh_count)
+            .map(|n| n as f64 / files.hosts.max(1) as f64),
     })
 }
 
@@ -266,11 +292,26 @@ pub fn versions(bench: &Bench) -> String {
             .arg(&bench.cli.repo)
             .args(["describe", "--always", "--dirty"]),
     );
-    format!(
-        "ezctl: {} ({}, tree {git}); peers: ansible-core {} (forks = hosts, pipelining, no facts), {}",
-        first_line(Command::new(&bench.ezctl).arg("--version")),
-        bench.ezctl.display(),
-        bench.cli.ansible_version,
-        first_line(Command::new("ssh").arg("-V")),
-    )
+    let mut lines = vec![
+        format!(
+            "ezctl: {} ({}, tree {git}); ez-ssh cipher {}, no compression",
+            first_line(Command::new(&bench.ezctl).arg("--version")),
+            bench.ezctl.display(),
+            ez_ssh::PREFERRED_CIPHER,
+        ),
+        format!(
+            "openssh loop: {}, one ControlMaster per host, -o Ciphers={} (ez-ssh's), no compression",
+            first_line(Command::new("ssh").arg("-V")),
+            ez_ssh::PREFERRED_CIPHER,
+        ),
+    ];
+    for t in &bench.cli.ansible {
+        lines.push(format!(
+            "{}: ansible-core {}, {}",
+            t.label(),
+            bench.cli.ansible_version,
+            t.describe()
+        ));
+    }
+    lines.join("\n")
 }

@@ -256,6 +256,9 @@ pub fn execute(
         };
         let recap =
             crate::run::run_plan(cluster, connector.clone(), &plan, options, out, "setup").await;
+        if out.json {
+            out.emit(&crate::remote::ssh_traffic(connector.pool()));
+        }
         connector.pool().close_all().await;
         recap
     })?;
