@@ -68,6 +68,18 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub ask_sudo_pass: bool,
 
+    /// SSH connections opened at once (key exchanges in flight), and hosts
+    /// `exec` works on at once. Every host still gets its connection; a
+    /// large fleet just does not start all its handshakes together
+    #[arg(
+        long,
+        global = true,
+        env = "EZCTL_FORKS",
+        default_value_t = ez_ssh::DEFAULT_FAN_OUT as u16,
+        value_parser = clap::value_parser!(u16).range(1..=4096)
+    )]
+    pub forks: u16,
+
     #[command(subcommand)]
     pub command: Command,
 }

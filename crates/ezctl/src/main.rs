@@ -1,7 +1,8 @@
 //! ezctl: provision and operate HA Kubernetes clusters from binaries.
 //!
-//! This binary only parses arguments, picks the work and renders results;
-//! the inventory, PKI, SSH and engine crates do the work.
+//! This binary parses arguments, sets the process up (credentials, limits),
+//! picks the work and renders results; the inventory, PKI, SSH and engine
+//! crates do the work, and the day-2 procedures live in `ops` and `etcd`.
 
 mod cli;
 mod commands;
@@ -11,6 +12,7 @@ mod exit;
 mod home;
 #[cfg(test)]
 mod hostile_tests;
+mod limits;
 mod ops;
 mod output;
 mod progress;
@@ -53,6 +55,8 @@ fn main() -> ProcessExit {
             return ProcessExit::from(ExitCode::Usage as u8);
         }
     }
+    remote::set_forks(usize::from(cli.forks));
+    limits::raise_open_files();
     let command = command_name(&cli.command);
     match run(cli, &out) {
         Ok(()) => {

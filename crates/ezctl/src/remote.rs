@@ -43,6 +43,24 @@ pub fn set_credentials(c: Credentials) {
     let _ = CREDENTIALS.set(c);
 }
 
+static FORKS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// Set once, by main (`--forks`), before any host is reached.
+pub fn set_forks(n: usize) {
+    let _ = FORKS.set(n.max(1));
+}
+
+/// SSH connections opened at once, and hosts `exec` works on at once.
+pub fn forks() -> usize {
+    FORKS.get().copied().unwrap_or(ez_ssh::DEFAULT_FAN_OUT)
+}
+
+/// The run's SSH pool for `cluster`: its options, `--forks` handshakes at
+/// most in flight.
+pub fn new_pool(cluster: &Cluster, accept_new: bool) -> Pool {
+    Pool::with_connect_limit(ssh_options(cluster, accept_new), forks())
+}
+
 fn credentials() -> &'static Credentials {
     static NONE: std::sync::OnceLock<Credentials> = std::sync::OnceLock::new();
     CREDENTIALS
@@ -160,7 +178,7 @@ impl SshConnector {
             .map(|h| (h.ip.to_string(), host_spec(cluster, h)))
             .collect();
         SshConnector {
-            pool: Pool::new(ssh_options(cluster, accept_new)),
+            pool: new_pool(cluster, accept_new),
             specs,
         }
     }

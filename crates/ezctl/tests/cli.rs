@@ -182,6 +182,23 @@ fn invalid_inventory_exits_3_with_every_message() {
 }
 
 #[test]
+fn forks_is_a_bounded_number() {
+    let h = home();
+    for bad in ["0", "5000", "many"] {
+        let out = ezctl(h.path(), &["--forks", bad, "list"]);
+        assert_eq!(out.status.code(), Some(2), "--forks {bad}");
+        assert!(stderr(&out).contains("--forks"), "{}", stderr(&out));
+    }
+    let out = ezctl(h.path(), &["--forks", "8", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let help = stdout(&ezctl(h.path(), &["--help"]));
+    assert!(
+        help.contains("--forks") && help.contains("EZCTL_FORKS"),
+        "{help}"
+    );
+}
+
+#[test]
 fn completions_and_man_page() {
     let h = home();
     let out = ezctl(h.path(), &["completions", "bash"]);

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ez_inventory::Cluster;
-use ez_ssh::{fan_out, ExecOpts, HostSpec, Pool, DEFAULT_FAN_OUT};
+use ez_ssh::{fan_out, ExecOpts, HostSpec, Pool};
 
-use crate::remote::{host_spec, ssh_options};
+use crate::remote::host_spec;
 
 pub struct Fleet {
     pool: Pool,
@@ -55,7 +55,7 @@ fn last_lines(text: &str, n: usize) -> String {
 impl Fleet {
     pub fn new(cluster: &Cluster, accept_new: bool) -> Fleet {
         Fleet {
-            pool: Pool::new(ssh_options(cluster, accept_new)),
+            pool: crate::remote::new_pool(cluster, accept_new),
             specs: cluster
                 .hosts
                 .iter()
@@ -82,7 +82,7 @@ impl Fleet {
             specs.push(spec);
         }
         let commands = std::sync::Arc::new(commands);
-        let mut rx = fan_out(&self.pool, specs, DEFAULT_FAN_OUT, move |session| {
+        let mut rx = fan_out(&self.pool, specs, crate::remote::forks(), move |session| {
             let commands = commands.clone();
             async move {
                 let cmd = commands
