@@ -14,6 +14,7 @@ use super::tools;
 use super::{say, Bench};
 
 pub fn run(bench: &mut Bench, n: usize) -> Result<()> {
+    bench.home.restore_images()?;
     let lab = bench.fresh_lab(n)?;
     let cluster = lab.name();
     let cluster_dir = bench.cluster_dir()?;

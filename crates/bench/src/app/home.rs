@@ -97,12 +97,35 @@ fn build_bundle(repo: &Path, dest: &Path, _ezctl: &Path) -> Result<()> {
     // Workload B is etcd + containerd as files and services; the offline
     // images (hundreds of MB per node, imported by roles/containerd) are not
     // part of what it compares, and its Ansible playbook has no such step.
+    // They wait beside the bundle for the critical part: `setup all` needs
+    // them (no node can pull from the internet; without the pause and
+    // calico images no pod starts).
     let images = dest.join("images");
     if images.exists() {
-        std::fs::remove_dir_all(&images)
-            .with_context(|| format!("removing {}", images.display()))?;
+        let aside = images_aside(dest);
+        let _ = std::fs::remove_dir_all(&aside);
+        std::fs::rename(&images, &aside)
+            .with_context(|| format!("moving {} aside", images.display()))?;
     }
     Ok(())
+}
+
+fn images_aside(bundle: &Path) -> PathBuf {
+    bundle.with_file_name("bundle-images")
+}
+
+impl Home {
+    /// Puts the bundle's offline images back (after workload B), for runs
+    /// of `setup all`.
+    pub fn restore_images(&self) -> Result<()> {
+        let bundle = self.dir.join("bin");
+        let aside = images_aside(&bundle);
+        if aside.exists() {
+            std::fs::rename(&aside, bundle.join("images"))
+                .with_context(|| format!("moving {} back", aside.display()))?;
+        }
+        Ok(())
+    }
 }
 
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
