@@ -13,6 +13,7 @@
 #   scripts/build-components.sh                  everything bin/versions.toml pins
 #   scripts/build-components.sh kubernetes 1.37.2
 #   scripts/build-components.sh --print-dir kubernetes 1.37.2
+#   scripts/build-components.sh conformance 1.37.2   the e2e suite (scripts/build/conformance.sh)
 #   scripts/build-components.sh image coredns [REF]   one image (REF: name:tag)
 #   scripts/build-components.sh --available calico 3.28.5   can it be built here?
 #   scripts/build-components.sh --print-dir image coredns [REF]
@@ -102,6 +103,8 @@ inputs_of() { # inputs_of NAME
       [ -z "${IMAGE_SRC:-}" ] || cat "$IMAGE_SRC/.stamp"
       [ "$1" != images/busybox ] || echo "busybox-static $BUSYBOX_DEB_VERSION"
       ;;
+    # A recipe may say what else its build reads: inputs_<component>.
+    *) ! declare -F "inputs_${1//-/_}" >/dev/null || "inputs_${1//-/_}" ;;
   esac
 }
 
@@ -211,6 +214,8 @@ main() {
     if [ $print_dir = 1 ]; then echo "$CACHE/$comp/$ver"; return; fi
     declare -F "build_${comp//-/_}" >/dev/null || die "unknown component $comp"
     setup_inputs
+    # A recipe may need other builds first (ezlab, a component): prepare_<component>.
+    ! declare -F "prepare_${comp//-/_}" >/dev/null || "prepare_${comp//-/_}"
     ensure "$comp" "$ver" "build_${comp//-/_}"
     return
   fi
