@@ -67,10 +67,22 @@ fn whoami(env: &Env, master: &str, token: &str) -> Result<String, String> {
 
 /// Samples every node's Ready condition every 2 s through the masters (a
 /// master being restarted is skipped for that sample) until finished; a
-/// node seen NotReady fails the test.
+/// node seen NotReady fails the test. Each sample also reads the last log
+/// lines of the system pods that talk to the apiserver (calico's
+/// controllers, coredns): a TLS refusal there (`x509: ...`, a pod that
+/// does not trust the certificate the apiserver serves) fails the test too.
 struct NodeWatch {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    handle: std::thread::JoinHandle<(usize, Vec<String>)>,
+    handle: std::thread::JoinHandle<Watched>,
+}
+
+#[derive(Default)]
+struct Watched {
+    samples: usize,
+    not_ready: Vec<String>,
+    /// Samples in which the system pods' logs were read (not empty).
+    log_samples: usize,
+    tls_errors: std::collections::BTreeSet<String>,
 }
 
 impl NodeWatch {
@@ -78,7 +90,7 @@ impl NodeWatch {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
-            let (mut samples, mut not_ready) = (0, Vec::new());
+            let mut w = Watched::default();
             let mut i = 0;
             while !flag.load(std::sync::atomic::Ordering::SeqCst) {
                 let master = &masters[i % masters.len()];
@@ -94,31 +106,64 @@ impl NodeWatch {
                     ],
                 );
                 if out.status.success() {
-                    samples += 1;
+                    w.samples += 1;
                     for line in String::from_utf8_lossy(&out.stdout).lines() {
                         if !line.ends_with("=True") {
-                            not_ready.push(line.to_string());
+                            w.not_ready.push(line.to_string());
+                        }
+                    }
+                }
+                let logs = env.kubectl(
+                    master,
+                    &[
+                        "logs",
+                        "-n",
+                        "kube-system",
+                        "-l",
+                        "k8s-app in (calico-kube-controllers,kube-dns)",
+                        "--all-containers",
+                        "--prefix",
+                        "--since=20s",
+                        "--request-timeout=5s",
+                    ],
+                );
+                if logs.status.success() {
+                    w.log_samples += 1;
+                    for line in String::from_utf8_lossy(&logs.stdout).lines() {
+                        if line.contains("x509:") {
+                            w.tls_errors.insert(line.chars().take(300).collect());
                         }
                     }
                 }
                 std::thread::sleep(Duration::from_secs(2));
             }
-            (samples, not_ready)
+            w
         });
         NodeWatch { stop, handle }
     }
 
     fn finish(self, during: &str) {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        let (samples, not_ready) = self.handle.join().expect("node watch thread");
+        let w = self.handle.join().expect("node watch thread");
         eprintln!(
-            "node watch during {during}: {samples} samples, {} NotReady",
-            not_ready.len()
+            "node watch during {during}: {} samples, {} NotReady; system pod logs read {} times, {} TLS refusals",
+            w.samples,
+            w.not_ready.len(),
+            w.log_samples,
+            w.tls_errors.len()
         );
-        assert!(samples > 0, "no node sample during {during}");
+        assert!(w.samples > 0, "no node sample during {during}");
         assert!(
-            not_ready.is_empty(),
-            "nodes NotReady during {during}: {not_ready:?}"
+            w.not_ready.is_empty(),
+            "nodes NotReady during {during}: {:?}",
+            w.not_ready
+        );
+        // The log check could see a refusal: it read the logs.
+        assert!(w.log_samples > 0, "no system pod log read during {during}");
+        assert!(
+            w.tls_errors.is_empty(),
+            "system pods refused the apiserver's certificate during {during}: {:#?}",
+            w.tls_errors
         );
     }
 }

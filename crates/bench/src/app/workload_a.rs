@@ -46,47 +46,62 @@ impl Tool {
 }
 
 pub fn run(bench: &mut Bench, a: &Ansible, n: usize) -> Result<()> {
-    for &tuning in &bench.cli.ansible {
-        let mut cold = Row::new(LABEL, n, Phase::Cold, tuning.label());
-        let mut warm = Row::new(LABEL, n, Phase::Warm, tuning.label());
+    paired_runs(
+        bench,
+        LABEL,
+        "A",
+        n,
+        tools::ezctl_pki_only,
+        |bench, cluster, files, t| match t {
+            Tool::Ezctl => {
+                let dir = bench.home.bench_a();
+                tools::ezctl(
+                    bench,
+                    &[
+                        "play",
+                        cluster,
+                        &dir.join("playbook.yml").display().to_string(),
+                        "--roles",
+                        &dir.join("roles").display().to_string(),
+                    ],
+                )
+            }
+            Tool::Ansible(_) => {
+                tools::ansible_playbook(bench, a, files, &bench.home.bench_a().join("ansible.yml"))
+            }
+        },
+    )
+}
+
+/// For each Ansible tuning, each repetition and both orders of the tools:
+/// fresh machines, `prepare` (not timed), then [`cold_then_warm`] with
+/// `one` running a tool on the lab's cluster; recorded in that tuning's
+/// cold and warm rows of `label` (`short` names it in progress lines).
+pub fn paired_runs(
+    bench: &mut Bench,
+    label: &str,
+    short: &str,
+    n: usize,
+    prepare: impl Fn(&Bench, &str) -> Result<()>,
+    one: impl Fn(&Bench, &str, &tools::AnsibleFiles, Tool) -> Result<ToolRun>,
+) -> Result<()> {
+    for tuning in bench.cli.ansible.clone() {
+        let mut cold = Row::new(label, n, Phase::Cold, tuning.label());
+        let mut warm = Row::new(label, n, Phase::Warm, tuning.label());
         for rep in 0..bench.cli.reps {
             let order = Tool::order(rep, tuning);
             for first in 0..2 {
                 let pair = [order[first], order[1 - first]];
-                let lab = bench.fresh_lab(n)?;
-                let cluster = lab.name();
+                let cluster = bench.fresh_lab(n)?.name();
                 let cluster_dir = bench.cluster_dir()?;
-                tools::ezctl_pki_only(bench, &cluster)?;
+                prepare(bench, &cluster)?;
                 let files = tools::ansible_setup(bench, &cluster_dir, n, tuning)?;
-                let one = |t: Tool| -> Result<ToolRun> {
-                    match t {
-                        Tool::Ezctl => {
-                            let dir = bench.home.bench_a();
-                            tools::ezctl(
-                                bench,
-                                &[
-                                    "play",
-                                    &cluster,
-                                    &dir.join("playbook.yml").display().to_string(),
-                                    "--roles",
-                                    &dir.join("roles").display().to_string(),
-                                ],
-                            )
-                        }
-                        Tool::Ansible(_) => tools::ansible_playbook(
-                            bench,
-                            a,
-                            &files,
-                            &bench.home.bench_a().join("ansible.yml"),
-                        ),
-                    }
-                };
                 let runs = cold_then_warm(
-                    one,
+                    |t| one(bench, &cluster, &files, t),
                     pair,
-                    &format!("A N={n} rep {}/{}", rep + 1, bench.cli.reps),
+                    &format!("{short} N={n} rep {}/{}", rep + 1, bench.cli.reps),
                 )?;
-                record(bench, LABEL, n, runs, &mut cold, &mut warm);
+                record(bench, label, n, runs, &mut cold, &mut warm);
             }
         }
         bench.rows.push(cold);

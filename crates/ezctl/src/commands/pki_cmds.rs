@@ -156,6 +156,14 @@ pub fn kca_renew(
     };
     if stage <= Stage::Trust {
         push("kca-renew trust")?;
+        // Pods read the cluster's CA once, at start. Restarted now, while
+        // every certificate served is still the old CA's, they load the
+        // bundle, and keep talking to the apiserver after the switch.
+        // (Restarted only after it, calico-kube-controllers failed TLS with
+        // "certificate signed by unknown authority" until phase 3.)
+        wait_for_root_ca(home, &cluster, &ops, &ssl)?;
+        ops.say("phase 1: the system pods restart to load both CAs");
+        restart_system_pods(home, &cluster, &ops)?;
         ez_pki::rotation::switch(&ssl).context("switching to the new CA")?;
         set(Stage::Switched)?;
         ops.say("phase 2: the new CA signs; every component rolls onto its certificates");
@@ -225,6 +233,50 @@ fn renew_targets(ops: &Ops, cluster: &ez_inventory::Cluster) -> ez_engine::Targe
 /// The add-ons' pods (the pod network, CoreDNS) hold the old CA bundle and
 /// tokens of the old key: restart their DaemonSets and Deployments, one
 /// pod at a time as their rollout strategies say, and wait for them.
+/// Waits until kube-controller-manager published this rotation's `ca.pem`
+/// (its `--root-ca-file`, both CAs now) as the kube-root-ca.crt ConfigMap
+/// that pods mount, so the pods restarted next load both CAs.
+fn wait_for_root_ca(
+    home: &Home,
+    cluster: &ez_inventory::Cluster,
+    ops: &Ops,
+    ssl: &std::path::Path,
+) -> Result<()> {
+    let path = ssl.join(ez_pki::names::CA_CERT);
+    let want =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let kube = Kube::pick(home, cluster, &[], ops.handle())?;
+    let deadline = Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let got = kube.run(
+            &[
+                "get",
+                "configmap",
+                "kube-root-ca.crt",
+                "-n",
+                "kube-system",
+                "-o",
+                "jsonpath={.data.ca\\.crt}",
+            ],
+            None,
+            std::time::Duration::from_secs(30),
+        )?;
+        if got.ok() && got.stdout.trim() == want.trim() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(Failure::new(
+                ExitCode::Failed,
+                format!(
+                    "kube-system/kube-root-ca.crt does not hold both CAs after 180 s (kube-controller-manager publishes its --root-ca-file there): {}\nrun the same command again to continue",
+                    if got.ok() { "it holds another certificate set".to_string() } else { got.stderr.trim().to_string() }
+                )
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+}
+
 fn restart_system_pods(home: &Home, cluster: &ez_inventory::Cluster, ops: &Ops) -> Result<()> {
     let kube = Kube::pick(home, cluster, &[], ops.handle())?;
     for ns in ["kube-system", "kube-flannel"] {
