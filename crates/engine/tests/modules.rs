@@ -268,6 +268,56 @@ async fn a_delegated_wait_shows_the_journal_of_the_tasks_host() {
     assert!(!err.contains("journal of the controller"), "{err}");
 }
 
+/// A unit stuck in a state only a restart clears (a kubelet whose CSINode
+/// start failed): `restart_when` restarts it once on the task's host, the
+/// wait goes on and the task reports the change.
+#[tokio::test]
+async fn a_wait_restarts_a_stuck_unit_once_on_the_tasks_host() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("restarted");
+    let calls = dir.path().join("calls");
+    let bin = dir.path().join("host-bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    std::fs::write(
+        bin.join("systemctl"),
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {calls}\ntouch {marker}\n",
+            calls = calls.display(),
+            marker = marker.display()
+        ),
+    )
+    .expect("shim");
+    std::fs::set_permissions(
+        bin.join("systemctl"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .expect("chmod");
+    let probe = format!(
+        "test -e {m} || {{ echo 'Ready=False: failed to initialize CSINode'; false; }}",
+        m = marker.display()
+    );
+    let r = OneRole::new(
+        &format!(
+            "- name: node ready\n  wait: {{ command: {probe:?}, retries: 5, delay: 10ms, unit: kubelet, restart_when: failed to initialize CSINode }}\n  delegate: controller\n"
+        ),
+        None,
+    );
+    let path = std::env::var("PATH").unwrap_or_default();
+    let runner = Runner::new(Arc::new(
+        LocalConnector::new().with_env("PATH", format!("{}:{path}", bin.display())),
+    ))
+    .with_controller(Arc::new(transport::LocalTransport::new("controller")));
+    let (recap, _) = r.run_with(r.targets(), runner).await;
+    assert!(recap.ok(), "{recap}");
+    assert_eq!(recap.total_changed(), 1, "the restart is a change: {recap}");
+    assert_eq!(
+        std::fs::read_to_string(&calls).expect("systemctl was called"),
+        "restart kubelet\n",
+        "restarted once, on the task's host"
+    );
+}
+
 #[tokio::test]
 async fn sysctl_writes_the_file_and_loads_it_on_change() {
     let r = OneRole::new(

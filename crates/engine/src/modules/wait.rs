@@ -32,6 +32,10 @@ pub(crate) struct WaitArgs {
     pub timeout: Option<Deferred<Duration>>,
     /// A systemd unit whose journal explains a failure.
     pub unit: Option<String>,
+    /// Text in a failed probe's output that means `unit` is stuck and only
+    /// a restart gets it going: the unit is restarted once, on the task's
+    /// host, and the wait goes on (the task then reports a change).
+    pub restart_when: Option<String>,
 }
 
 impl WaitArgs {
@@ -45,6 +49,9 @@ impl WaitArgs {
         }
         if self.cert.is_some() != self.key.is_some() {
             return Err("`cert` and `key` go together".into());
+        }
+        if self.restart_when.is_some() && self.unit.is_none() {
+            return Err("`restart_when` restarts `unit`: give the unit".into());
         }
         Ok(())
     }
@@ -130,6 +137,7 @@ impl Module for WaitArgs {
             .max(1);
         let (cmd, want_status) = self.probe(timeout)?;
         let mut last = String::new();
+        let mut restarted = false;
         for attempt in 1..=retries {
             let opts = ExecOpts {
                 timeout: Some(timeout),
@@ -142,7 +150,11 @@ impl Module for WaitArgs {
                         Some(s) => o.success() && o.stdout.trim() == s.to_string(),
                     };
                     if ok {
-                        return Ok(Applied::default());
+                        return Ok(if restarted {
+                            Applied::changed()
+                        } else {
+                            Applied::default()
+                        });
                     }
                     last = match want_status {
                         Some(s) => format!(
@@ -155,6 +167,28 @@ impl Module for WaitArgs {
                 }
                 Err(e) if e.is_unreachable() => return Err(e.into()),
                 Err(e) => last = e.to_string(),
+            }
+            if let (Some(pattern), Some(unit), false) = (&self.restart_when, &self.unit, restarted)
+            {
+                if last.contains(pattern.as_str()) {
+                    restarted = true;
+                    let out = cx
+                        .target
+                        .exec(
+                            &format!("systemctl restart {}", shell_quote(unit)),
+                            ExecOpts {
+                                timeout: Some(Duration::from_secs(90)),
+                                ..Default::default()
+                            },
+                        )
+                        .await?;
+                    if !out.success() {
+                        return Err(TaskError::Failed(format!(
+                            "{unit} was stuck ({pattern}) and did not restart: {}{}",
+                            out.stdout, out.stderr
+                        )));
+                    }
+                }
             }
             if attempt < retries {
                 tokio::time::sleep(delay).await;
