@@ -31,12 +31,21 @@ pub enum LoadError {
 pub enum PlanError {
     #[error(transparent)]
     Load(#[from] LoadError),
-    #[error("{playbook}: {context}: unknown role `{role}` (no {roles_dir}/{role}/tasks.yml)")]
+    #[error("{playbook}: {context}: unknown role `{role}` (no {tasks_file})")]
     UnknownRole {
         playbook: String,
         context: String,
         role: String,
-        roles_dir: String,
+        /// The tasks file the name points at (`ROLE/tasks.yml` or
+        /// `ROLE/tasks/ENTRY.yml`).
+        tasks_file: String,
+    },
+    #[error("{playbook}: {context}: `{role}` on {host} is listed again with other vars; give the plays the same vars or use another entry")]
+    VarsDiffer {
+        playbook: String,
+        context: String,
+        role: String,
+        host: String,
     },
     #[error("dependency cycle: {}", path.join(" -> "))]
     Cycle { path: Vec<String> },

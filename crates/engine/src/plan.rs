@@ -55,6 +55,8 @@ pub struct Unit {
     pub role: Arc<Role>,
     pub host: String,
     pub playbook: String,
+    /// The play's `vars:`, over the host's variables.
+    pub vars: serde_json::Map<String, serde_json::Value>,
     /// Indexes into `role.tasks` that pass the tag filter, in order.
     pub tasks: Vec<usize>,
     /// First host of its play: `run_once` tasks run here.
@@ -94,7 +96,8 @@ impl Plan {
 
         for pb in playbooks {
             for (pi, play) in pb.plays.iter().enumerate() {
-                let context = format!("play #{} ({})", pi + 1, play.role);
+                let unit_role = play.unit_role();
+                let context = format!("play #{} ({unit_role})", pi + 1);
                 let known = |role: &str| -> Result<(), PlanError> {
                     if Role::exists(roles_dir, role) {
                         Ok(())
@@ -103,11 +106,13 @@ impl Plan {
                             playbook: pb.name.clone(),
                             context: context.clone(),
                             role: role.to_string(),
-                            roles_dir: roles_dir.display().to_string(),
+                            tasks_file: crate::role::tasks_file(roles_dir, role)
+                                .map(|p| p.display().to_string())
+                                .unwrap_or_else(|| "such tasks file".into()),
                         })
                     }
                 };
-                known(&play.role)?;
+                known(&unit_role)?;
                 if let Some(cond) = &play.when {
                     let holds = tera::Context::from_value(serde_json::Value::Object(
                         targets.globals.clone(),
@@ -128,11 +133,11 @@ impl Plan {
                 for r in play.after.iter().chain(play.needs.iter().map(|n| &n.role)) {
                     known(r)?;
                 }
-                let role = match roles.get(&play.role) {
+                let role = match roles.get(&unit_role) {
                     Some(r) => r.clone(),
                     None => {
-                        let r = Arc::new(Role::load(roles_dir, &play.role)?);
-                        roles.insert(play.role.clone(), r.clone());
+                        let r = Arc::new(Role::load(roles_dir, &unit_role)?);
+                        roles.insert(unit_role.clone(), r.clone());
                         r
                     }
                 };
@@ -152,12 +157,20 @@ impl Plan {
                     if tasks.is_empty() {
                         continue;
                     }
-                    let key = (play.role.clone(), h.name.clone());
+                    let key = (unit_role.clone(), h.name.clone());
                     // Listed again (e.g. kube-lb in step 04 for masters and in
                     // 05 for nodes, both imported by 90-all): one unit, with
                     // the dependencies of every play that lists it.
                     if let Some(&n) = index.get(&key) {
                         let unit = &mut graph[n];
+                        if unit.vars != play.vars {
+                            return Err(PlanError::VarsDiffer {
+                                playbook: pb.name.clone(),
+                                context: context.clone(),
+                                role: unit_role.clone(),
+                                host: h.name.clone(),
+                            });
+                        }
                         let merged: BTreeSet<usize> =
                             unit.tasks.iter().chain(&tasks).copied().collect();
                         unit.tasks = merged.into_iter().collect();
@@ -169,6 +182,7 @@ impl Plan {
                         role: role.clone(),
                         host: h.name.clone(),
                         playbook: pb.name.clone(),
+                        vars: play.vars.clone(),
                         tasks: tasks.clone(),
                         run_once_here: nodes.is_empty(),
                     });

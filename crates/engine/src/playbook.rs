@@ -20,7 +20,17 @@ pub struct Need {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Play {
+    /// The role, as `NAME` (its `tasks.yml`) or `NAME:ENTRY` (its
+    /// `tasks/ENTRY.yml`, like Ansible's `tasks_from`). A play may say the
+    /// entry with `tasks:` instead; [`Play::unit_role`] is the one spelling.
     pub role: String,
+    /// The role's entry point: `tasks: stage` runs `roles/ROLE/tasks/stage.yml`.
+    pub tasks: Option<String>,
+    /// Play variables, over the hosts' variables and the role's defaults
+    /// (as in Ansible). Literal values: the plan compares them to merge
+    /// plays that list the same role on the same host.
+    #[serde(default)]
+    pub vars: serde_json::Map<String, serde_json::Value>,
     /// Host pattern, see [`crate::Targets::select`].
     pub hosts: String,
     /// Roles that must be done on the same host first.
@@ -64,7 +74,7 @@ fn load_plays(path: &Path, stack: &mut Vec<PathBuf>) -> Result<Vec<Play>, LoadEr
         _ => {
             return Err(LoadError::Invalid {
                 path: path.to_path_buf(),
-                message: "expected a list of plays { role, hosts, after, needs, serial, tags, when } or `- import: NAME`".into(),
+                message: "expected a list of plays { role, tasks, vars, hosts, after, needs, serial, tags, when } or `- import: NAME`".into(),
             })
         }
     };
@@ -89,7 +99,7 @@ fn load_plays(path: &Path, stack: &mut Vec<PathBuf>) -> Result<Vec<Play>, LoadEr
         let play: Play = serde_json::from_value(item).map_err(|e| LoadError::Invalid {
             path: path.to_path_buf(),
             message: format!(
-                "entry #{}: expected a play {{ role, hosts, after, needs, serial, tags, when }} or `import: NAME`: {e}",
+                "entry #{}: expected a play {{ role, tasks, vars, hosts, after, needs, serial, tags, when }} or `import: NAME`: {e}",
                 i + 1
             ),
         })?;
@@ -103,6 +113,16 @@ impl Playbook {
     pub fn load(path: &Path) -> Result<Playbook, LoadError> {
         let plays = load_plays(path, &mut Vec::new())?;
         for (i, p) in plays.iter().enumerate() {
+            if p.tasks.is_some() && p.role.contains(':') {
+                return Err(LoadError::Invalid {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "play #{} ({}): names its entry twice (`role: NAME:ENTRY` and `tasks:`); use one",
+                        i + 1,
+                        p.role
+                    ),
+                });
+            }
             if p.serial == Some(0) {
                 return Err(LoadError::Invalid {
                     path: path.to_path_buf(),
@@ -135,12 +155,25 @@ impl Play {
     pub fn new(role: impl Into<String>, hosts: impl Into<String>) -> Play {
         Play {
             role: role.into(),
+            tasks: None,
+            vars: serde_json::Map::new(),
             hosts: hosts.into(),
             after: Vec::new(),
             needs: Vec::new(),
             serial: None,
             tags: Vec::new(),
             when: None,
+        }
+    }
+}
+
+impl Play {
+    /// The role and entry this play runs, as units and `after`/`needs` name
+    /// it: `etcd-restore` or `etcd-restore:stage`.
+    pub fn unit_role(&self) -> String {
+        match &self.tasks {
+            Some(entry) => format!("{}:{entry}", self.role),
+            None => self.role.clone(),
         }
     }
 }
@@ -201,5 +234,23 @@ mod tests {
         std::fs::write(&p, "- role: x\n  hosts: all\n  befor: [y]\n").unwrap();
         let e = Playbook::load(&p).unwrap_err().to_string();
         assert!(e.contains("befor"), "{e}");
+    }
+
+    #[test]
+    fn an_entry_is_named_by_tasks_or_after_a_colon_but_not_both() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("21-x.yml");
+        std::fs::write(
+            &p,
+            "- role: r\n  tasks: stage\n  hosts: all\n  vars: { a: 1, b: [x] }\n- role: r:start\n  hosts: all\n",
+        )
+        .unwrap();
+        let pb = Playbook::load(&p).unwrap();
+        assert_eq!(pb.plays[0].unit_role(), "r:stage");
+        assert_eq!(pb.plays[0].vars["a"], 1);
+        assert_eq!(pb.plays[1].unit_role(), "r:start");
+        std::fs::write(&p, "- role: r:start\n  tasks: stage\n  hosts: all\n").unwrap();
+        let e = Playbook::load(&p).unwrap_err().to_string();
+        assert!(e.contains("names its entry twice"), "{e}");
     }
 }

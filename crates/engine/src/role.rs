@@ -66,9 +66,19 @@ const TASK_KEYS: &[&str] = &[
 ];
 
 impl Role {
-    /// Load `roles_dir/name`. `tasks.yml` is required, the rest optional.
+    /// Load `roles_dir/name`: `name` is `ROLE` (its `tasks.yml`) or
+    /// `ROLE:ENTRY` (its `tasks/ENTRY.yml`). Every entry of a role shares its
+    /// defaults, handlers, templates and files. The tasks file is required,
+    /// the rest optional.
     pub fn load(roles_dir: &Path, name: &str) -> Result<Role, LoadError> {
-        let dir = roles_dir.join(name);
+        let (dir_name, _) = split_entry(name);
+        let dir = roles_dir.join(dir_name);
+        let tasks_path = tasks_file(roles_dir, name).ok_or_else(|| LoadError::Invalid {
+            path: dir.clone(),
+            message: format!(
+                "`{name}`: an entry is named by letters, digits, `-` and `_` (ROLE:ENTRY runs ROLE/tasks/ENTRY.yml)"
+            ),
+        })?;
         let templates = load_templates(name, &dir.join("templates"))?;
         let defaults_path = dir.join("defaults.yml");
         let defaults = if defaults_path.exists() {
@@ -88,13 +98,36 @@ impl Role {
         if handlers_path.exists() {
             role.handlers = role.load_task_list(&handlers_path, true)?;
         }
-        role.tasks = role.load_task_list(&dir.join("tasks.yml"), false)?;
+        role.tasks = role.load_task_list(&tasks_path, false)?;
         Ok(role)
     }
 
-    /// True when `roles_dir/name` looks like a role.
+    /// True when `roles_dir/name` (`ROLE` or `ROLE:ENTRY`) has its tasks file.
     pub fn exists(roles_dir: &Path, name: &str) -> bool {
-        roles_dir.join(name).join("tasks.yml").is_file()
+        tasks_file(roles_dir, name).is_some_and(|p| p.is_file())
+    }
+
+    /// Every runnable name of the role in `roles_dir/role`: `ROLE` when it
+    /// has a `tasks.yml`, then `ROLE:ENTRY` for each `tasks/ENTRY.yml`, sorted.
+    pub fn entries(roles_dir: &Path, role: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        if Role::exists(roles_dir, role) {
+            names.push(role.to_string());
+        }
+        let mut more: Vec<String> = std::fs::read_dir(roles_dir.join(role).join("tasks"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let file = e.file_name().to_string_lossy().into_owned();
+                let entry = file.strip_suffix(".yml")?;
+                let name = format!("{role}:{entry}");
+                Role::exists(roles_dir, &name).then_some(name)
+            })
+            .collect();
+        more.sort();
+        names.extend(more);
+        names
     }
 
     fn load_task_list(&self, path: &Path, handlers: bool) -> Result<Vec<Task>, LoadError> {
@@ -362,6 +395,35 @@ fn first_arg(args: &Value) -> String {
         .and_then(Value::as_str)
         .map(|s| s.chars().take(60).collect())
         .unwrap_or_default()
+}
+
+/// `ROLE:ENTRY` into its parts; a plain `ROLE` has no entry.
+fn split_entry(name: &str) -> (&str, Option<&str>) {
+    match name.split_once(':') {
+        Some((role, entry)) => (role, Some(entry)),
+        None => (name, None),
+    }
+}
+
+/// Where the tasks of `ROLE` or `ROLE:ENTRY` live, or `None` for a name
+/// that could leave the role's folder (an entry is one plain file name).
+pub fn tasks_file(roles_dir: &Path, name: &str) -> Option<PathBuf> {
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            && !s.starts_with('.')
+    };
+    match split_entry(name) {
+        (role, None) if plain(role) => Some(roles_dir.join(role).join("tasks.yml")),
+        (role, Some(entry)) if plain(role) && plain(entry) && !entry.contains('.') => Some(
+            roles_dir
+                .join(role)
+                .join("tasks")
+                .join(format!("{entry}.yml")),
+        ),
+        _ => None,
+    }
 }
 
 fn load_templates(role: &str, dir: &Path) -> Result<Tera, LoadError> {

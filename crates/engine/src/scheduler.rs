@@ -167,7 +167,12 @@ impl Runner {
                 };
                 let job = UnitJob {
                     role: unit.role.clone(),
-                    vars: contexts.get(&host.name).unwrap_or_default(),
+                    vars: {
+                        // Play vars over the host's, as in Ansible.
+                        let mut v = contexts.get(&host.name).unwrap_or_default();
+                        v.extend(unit.vars.clone());
+                        v
+                    },
                     conn: conns.entry(host.name.clone()).or_default().clone(),
                     host_state: host_states.entry(host.name.clone()).or_default().clone(),
                     host,

@@ -1,7 +1,8 @@
 //! Variables and tera evaluation.
 //!
 //! Precedence, lowest first: role defaults, globals, host vars (with
-//! `inventory_hostname`, `groups`, `hostvars`), registered results, `item`.
+//! `inventory_hostname`, `groups`, `hostvars`), the play's `vars:`,
+//! registered results, `item`.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};

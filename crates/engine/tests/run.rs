@@ -778,3 +778,91 @@ async fn dry_run_separates_certain_changes_from_unknown_outcomes() {
     // failed the run, a file written would have made it.
     assert!(!hosts.exists(), "a dry run wrote on the host");
 }
+
+#[tokio::test]
+async fn role_entry_points_are_units_of_their_own_and_play_vars_beat_defaults() {
+    let d = tempfile::tempdir().unwrap();
+    let targets = cluster(d.path(), 2);
+    for h in &targets.hosts {
+        std::fs::create_dir_all(root(d.path(), &h.name)).unwrap();
+    }
+    let plan = Plan::build(
+        &roles_dir(),
+        &[playbook("phased.yml")],
+        targets,
+        &PlanFilter::default(),
+    )
+    .unwrap();
+    // Three units per host, one per entry, wired by the plays' edges.
+    assert_eq!(plan.len(), 6);
+    assert_eq!(
+        plan.deps("phased:second", "h2"),
+        vec![
+            (
+                "phased:first".to_string(),
+                "h1".to_string(),
+                EdgeKind::Needs
+            ),
+            (
+                "phased:first".to_string(),
+                "h2".to_string(),
+                EdgeKind::Needs
+            ),
+        ]
+    );
+    assert_eq!(
+        plan.deps("phased", "h1"),
+        vec![(
+            "phased:second".to_string(),
+            "h1".to_string(),
+            EdgeKind::After
+        )]
+    );
+    let runner = Runner::new(Arc::new(LocalConnector::new()));
+    let (recap, events) = run_plan(&plan, &runner).await;
+    assert!(recap.ok(), "{recap}\n{:?}", errors(&events));
+    for h in ["h1", "h2"] {
+        assert_eq!(
+            read(root(d.path(), h).join("phases.log")),
+            "first from-play\nsecond default\nmain default\n",
+            "entries in order on {h}, the play's vars only in its own play"
+        );
+    }
+    assert!(
+        events.iter().any(|e| is_unit_end(e, "phased:first", "h1")),
+        "events name the entry"
+    );
+}
+
+#[test]
+fn a_role_listed_twice_on_a_host_with_other_vars_is_refused() {
+    let mut a = Play::new("phased", "all");
+    a.vars.insert("phase_word".into(), "x".into());
+    let mut b = Play::new("phased", "h1");
+    b.vars.insert("phase_word".into(), "y".into());
+    let d = tempfile::tempdir().unwrap();
+    let err = Plan::build(
+        &roles_dir(),
+        &[Playbook::from_plays("p", vec![a, b])],
+        cluster(d.path(), 2),
+        &PlanFilter::default(),
+    )
+    .err()
+    .expect("refused");
+    assert!(
+        matches!(&err, PlanError::VarsDiffer { host, .. } if host == "h1"),
+        "{err}"
+    );
+    let err = Plan::build(
+        &roles_dir(),
+        &[Playbook::from_plays(
+            "p",
+            vec![Play::new("phased:nope", "all")],
+        )],
+        cluster(d.path(), 1),
+        &PlanFilter::default(),
+    )
+    .err()
+    .expect("unknown entry");
+    assert!(err.to_string().contains("phased/tasks/nope.yml"), "{err}");
+}

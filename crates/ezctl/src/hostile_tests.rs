@@ -610,20 +610,28 @@ fn cluster(dir: &Path) -> Cluster {
 
 fn roles() -> Vec<(Role, String)> {
     let dir = repo().join("roles");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
+    let mut folders: Vec<String> = std::fs::read_dir(&dir)
         .expect("roles/")
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| Role::exists(&dir, n))
         .collect();
-    names.sort();
+    folders.sort();
+    // Every entry point of every role (`etcd-restore`, `etcd-restore:stage`, ...).
+    let names: Vec<(String, String)> = folders
+        .iter()
+        .flat_map(|f| {
+            Role::entries(&dir, f)
+                .into_iter()
+                .map(move |n| (f.clone(), n))
+        })
+        .collect();
     names
         .into_iter()
-        .map(|n| {
+        .map(|(folder, n)| {
             let role = Role::load(&dir, &n).unwrap_or_else(|e| panic!("role {n}: {e}"));
             // Everything a role reads: to render only the roles a field reaches.
             let mut text = String::new();
-            for entry in walk(&dir.join(&n)) {
+            for entry in walk(&dir.join(&folder)) {
                 text.push_str(&std::fs::read_to_string(entry).unwrap_or_default());
             }
             (role, text)

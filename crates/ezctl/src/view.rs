@@ -50,6 +50,10 @@ fn controller_vars(home: &Home, cluster: &Cluster, ssl: &Path) -> serde_json::Ma
         json!(cluster.dir.join("manifests").display().to_string()),
     );
     m.insert(
+        "etcdctl".into(),
+        json!(crate::etcd::ctl::Ctl::for_cluster(cluster).prefix()),
+    );
+    m.insert(
         "kubectl".into(),
         // A command prefix that roles put in shell commands as is: each
         // controller path in it is one shell word, whatever --home is.

@@ -457,7 +457,7 @@ fn a_corrupt_snapshot_stops_nothing() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let said = text(&out);
     assert!(
-        said.contains("etcd-restore-stage"),
+        said.contains("etcd-restore:stage"),
         "the trial restore refused it: {said}"
     );
     // Nothing was stopped or replaced.

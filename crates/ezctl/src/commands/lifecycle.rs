@@ -133,11 +133,10 @@ const STOP: &[Stage] = &[
 ];
 
 fn etcd_health(c: &Cluster, h: &Host) -> String {
-    let bin = shell_word(c.settings.text("bin_dir"));
-    let ca = shell_word(c.settings.text("ca_dir"));
-    format!(
-        "{bin}/etcdctl --endpoints=https://{} --cacert={ca}/ca.pem --cert={ca}/etcd.pem --key={ca}/etcd-key.pem endpoint health",
-        ez_inventory::cluster::socket(h.ip, 2379)
+    crate::etcd::ctl::Ctl::for_cluster(c).online(
+        &[crate::etcd::ctl::client_url(h.ip)],
+        Duration::from_secs(3),
+        &["endpoint", "health"],
     )
 }
 

@@ -46,16 +46,36 @@ impl Ctl {
         }
     }
 
+    /// The member's client TLS flags: the one place that says which files
+    /// etcdctl authenticates with.
+    fn tls_flags(&self) -> String {
+        format!(
+            "--cacert={} --cert={} --key={}",
+            shell_quote(&self.ca),
+            shell_quote(&self.cert),
+            shell_quote(&self.key)
+        )
+    }
+
+    /// `etcdctl` with its TLS flags, as a command prefix: the roles' global
+    /// `etcdctl` (`{{ etcdctl }} --endpoints=... endpoint health`), so the
+    /// roles' health probes and ezctl's own etcdctl calls cannot drift apart.
+    pub fn prefix(&self) -> String {
+        format!(
+            "ETCDCTL_API=3 {} {}",
+            shell_quote(&self.bin),
+            self.tls_flags()
+        )
+    }
+
     /// A shell line running `etcdctl <args>` against `endpoints`; each
     /// request gives up after `timeout`. `args` are quoted here.
     pub fn online(&self, endpoints: &[String], timeout: Duration, args: &[&str]) -> String {
         let mut line = format!(
-            "ETCDCTL_API=3 {} --endpoints={} --cacert={} --cert={} --key={} --dial-timeout=3s --command-timeout={}s",
+            "ETCDCTL_API=3 {} --endpoints={} {} --dial-timeout=3s --command-timeout={}s",
             shell_quote(&self.bin),
             shell_quote(&endpoints.join(",")),
-            shell_quote(&self.ca),
-            shell_quote(&self.cert),
-            shell_quote(&self.key),
+            self.tls_flags(),
             timeout.as_secs().max(1)
         );
         for a in args {
