@@ -808,7 +808,7 @@ mod tests {
             ),
             (
                 "cut inside the footer",
-                lying[..lying.len() - 3].as_bytes().to_vec(),
+                lying.as_bytes()[..lying.len() - 3].to_vec(),
             ),
             (
                 "wrong count",
