@@ -8,6 +8,7 @@
 //! ```
 //! See README.md for the file formats and every module.
 
+mod disk_hashes;
 mod error;
 mod events;
 mod inspect;

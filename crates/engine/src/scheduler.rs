@@ -6,6 +6,7 @@
 //! independent work goes on.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,6 +32,9 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Diffs of changed files in events also outside dry-run.
     pub diff: bool,
+    /// Where the controller keeps the hashes of the files it sends, across
+    /// runs (`None`: only for this run). See `disk_hashes.rs`.
+    pub hash_cache: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -39,6 +43,7 @@ impl Default for RunOptions {
             concurrency: 64,
             dry_run: false,
             diff: false,
+            hash_cache: None,
         }
     }
 }
@@ -125,7 +130,10 @@ impl Runner {
         });
 
         let contexts = HostContexts::build(&plan.targets);
-        let hashes = Arc::new(HashCache::default());
+        let hashes = Arc::new(match &self.options.hash_cache {
+            Some(file) => HashCache::with_disk(file.clone()),
+            None => HashCache::default(),
+        });
         let mut conns: HashMap<String, Arc<ConnCell>> = HashMap::new();
         let mut host_states: HashMap<String, Arc<HostState>> = HashMap::new();
         let mut state = vec![State::Waiting; g.node_count()];

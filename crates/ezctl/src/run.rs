@@ -42,6 +42,11 @@ pub async fn run_plan(
         Some((p, f)) => (Some(p), Some(f)),
         None => (None, None),
     };
+    let mut options = options;
+    // A dry run writes nothing on the controller, so it keeps no hashes.
+    if !dry_run && options.hash_cache.is_none() {
+        options.hash_cache = controller_hash_cache();
+    }
     let runner = Runner::new(connector)
         .with_options(options)
         .with_controller(Arc::new(LocalTransport::new("controller")));
@@ -80,6 +85,24 @@ pub async fn run_plan(
 
 /// `logs/<UTC stamp>-<label>.log`, the label made file-name safe; never
 /// overwrites an earlier log (two runs in one second get `-1`, `-2`...).
+/// Where the controller keeps the hashes of the files it sends (the
+/// bundle's binaries), so the next run does not read them again: the user's
+/// own cache directory (`$XDG_CACHE_HOME/ezctl`, else `~/.cache/ezctl`).
+/// Not next to the bundle: a bundle may be shared or read-only, and a hash
+/// file that another user can write would let them make ezctl skip sending
+/// a changed binary.
+fn controller_hash_cache() -> Option<PathBuf> {
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .and_then(absolute)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(absolute)
+                .map(|h| h.join(".cache"))
+        })?;
+    Some(base.join("ezctl").join("file-hashes"))
+}
+
 fn log_file_path(logs: &Path, label: &str) -> PathBuf {
     let slug: String = label
         .chars()

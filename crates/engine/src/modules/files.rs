@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
 use super::{Change, Cx, Pending};
+use crate::disk_hashes::{DiskHashes, Key};
 use crate::error::TaskError;
 use crate::transport::{shell_quote, FileKind, FileStat, PutSource, Transport, TransportError};
 
@@ -65,46 +65,51 @@ impl StatCache {
 /// Units reach the same `copy` task at about the same time, so a hash being
 /// computed is shared too: later callers wait for it instead of hashing the
 /// same file again (40 hosts x 41 MiB was up to 1.6 GB of hashing per run).
+/// With a file on disk ([`HashCache::with_disk`]) the hashes outlive the
+/// process, so the next run does not read unchanged binaries at all.
 #[derive(Default)]
 pub(crate) struct HashCache {
     map: Mutex<HashMap<PathBuf, Arc<HashEntry>>>,
-    /// Hashes computed (not served from the cache), for tests.
+    disk: Option<Arc<DiskHashes>>,
+    /// Hashes computed (not served from a cache), for tests.
     computed: std::sync::atomic::AtomicUsize,
 }
 
-/// One file's hash for one (mtime, size); a file that changes gets a new
-/// entry.
+/// One file's hash for one version of it (device, inode, size, times); a
+/// file that changes gets a new entry.
 struct HashEntry {
-    key: (SystemTime, u64),
+    key: Key,
     hash: tokio::sync::OnceCell<String>,
 }
 
 impl HashCache {
-    pub(crate) async fn sha256(&self, path: &Path) -> Result<(String, u64), TaskError> {
-        let meta = tokio::fs::metadata(path)
-            .await
-            .map_err(|e| TaskError::Failed(format!("{}: {e}", path.display())))?;
-        if !meta.is_file() {
-            return Err(TaskError::Failed(format!(
-                "{}: not a regular file",
-                path.display()
-            )));
+    /// Also keep the hashes in `file` (see `disk_hashes.rs`).
+    pub(crate) fn with_disk(file: PathBuf) -> Self {
+        HashCache {
+            disk: Some(Arc::new(DiskHashes::new(file))),
+            ..Self::default()
         }
-        let key = (
-            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            meta.len(),
-        );
+    }
+
+    pub(crate) async fn sha256(&self, path: &Path) -> Result<(String, u64), TaskError> {
+        let failed =
+            |e: &dyn std::fmt::Display| TaskError::Failed(format!("{}: {e}", path.display()));
+        let meta = tokio::fs::metadata(path).await.map_err(|e| failed(&e))?;
+        if !meta.is_file() {
+            return Err(failed(&"not a regular file"));
+        }
+        let key = Key::of(&meta).ok_or_else(|| failed(&"file times out of range"))?;
         let entry = {
             let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
             let e = m.entry(path.to_path_buf()).or_insert_with(|| {
                 Arc::new(HashEntry {
-                    key,
+                    key: key.clone(),
                     hash: tokio::sync::OnceCell::new(),
                 })
             });
             if e.key != key {
                 *e = Arc::new(HashEntry {
-                    key,
+                    key: key.clone(),
                     hash: tokio::sync::OnceCell::new(),
                 });
             }
@@ -114,15 +119,32 @@ impl HashCache {
         let h = entry
             .hash
             .get_or_try_init(|| async {
-                self.computed.fetch_add(1, Ordering::Relaxed);
-                let p = path.to_path_buf();
-                tokio::task::spawn_blocking(move || crate::transport::sha256_file(&p))
-                    .await
-                    .map_err(|e| TaskError::Failed(format!("hashing {}: {e}", path.display())))?
-                    .map_err(|e| TaskError::Failed(format!("hashing {}: {e}", path.display())))
+                let (p, disk) = (path.to_path_buf(), self.disk.clone());
+                let (h, read) = tokio::task::spawn_blocking(move || {
+                    if let Some(h) = disk.as_ref().and_then(|d| d.get(&p, &key)) {
+                        return Ok((h, false));
+                    }
+                    // Read before the file, or a change made while it is
+                    // read could look older than the hash.
+                    let clock = disk.as_ref().and_then(|d| d.clock());
+                    let h = crate::transport::sha256_file(&p)?;
+                    if let (Some(d), Some(c)) = (&disk, clock) {
+                        // A cache that cannot be written only costs the
+                        // next run this hash.
+                        let _ = d.put(&p, key, c, &h);
+                    }
+                    Ok::<_, std::io::Error>((h, true))
+                })
+                .await
+                .map_err(|e| TaskError::Failed(format!("hashing {}: {e}", path.display())))?
+                .map_err(|e| TaskError::Failed(format!("hashing {}: {e}", path.display())))?;
+                if read {
+                    self.computed.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok::<_, TaskError>(h)
             })
             .await?;
-        Ok((h.clone(), key.1))
+        Ok((h.clone(), meta.len()))
     }
 }
 
@@ -349,6 +371,179 @@ pub(crate) fn is_unit_file(path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::SystemTime;
+
+    /// The filesystem clock moves in ticks (a jiffy, at most 10 ms): a file
+    /// written in the tick its hash starts is racy and, rightly, not kept.
+    /// Tests that need an entry kept wait out the tick.
+    async fn next_tick() {
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+
+    /// A new `HashCache` on the same file stands for the next `ezctl`
+    /// process: how many files it read, and the answer.
+    async fn next_process(cache: &Path, f: &Path) -> (usize, String) {
+        let c = HashCache::with_disk(cache.to_path_buf());
+        let (h, _) = c.sha256(f).await.unwrap();
+        (c.computed.load(Ordering::Relaxed), h)
+    }
+
+    fn set_mtime(p: &Path, t: SystemTime) {
+        std::fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_second_process_does_not_hash_an_unchanged_binary() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("home/.cache/ezctl/file-hashes");
+        let bin = dir.path().join("kubelet");
+        std::fs::write(&bin, vec![3u8; 1 << 20]).unwrap();
+        let want = sha256_bytes(&vec![3u8; 1 << 20]);
+        next_tick().await;
+        assert_eq!(next_process(&cache, &bin).await, (1, want.clone()));
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            (mode(&cache), mode(cache.parent().unwrap())),
+            (0o600, 0o700)
+        );
+        assert_eq!(next_process(&cache, &bin).await, (0, want.clone()));
+        // Several files: each process adds its own, none loses the others.
+        let other = dir.path().join("kubectl");
+        std::fs::write(&other, b"kubectl").unwrap();
+        next_tick().await;
+        assert_eq!(next_process(&cache, &other).await.0, 1);
+        assert_eq!(next_process(&cache, &bin).await.0, 0);
+        assert_eq!(next_process(&cache, &other).await.0, 0);
+    }
+
+    /// The key holds ctime and inode because an edit can keep size and
+    /// mtime (`touch -d`, `cp -p`, `rsync -t`, a tar extract).
+    #[tokio::test]
+    async fn an_edited_binary_keeping_size_and_mtime_is_hashed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("c/file-hashes");
+        let bin = dir.path().join("etcd");
+        let old = SystemTime::UNIX_EPOCH + std::time::Duration::new(1_500_000_000, 5);
+        std::fs::write(&bin, b"version 1").unwrap();
+        set_mtime(&bin, old);
+        next_tick().await;
+        assert_eq!(next_process(&cache, &bin).await.0, 1);
+        assert_eq!(next_process(&cache, &bin).await.0, 0, "cached");
+        // Same inode, size and mtime: only the ctime moved.
+        std::fs::write(&bin, b"version 2").unwrap();
+        set_mtime(&bin, old);
+        assert_eq!(
+            next_process(&cache, &bin).await,
+            (1, sha256_bytes(b"version 2"))
+        );
+        // Replaced (a new inode) by a file of the same size and mtime.
+        // (Kept now if that write was racy, then served from the cache.)
+        next_tick().await;
+        next_process(&cache, &bin).await;
+        assert_eq!(next_process(&cache, &bin).await.0, 0, "cached");
+        let new = dir.path().join("etcd.new");
+        std::fs::write(&new, b"version 3").unwrap();
+        set_mtime(&new, old);
+        std::fs::rename(&new, &bin).unwrap();
+        assert_eq!(
+            next_process(&cache, &bin).await,
+            (1, sha256_bytes(b"version 3"))
+        );
+    }
+
+    /// A file whose times are not older than the clock read before hashing
+    /// may change without its times moving: it is never kept.
+    #[tokio::test]
+    async fn a_racy_binary_is_hashed_by_every_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("c/file-hashes");
+        let bin = dir.path().join("containerd");
+        std::fs::write(&bin, b"racy").unwrap();
+        set_mtime(
+            &bin,
+            SystemTime::now() + std::time::Duration::from_secs(3600),
+        );
+        next_tick().await;
+        for _ in 0..3 {
+            assert_eq!(next_process(&cache, &bin).await, (1, sha256_bytes(b"racy")));
+        }
+        assert!(!cache.exists(), "nothing was stored");
+    }
+
+    /// Whatever is at the cache's path, the answer is the file's real hash:
+    /// the cache below claims a wrong hash under the file's right key, and
+    /// is believed only when whole and well formed.
+    #[tokio::test]
+    async fn a_corrupt_or_missing_controller_cache_only_costs_hashing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("c/file-hashes");
+        let bin = dir.path().join("kube-proxy");
+        std::fs::write(&bin, b"true content").unwrap();
+        next_tick().await;
+        let real = sha256_bytes(b"true content");
+        assert_eq!(next_process(&cache, &bin).await, (1, real.clone()));
+        let good = std::fs::read_to_string(&cache).unwrap();
+        let lie = sha256_bytes(b"a lie");
+        let lying = good.replace(&real, &lie);
+        assert_ne!(good, lying);
+        // The control: whole and well formed, the lie is believed.
+        std::fs::write(&cache, &lying).unwrap();
+        assert_eq!(next_process(&cache, &bin).await, (0, lie.clone()));
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("no footer", lying.replace("#end 1\n", "").into_bytes()),
+            ("cut", lying.as_bytes()[..lying.len() - 3].to_vec()),
+            (
+                "wrong count",
+                lying.replace("#end 1", "#end 2").into_bytes(),
+            ),
+            (
+                "garbage line",
+                lying.replace("#end 1", "garbage\n#end 1").into_bytes(),
+            ),
+            ("short hash", lying.replace(&lie, &lie[..63]).into_bytes()),
+            (
+                "no header",
+                lying.replace("ezctl-hashes 1\n", "").into_bytes(),
+            ),
+            ("not UTF-8", [lying.as_bytes(), &[0xff]].concat()),
+            ("empty", Vec::new()),
+        ];
+        for (what, bytes) in cases {
+            std::fs::write(&cache, &bytes).unwrap();
+            assert_eq!(
+                next_process(&cache, &bin).await,
+                (1, real.clone()),
+                "{what}"
+            );
+            assert_eq!(
+                next_process(&cache, &bin).await,
+                (0, real.clone()),
+                "{what}: healed"
+            );
+        }
+        // Missing; a directory in its place; its directory a file.
+        std::fs::remove_file(&cache).unwrap();
+        assert_eq!(next_process(&cache, &bin).await, (1, real.clone()));
+        std::fs::remove_file(&cache).unwrap();
+        std::fs::create_dir(&cache).unwrap();
+        assert_eq!(next_process(&cache, &bin).await, (1, real.clone()));
+        assert_eq!(next_process(&cache, &bin).await, (1, real.clone()));
+        let blocked = dir.path().join("a-file/file-hashes");
+        std::fs::write(dir.path().join("a-file"), b"").unwrap();
+        assert_eq!(next_process(&blocked, &bin).await, (1, real.clone()));
+        let names: Vec<_> = std::fs::read_dir(cache.parent().unwrap())
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "no temp file left: {names:?}");
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_callers_share_one_hash() {
