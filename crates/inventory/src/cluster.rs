@@ -141,23 +141,35 @@ fn read_text(path: &Path, out: &mut Vec<Diagnostic>) -> Result<Option<String>, L
         rep.error(Pos { line: 1, col: 1 }, "", "is not a regular file");
         return Ok(None);
     }
-    if meta.len() > MAX_FILE_BYTES {
-        rep.error_help(
-            Pos { line: 1, col: 1 },
-            "",
-            format!(
-                "file is {} bytes, larger than the {} bytes an inventory file may be",
-                meta.len(),
-                MAX_FILE_BYTES
-            ),
-            "is this the right file?",
-        );
+    if too_big(meta.len(), &mut rep) {
         return Ok(None);
     }
     let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
         path: path.to_path_buf(),
         source,
     })?;
+    Ok(check_text(bytes, &mut rep))
+}
+
+fn too_big(len: u64, rep: &mut Reporter<'_>) -> bool {
+    if len <= MAX_FILE_BYTES {
+        return false;
+    }
+    rep.error_help(
+        Pos { line: 1, col: 1 },
+        "",
+        format!(
+            "file is {len} bytes, larger than the {MAX_FILE_BYTES} bytes an inventory file may be"
+        ),
+        "is this the right file?",
+    );
+    true
+}
+
+/// The text of an inventory file's bytes, or a diagnostic saying why they
+/// are not an inventory. The same checks apply to a file read from disk and
+/// to text about to be written (a staged edit), so both load alike.
+fn check_text(bytes: Vec<u8>, rep: &mut Reporter<'_>) -> Option<String> {
     match String::from_utf8(bytes) {
         Ok(text) => {
             // A byte order mark is allowed before a YAML stream (editors on
@@ -178,9 +190,9 @@ fn read_text(path: &Path, out: &mut Vec<Diagnostic>) -> Result<Option<String>, L
                     "file contains a NUL byte",
                     "an inventory is plain text; was a binary file or a broken copy saved here?",
                 );
-                return Ok(None);
+                return None;
             }
-            Ok(Some(text))
+            Some(text)
         }
         Err(e) => {
             let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
@@ -192,13 +204,37 @@ fn read_text(path: &Path, out: &mut Vec<Diagnostic>) -> Result<Option<String>, L
                 "file is not valid UTF-8 text",
                 "save it as UTF-8",
             );
-            Ok(None)
+            None
         }
     }
 }
 
-fn parse_file(path: &Path, out: &mut Vec<Diagnostic>) -> Result<Option<yaml::Node>, LoadError> {
-    let Some(text) = read_text(path, out)? else {
+/// Where a file's text comes from: the file itself, or text given in
+/// memory under the file's name (a staged `hosts.yml`, see
+/// [`crate::transaction`]).
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Disk,
+    Text(&'a str),
+}
+
+fn parse_file(
+    path: &Path,
+    source: Source<'_>,
+    out: &mut Vec<Diagnostic>,
+) -> Result<Option<yaml::Node>, LoadError> {
+    let text = match source {
+        Source::Disk => read_text(path, out)?,
+        Source::Text(text) => {
+            let mut rep = Reporter { file: path, out };
+            if too_big(text.len() as u64, &mut rep) {
+                None
+            } else {
+                check_text(text.as_bytes().to_vec(), &mut rep)
+            }
+        }
+    };
+    let Some(text) = text else {
         return Ok(None);
     };
     match yaml::parse(&text) {
@@ -219,6 +255,18 @@ impl Cluster {
     /// Load `hosts.yml` and `config.yml` from a cluster folder. A missing
     /// `config.yml` means all defaults. Every problem is reported at once.
     pub fn load(dir: &Path) -> Result<Cluster, LoadError> {
+        Cluster::load_from(dir, Source::Disk)
+    }
+
+    /// Load the cluster in `dir` as it would be with `hosts_text` as its
+    /// `hosts.yml` (`config.yml` is read from `dir`). Nothing is written:
+    /// messages, key paths and the name are those of the real folder, so
+    /// a problem of an edit not yet made points at the real file and line.
+    pub fn load_with_hosts(dir: &Path, hosts_text: &str) -> Result<Cluster, LoadError> {
+        Cluster::load_from(dir, Source::Text(hosts_text))
+    }
+
+    fn load_from(dir: &Path, hosts_source: Source<'_>) -> Result<Cluster, LoadError> {
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -227,12 +275,12 @@ impl Cluster {
         let config_path = dir.join(CONFIG_FILE);
         let mut diags = Vec::new();
 
-        let hosts_root = parse_file(&hosts_path, &mut diags)?;
+        let hosts_root = parse_file(&hosts_path, hosts_source, &mut diags)?;
         let syntax_ok_hosts = !diags.iter().any(|d| d.file == hosts_path);
         // config.yml is optional, but one that is there and unreadable (a
         // dangling or looping symlink) is an error, never "all defaults".
         let config_root = if config_path.symlink_metadata().is_ok() {
-            parse_file(&config_path, &mut diags)?
+            parse_file(&config_path, Source::Disk, &mut diags)?
         } else {
             None
         };

@@ -3,11 +3,9 @@
 //! block list (`- 10.0.0.1` lines) or a flow list (`[10.0.0.1, ...]`).
 //! Every edit checks its own result: the hosts of the new text must be the
 //! old ones plus or minus exactly the entry edited, everything else equal,
-//! or the edit fails and nothing is written. Callers write the result only
-//! after the work on the hosts succeeded (see [`commit`]), so a failed add
-//! leaves the file byte-identical.
-
-use std::path::Path;
+//! or the edit fails and nothing is written. Day-2 commands apply these
+//! through [`crate::transaction`], which validates the result and writes it
+//! only after the work on the hosts succeeded.
 
 use serde_json::{json, Value};
 
@@ -408,33 +406,6 @@ pub fn remove_host(text: &str, group: Group, ip: &str) -> Result<String, EditErr
     Ok(out)
 }
 
-/// Replace `path` with `text` atomically: a temp file with a random name,
-/// created exclusively (a symlink planted in the folder is never followed)
-/// and 0600 until it gets the mode of the file it replaces, fsynced, renamed
-/// over `path`, and the folder fsynced so the rename survives a crash.
-pub fn commit(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::PermissionsExt;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mode = match std::fs::metadata(path) {
-        Ok(m) => m.permissions().mode() & 0o7777,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0o644,
-        Err(e) => return Err(e),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".hosts.yml.ezctl-")
-        .tempfile_in(dir)?;
-    tmp.write_all(text.as_bytes())?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -615,33 +586,6 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, EditError::Unverified { .. }), "{err}");
         assert!(verify(&root, HOSTS, Group::KubeNode, |_| {}).is_ok());
-    }
-
-    /// commit used the fixed name `hosts.yml.ezctl-tmp` and followed a
-    /// symlink planted there; and the new file got the umask's mode.
-    #[test]
-    fn commit_keeps_the_mode_and_follows_no_symlink() {
-        use std::os::unix::fs::PermissionsExt;
-        let d = tempfile::tempdir().unwrap();
-        let hosts = d.path().join("hosts.yml");
-        std::fs::write(&hosts, HOSTS).unwrap();
-        std::fs::set_permissions(&hosts, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let victim = d.path().join("victim");
-        std::fs::write(&victim, "untouched").unwrap();
-        std::os::unix::fs::symlink(&victim, d.path().join("hosts.yml.ezctl-tmp")).unwrap();
-        let new = remove_host(HOSTS, Group::Etcd, "10.0.0.2").unwrap();
-        commit(&hosts, &new).unwrap();
-        assert_eq!(std::fs::read_to_string(&hosts).unwrap(), new);
-        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
-        let mode = std::fs::metadata(&hosts).unwrap().permissions().mode() & 0o7777;
-        assert_eq!(mode, 0o640);
-        let leftovers: Vec<_> = std::fs::read_dir(d.path())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(".hosts.yml.ezctl-"))
-            .collect();
-        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
     #[test]

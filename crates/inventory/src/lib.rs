@@ -13,9 +13,11 @@ pub mod kubeasz;
 pub mod render;
 pub mod settings;
 pub mod syntax;
+pub mod transaction;
 pub mod yaml;
 
 pub use cluster::{Cluster, Derived, Host, LoadError, SshTarget, CONFIG_FILE, HOSTS_FILE};
 pub use diag::{Diagnostic, Diagnostics};
 pub use hosts::Group;
 pub use settings::{Setting, Settings, Value, SETTINGS};
+pub use transaction::{CommitError, Edit, StageError, Transaction};

@@ -23,19 +23,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use ez_inventory::edit::{self, add_host, remove_host};
 use ez_inventory::render::HostLine;
-use ez_inventory::{Cluster, Group, HOSTS_FILE};
+use ez_inventory::{Cluster, Edit, Group, StageError, Transaction};
 use serde_json::json;
 
 use crate::commands::setup::Output;
 use crate::etcd::ctl::Member;
-use crate::etcd::inventory::{load_with_hosts, EditedError};
 use crate::etcd::members::{list_errors, EtcdHosts, StepError, View};
 use crate::etcd::{self, quorum};
 use crate::exit::{ExitCode, Failure};
 use crate::home::Home;
-use crate::ops::plans;
+use crate::ops::{commit_hosts, plans};
 use crate::remote::SshConnector;
 use crate::view;
 
@@ -75,34 +73,25 @@ fn etcd_ips(cluster: &Cluster) -> Vec<IpAddr> {
     cluster.group(Group::Etcd).map(|h| h.ip).collect()
 }
 
-fn read_hosts(cluster: &Cluster) -> Result<String> {
-    let path = cluster.dir.join(HOSTS_FILE);
-    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
-}
-
-fn edited(cluster: &Cluster, text: &str, what: &str) -> Result<Cluster> {
-    load_with_hosts(cluster, text).map_err(|e| match e {
-        EditedError::Invalid(d) => Failure::new(
+/// Stage `edits` to the cluster's `hosts.yml` (see
+/// [`ez_inventory::transaction`]); `what` names the change in messages
+/// (`10.0.0.4 10.0.0.5 in etcd`). An even member count is refused here, by
+/// the inventory's own rules.
+fn stage(cluster: &Cluster, edits: &[Edit], what: &str) -> Result<Transaction> {
+    Transaction::stage(&cluster.dir, edits).map_err(|e| match e {
+        StageError::Edit(e) => Failure::new(ExitCode::Input, format!("hosts.yml: {e}")).into(),
+        StageError::Invalid(d) => Failure::new(
             ExitCode::Input,
             format!(
                 "{d}\n\nhosts.yml with {what} would not be valid; it was left as it is and nothing was done on any host"
             ),
         )
         .into(),
-        EditedError::Io(e) => anyhow::Error::new(e).context("checking the edited inventory"),
+        StageError::Read { path, source } => {
+            anyhow::Error::new(source).context(format!("reading {}", path.display()))
+        }
+        other => anyhow::Error::new(other).context("checking the edited inventory"),
     })
-}
-
-/// Write the edit, re-applied to the file as it is now (an operator may
-/// have changed another line meanwhile: that change stays).
-fn commit(
-    cluster: &Cluster,
-    apply: impl Fn(&str) -> Result<String, edit::EditError>,
-) -> Result<()> {
-    let path = cluster.dir.join(HOSTS_FILE);
-    let current = read_hosts(cluster)?;
-    let text = apply(&current).with_context(|| format!("editing {}", path.display()))?;
-    edit::commit(&path, &text).with_context(|| format!("writing {}", path.display()))
 }
 
 fn observe_or_fail(result: Result<View, Vec<StepError>>, when: &str) -> Result<View> {
@@ -192,32 +181,27 @@ pub fn add(home: &Home, args: &AddArgs<'_>, out: &Output) -> Result<()> {
             format!("refusing to add {}: {r}; nothing was done", ip_list(&ips)),
         )
     })?;
-    let lines: Vec<HostLine> = ips
+    let edits: Vec<Edit> = ips
         .iter()
-        .map(|ip| HostLine {
-            ip: ip.to_string(),
-            name: args.name.map(str::to_string),
-            ..HostLine::default()
+        .map(|ip| {
+            let line = HostLine {
+                ip: ip.to_string(),
+                name: args.name.map(str::to_string),
+                ..HostLine::default()
+            };
+            Edit::Add(Group::Etcd, line)
         })
         .collect();
-    let add_all = |text: &str| -> Result<String, edit::EditError> {
-        let mut t = text.to_string();
-        for l in &lines {
-            t = add_host(&t, Group::Etcd, l)?;
-        }
-        Ok(t)
-    };
-    let grown_text = add_all(&read_hosts(&cluster)?)
-        .map_err(|e| Failure::new(ExitCode::Input, format!("hosts.yml: {e}")))?;
-    let grown = edited(&cluster, &grown_text, &format!("{} in etcd", ip_list(&ips)))?;
+    let staged = stage(&cluster, &edits, &format!("{} in etcd", ip_list(&ips)))?;
+    let grown = staged.cluster();
     let _lock = etcd::lock(&cluster, &format!("add-etcd {name} {}", ip_list(&ips)), out)?;
 
     let summary = etcd::runtime()?.block_on(async {
-        let connector = Arc::new(SshConnector::new(&grown, args.accept_new));
-        let hosts = EtcdHosts::new(&grown, connector.clone());
+        let connector = Arc::new(SshConnector::new(grown, args.accept_new));
+        let hosts = EtcdHosts::new(grown, connector.clone());
         let result = add_steps(
             home,
-            &grown,
+            grown,
             &hosts,
             connector.clone(),
             &old_members,
@@ -228,7 +212,7 @@ pub fn add(home: &Home, args: &AddArgs<'_>, out: &Output) -> Result<()> {
         connector.pool().close_all().await;
         result
     })?;
-    commit(&cluster, add_all)?;
+    commit_hosts(staged)?;
     let took = started.elapsed();
     if out.json {
         out.result(
@@ -489,40 +473,23 @@ pub fn del(home: &Home, args: &DelArgs<'_>, out: &Output) -> Result<()> {
             ),
         )
     })?;
-    let remove_all = |text: &str| -> Result<String, edit::EditError> {
-        let mut t = text.to_string();
-        for ip in &ips {
-            t = remove_host(&t, Group::Etcd, &ip.to_string())?;
-        }
-        Ok(t)
-    };
-    let shrunk_text = remove_all(&read_hosts(&cluster)?)
-        .map_err(|e| Failure::new(ExitCode::Input, format!("hosts.yml: {e}")))?;
-    let shrunk = edited(
-        &cluster,
-        &shrunk_text,
-        &format!("{} out of etcd", ip_list(&ips)),
-    )?;
+    let edits: Vec<Edit> = ips
+        .iter()
+        .map(|ip| Edit::Remove(Group::Etcd, ip.to_string()))
+        .collect();
+    let staged = stage(&cluster, &edits, &format!("{} out of etcd", ip_list(&ips)))?;
+    let shrunk = staged.cluster();
     let _lock = etcd::lock(&cluster, &format!("del-etcd {name} {}", ip_list(&ips)), out)?;
 
     let (summary, warnings) = etcd::runtime()?.block_on(async {
         // The old inventory knows how to reach the leaving hosts.
         let connector = Arc::new(SshConnector::new(&cluster, false));
         let hosts = EtcdHosts::new(&cluster, connector.clone());
-        let result = del_steps(
-            home,
-            &cluster,
-            &shrunk,
-            &hosts,
-            connector.clone(),
-            &ips,
-            out,
-        )
-        .await;
+        let result = del_steps(home, &cluster, shrunk, &hosts, connector.clone(), &ips, out).await;
         connector.pool().close_all().await;
         result
     })?;
-    commit(&cluster, remove_all)?;
+    commit_hosts(staged)?;
     let took = started.elapsed();
     if out.json {
         out.result(
@@ -668,6 +635,67 @@ async fn del_steps(
 mod tests {
     use super::*;
     use crate::etcd::ctl;
+
+    const HOSTS: &str = "# lab\nssh:\n  user: root\n  key: ssh/id_ed25519\netcd:\n  - 10.9.0.11\n  - 10.9.0.12\n  - 10.9.0.13\nkube_master:\n  - 10.9.0.14\nkube_node:\n  - 10.9.0.15\n";
+
+    fn cluster() -> (tempfile::TempDir, Cluster) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("prod-1");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("hosts.yml"), HOSTS).unwrap();
+        std::fs::write(dir.join("config.yml"), "ETCD_DATA_DIR: /data/etcd\n").unwrap();
+        let c = Cluster::load(&dir).unwrap();
+        (tmp, c)
+    }
+
+    fn add(ip: &str) -> Edit {
+        Edit::Add(
+            Group::Etcd,
+            HostLine {
+                ip: ip.into(),
+                ..HostLine::default()
+            },
+        )
+    }
+
+    #[test]
+    fn added_members_stage_with_the_real_paths() {
+        let (_tmp, c) = cluster();
+        let staged = stage(&c, &[add("10.9.0.16"), add("10.9.0.17")], "two in etcd").unwrap();
+        let grown = staged.cluster();
+        assert_eq!((grown.name.as_str(), &grown.dir), ("prod-1", &c.dir));
+        assert!(grown.derived.etcd_initial_cluster.ends_with(
+            ",etcd-10.9.0.16=https://10.9.0.16:2380,etcd-10.9.0.17=https://10.9.0.17:2380"
+        ));
+        assert_eq!(grown.settings.text("ETCD_DATA_DIR"), "/data/etcd");
+        let key = grown.host("10.9.0.16").unwrap().ssh.key.clone().unwrap();
+        assert_eq!(key, c.dir.join("ssh/id_ed25519"));
+        drop(staged);
+        assert_eq!(
+            std::fs::read_to_string(c.dir.join("hosts.yml")).unwrap(),
+            HOSTS
+        );
+    }
+
+    #[test]
+    fn an_even_member_count_is_an_input_error_naming_the_real_file() {
+        let (_tmp, c) = cluster();
+        let out = Edit::Remove(Group::Etcd, "10.9.0.11".into());
+        let e = stage(&c, &[out], "10.9.0.11 out of etcd").unwrap_err();
+        let f = e.downcast_ref::<Failure>().unwrap();
+        assert_eq!(f.code, ExitCode::Input);
+        assert!(f.message.contains("even"), "{}", f.message);
+        let file = c.dir.join("hosts.yml").display().to_string();
+        assert!(f.message.starts_with(&format!("{file}:")), "{}", f.message);
+        assert!(
+            f.message.ends_with("\n\nhosts.yml with 10.9.0.11 out of etcd would not be valid; it was left as it is and nothing was done on any host"),
+            "{}",
+            f.message
+        );
+        let e = stage(&c, &[add("10.9.0.11")], "10.9.0.11 in etcd").unwrap_err();
+        let f = e.downcast_ref::<Failure>().unwrap();
+        assert_eq!(f.message, "hosts.yml: 10.9.0.11 is already listed in etcd");
+    }
 
     #[test]
     fn ips_are_checked_before_anything() {

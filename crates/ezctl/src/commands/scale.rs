@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use ez_inventory::render::HostLine;
-use ez_inventory::{Cluster, Group, Host};
+use ez_inventory::{Cluster, Edit, Group, Host, StageError, Transaction};
 
 use crate::commands::setup::Output;
 use crate::exit::{ExitCode, Failure};
@@ -20,8 +20,7 @@ use crate::ops::clean::CleanScope;
 use crate::ops::context::Ops;
 use crate::ops::fleet::Fleet;
 use crate::ops::kube::{self, Kube};
-use crate::ops::pending::{Edit, Staged};
-use crate::ops::{add_host, mark, set_vars};
+use crate::ops::{add_host, commit_hosts, mark, set_vars};
 
 pub struct AddArgs<'a> {
     pub cluster: &'a str,
@@ -105,8 +104,9 @@ fn add(home: &Home, args: &AddArgs<'_>, out: &Output, group: Group) -> Result<()
     }
     let names: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
     let what = format!("adding {} to {}", names.join(", "), group.key());
-    let staged = Staged::new(&old.dir, &edits, &what)?;
-    let cluster = &staged.cluster;
+    let staged = stage(&old.dir, &edits, &what)?;
+    let changes_hosts = staged.changes_anything();
+    let cluster = staged.cluster();
     let ops = Ops::new(home, out, args.accept_new)?;
     let _lock = ops.lock(
         cluster,
@@ -120,7 +120,7 @@ fn add(home: &Home, args: &AddArgs<'_>, out: &Output, group: Group) -> Result<()
         ));
     }
     let unchanged = || {
-        if staged.changes_anything() {
+        if changes_hosts {
             format!("{verb} did not finish: hosts.yml is unchanged ({} not added); fix the cause and run the same command again", names.join(", "))
         } else {
             format!("{verb} did not finish; fix the cause and run the same command again")
@@ -153,8 +153,8 @@ fn add(home: &Home, args: &AddArgs<'_>, out: &Output, group: Group) -> Result<()
         &format!("{verb} {}", names.join(" ")),
     )
     .map_err(|e| e.context(unchanged()))?;
-    staged.commit()?;
-    if staged.changes_anything() {
+    commit_hosts(staged)?;
+    if changes_hosts {
         ops.say(format!(
             "hosts.yml: {} added to {}",
             names.join(", "),
@@ -216,12 +216,12 @@ fn del(home: &Home, args: &DelArgs<'_>, out: &Output, group: Group) -> Result<()
             edits.push(Edit::Remove(g, ip.to_string()));
         }
     }
-    let staged = Staged::new(
+    let staged = stage(
         &old.dir,
         &edits,
         &format!("removing {ip} from {}", group.key()),
     )?;
-    let new = &staged.cluster;
+    let new = staged.cluster();
     let ops = Ops::new(home, out, args.accept_new)?;
     let _lock = ops.lock(&old, &format!("{verb} {} {ip}", old.name))?;
     let unchanged = format!("{verb} did not finish: hosts.yml is unchanged ({ip} still listed); fix the cause and run the same command again (if {ip} is dead for good, add --force)");
@@ -282,7 +282,7 @@ fn del(home: &Home, args: &DelArgs<'_>, out: &Output, group: Group) -> Result<()
     kube.delete_node(&host.name)
         .map_err(|e| e.context(unchanged.clone()))?;
     ops.say(format!("node {} deleted from the cluster", host.name));
-    staged.commit()?;
+    commit_hosts(staged)?;
     ops.say(format!(
         "hosts.yml: {ip} removed from {}",
         edits_groups(&edits)
@@ -292,6 +292,34 @@ fn del(home: &Home, args: &DelArgs<'_>, out: &Output, group: Group) -> Result<()
         started.elapsed().as_secs_f64()
     ));
     Ok(())
+}
+
+/// Stage `edits` to the cluster's `hosts.yml` (see
+/// [`ez_inventory::transaction`]): a bad IP, a clashing name or a port
+/// conflict is an input error here, before any host is touched. `what`
+/// names the change in messages (`adding 10.0.0.9 to kube_node`).
+fn stage(cluster_dir: &std::path::Path, edits: &[Edit], what: &str) -> Result<Transaction> {
+    let unchanged = "hosts.yml is unchanged; nothing was done on any host";
+    Transaction::stage(cluster_dir, edits).map_err(|e| match e {
+        StageError::Edit(e) => {
+            Failure::new(ExitCode::Input, format!("{what}: {e}\n{unchanged}")).into()
+        }
+        StageError::Invalid(mut d) => {
+            // The lines are those of the text not yet written.
+            for diag in &mut d.0 {
+                diag.file = format!("{} (as it would be)", diag.file.display()).into();
+            }
+            Failure::new(
+                ExitCode::Input,
+                format!("{what} would make the inventory invalid:\n{d}\n{unchanged}"),
+            )
+            .into()
+        }
+        StageError::Read { path, source } => {
+            anyhow::Error::new(source).context(format!("reading {}", path.display()))
+        }
+        other => anyhow::Error::new(other).context(format!("{what}: loading the new inventory")),
+    })
 }
 
 fn edits_groups(edits: &[Edit]) -> String {
@@ -439,6 +467,51 @@ mod tests {
     fn code(e: anyhow::Error) -> (ExitCode, String) {
         let f = e.downcast_ref::<Failure>().expect("a Failure");
         (f.code, f.message.clone())
+    }
+
+    /// The staged inventory's problems are input errors that name the
+    /// would-be file, never a temporary one, and say nothing was done.
+    #[test]
+    fn an_invalid_result_is_an_input_error_and_the_file_kept() {
+        let (_t, c) = cluster(HOSTS);
+        let add = Edit::Add(
+            Group::KubeNode,
+            HostLine {
+                ip: "10.0.0.3".into(),
+                name: Some("k8s-10-0-0-2".into()),
+                ..HostLine::default()
+            },
+        );
+        let (k, m) = code(stage(&c.dir, &[add], "adding 10.0.0.3").unwrap_err());
+        assert_eq!(k, ExitCode::Input);
+        assert!(
+            m.starts_with("adding 10.0.0.3 would make the inventory invalid:\n"),
+            "{m}"
+        );
+        assert!(m.contains("already used by 10.0.0.2"), "{m}");
+        let file = c.dir.join("hosts.yml").display().to_string();
+        assert!(m.contains(&format!("{file} (as it would be):")), "{m}");
+        assert!(
+            m.ends_with("hosts.yml is unchanged; nothing was done on any host"),
+            "{m}"
+        );
+        let (k, m) = code(
+            stage(
+                &c.dir,
+                &[Edit::Remove(Group::KubeNode, "10.0.0.9".into())],
+                "removing",
+            )
+            .unwrap_err(),
+        );
+        assert_eq!(k, ExitCode::Input);
+        assert!(
+            m.starts_with("removing: 10.0.0.9 is not listed in kube_node\n"),
+            "{m}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(c.dir.join("hosts.yml")).unwrap(),
+            HOSTS
+        );
     }
 
     #[test]

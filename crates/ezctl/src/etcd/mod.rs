@@ -14,7 +14,6 @@
 //! UTC time stamps for file names are [`crate::stamp`].
 
 pub mod ctl;
-pub mod inventory;
 pub mod members;
 pub mod quorum;
 pub mod snapshots;
