@@ -39,7 +39,7 @@ pub use role::{LoopSpec, Role, Task};
 pub use scheduler::{RunOptions, Runner};
 pub use targets::{TargetHost, Targets};
 pub use transport::{
-    Connector, ExecOpts, ExecOutput, FileKind, FileStat, LocalConnector, LocalTransport, PutSource,
-    Transport, TransportError,
+    Connector, DryRunTransport, ExecOpts, ExecOutput, FileKind, FileStat, LocalConnector,
+    LocalTransport, PutSource, Transport, TransportError,
 };
 pub use vars::{dquote, shell_word};

@@ -20,7 +20,7 @@ use crate::modules::files::HashCache;
 use crate::modules::HostState;
 use crate::plan::Plan;
 use crate::recap::Recap;
-use crate::transport::{Connector, LocalTransport, Transport};
+use crate::transport::{Connector, DryRunTransport, LocalTransport, Transport};
 use crate::unit::{ConnCell, UnitJob, UnitOutcome};
 use crate::vars::HostContexts;
 
@@ -187,7 +187,11 @@ impl Runner {
                     tasks: unit.tasks.clone(),
                     run_once_here: unit.run_once_here,
                     connector: self.connector.clone(),
-                    controller: self.controller.clone(),
+                    controller: if self.options.dry_run {
+                        Arc::new(DryRunTransport(self.controller.clone()))
+                    } else {
+                        self.controller.clone()
+                    },
                     hashes: hashes.clone(),
                     events: inner.clone(),
                     options: self.options.clone(),

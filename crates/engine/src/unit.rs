@@ -16,7 +16,7 @@ use crate::modules::{Args, CommandArgs, Cx, DryRun, HostState, Module, ModuleKin
 use crate::role::{LoopSpec, Role, Task};
 use crate::scheduler::RunOptions;
 use crate::targets::TargetHost;
-use crate::transport::{Connector, Transport, TransportError};
+use crate::transport::{Connector, DryRunTransport, Transport, TransportError};
 use crate::vars::{eval_condition, eval_expr, render_value, unit_context};
 
 pub(crate) type ConnCell = OnceCell<Result<Arc<dyn Transport>, TransportError>>;
@@ -97,6 +97,11 @@ impl UnitJob {
             .await
             .clone()
             .map_err(|e| (self.cause(None, e.to_string()), e.is_unreachable()))?;
+        let transport: Arc<dyn Transport> = if self.options.dry_run {
+            Arc::new(DryRunTransport(transport))
+        } else {
+            transport
+        };
         let mut vars = unit_context(vars, &self.role.defaults)
             .map_err(|e| (self.cause(None, format!("role defaults: {e}")), false))?;
         let stats = StatCache::default();

@@ -866,3 +866,53 @@ fn a_role_listed_twice_on_a_host_with_other_vars_is_refused() {
     .expect("unknown entry");
     assert!(err.to_string().contains("phased/tasks/nope.yml"), "{err}");
 }
+
+#[tokio::test]
+async fn a_dry_run_reads_the_hosts_hash_cache_but_never_writes_it() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = d.path().join("host-cache/file-hashes");
+    let connector = || {
+        Arc::new(LocalConnector::new().with_env("EZCTL_HASH_CACHE", cache.display().to_string()))
+    };
+    let plan = |dir: &std::path::Path| {
+        Plan::build(
+            &roles_dir(),
+            &[playbook("site.yml")],
+            cluster(dir, 2),
+            &PlanFilter::default(),
+        )
+        .unwrap()
+    };
+    // The first run finds no files to hash; it writes them.
+    let (recap, _) = run_plan(&plan(d.path()), &Runner::new(connector())).await;
+    assert!(recap.ok(), "{recap}");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    // A dry run now hashes files the cache does not know: it must not store them.
+    let (recap, _) = run_plan(
+        &plan(d.path()),
+        &Runner::new(connector()).with_options(dry()),
+    )
+    .await;
+    assert!(recap.ok(), "{recap}");
+    assert!(!cache.exists(), "a dry run wrote the hash cache");
+    // A real run does (the control: the same checks do write it).
+    let (recap, _) = run_plan(&plan(d.path()), &Runner::new(connector())).await;
+    assert!(recap.ok(), "{recap}");
+    let written = std::fs::read(&cache).expect("a real run writes the cache");
+    let mtime = std::fs::metadata(&cache).unwrap().modified().unwrap();
+    let (recap, _) = run_plan(
+        &plan(d.path()),
+        &Runner::new(connector()).with_options(dry()),
+    )
+    .await;
+    assert!(recap.ok(), "{recap}");
+    assert_eq!(
+        std::fs::read(&cache).unwrap(),
+        written,
+        "a dry run rewrote the cache"
+    );
+    assert_eq!(
+        std::fs::metadata(&cache).unwrap().modified().unwrap(),
+        mtime
+    );
+}

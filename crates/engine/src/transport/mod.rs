@@ -131,24 +131,7 @@ pub trait Transport: Send + Sync {
         &self,
         paths: &[String],
     ) -> Result<BTreeMap<String, Option<FileStat>>, TransportError> {
-        if paths.is_empty() {
-            return Ok(BTreeMap::new());
-        }
-        let out = self.exec(&stat::script(paths), ExecOpts::default()).await?;
-        if !out.success() {
-            return Err(TransportError::Other {
-                host: self.host().to_string(),
-                message: format!(
-                    "stat of {} paths failed: {}",
-                    paths.len(),
-                    out.stderr.trim()
-                ),
-            });
-        }
-        stat::parse(paths, &out.stdout).map_err(|message| TransportError::Other {
-            host: self.host().to_string(),
-            message,
-        })
+        stat_via_script(self, paths, true).await
     }
 
     /// Run `cmds` one after another in one round trip, stopping after the
@@ -184,6 +167,76 @@ pub trait Transport: Send + Sync {
 
     /// The whole content of a remote file.
     async fn fetch(&self, remote: &str) -> Result<Vec<u8>, TransportError>;
+}
+
+/// The stat script through `t.exec`; `store_cache` false leaves the host's
+/// hash cache as it is (it is still read).
+async fn stat_via_script<T: Transport + ?Sized>(
+    t: &T,
+    paths: &[String],
+    store_cache: bool,
+) -> Result<BTreeMap<String, Option<FileStat>>, TransportError> {
+    if paths.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let out = t
+        .exec(&stat::script_with(paths, store_cache), ExecOpts::default())
+        .await?;
+    if !out.success() {
+        return Err(TransportError::Other {
+            host: t.host().to_string(),
+            message: format!(
+                "stat of {} paths failed: {}",
+                paths.len(),
+                out.stderr.trim()
+            ),
+        });
+    }
+    stat::parse(paths, &out.stdout).map_err(|message| TransportError::Other {
+        host: t.host().to_string(),
+        message,
+    })
+}
+
+/// The transport of a dry run: everything goes to the host's own transport,
+/// except that file checks only read the host's hash cache. A dry run
+/// writes nothing anywhere, not even ezctl's own cache.
+pub struct DryRunTransport(pub Arc<dyn Transport>);
+
+#[async_trait]
+impl Transport for DryRunTransport {
+    fn host(&self) -> &str {
+        self.0.host()
+    }
+
+    async fn exec(&self, cmd: &str, opts: ExecOpts) -> Result<ExecOutput, TransportError> {
+        self.0.exec(cmd, opts).await
+    }
+
+    async fn put(
+        &self,
+        src: PutSource,
+        dest: &str,
+        mode: Option<u32>,
+        owner: Option<&str>,
+    ) -> Result<(), TransportError> {
+        self.0.put(src, dest, mode, owner).await
+    }
+
+    async fn stat_many(
+        &self,
+        paths: &[String],
+    ) -> Result<BTreeMap<String, Option<FileStat>>, TransportError> {
+        stat_via_script(self, paths, false).await
+    }
+
+    async fn exec_batch(&self, cmds: &[BatchCommand]) -> Result<Vec<ExecOutput>, TransportError> {
+        self.0.exec_batch(cmds).await
+    }
+
+    async fn fetch(&self, remote: &str) -> Result<Vec<u8>, TransportError> {
+        self.0.fetch(remote).await
+    }
 }
 
 /// Opens the transport of a host, once per run and host. An error from here

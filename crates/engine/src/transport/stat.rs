@@ -59,7 +59,15 @@ const CACHE_MAX_ENTRIES: usize = 4096;
 ///
 /// Names with a newline or a backslash (which `sha256sum` escapes) get the
 /// older per-path script instead, with one line per path and no cache.
+#[cfg(test)]
 pub(crate) fn script(paths: &[String]) -> String {
+    script_with(paths, true)
+}
+
+/// [`script`], with `store_cache` false for a dry run: the cache is read
+/// but never written.
+pub(crate) fn script_with(paths: &[String], store_cache: bool) -> String {
+    let store = u8::from(store_cache);
     let list: Vec<String> = paths.iter().map(|p| shell_quote(p)).collect();
     let list = list.join(" ");
     if !batched(paths) {
@@ -80,7 +88,7 @@ if [ $# -gt 0 ]; then
   if command -v openssl >/dev/null 2>&1; then h=$(openssl dgst -sha256 -r "$@")
   else h=$(sha256sum -- "$@"); fi
   [ -z "$h" ] || printf '%s\n' "$h"
-  if [ "$t0" != - ] && [ -n "$h" ]; then
+  if [ {store} = 1 ] && [ "$t0" != - ] && [ -n "$h" ]; then
     t=$c.$$; r=; [ -f "$c" ] && r=$c
     [ -d "${{c%/*}}" ] || mkdir -p -- "${{c%/*}}" 2>/dev/null
     printf '%s\n#sums\n%s\n' "$a" "$h" | awk -v mode=store -v cache="$r" -v out="$t" -v max={CACHE_MAX_ENTRIES} '{CACHE_AWK}' 2>/dev/null
