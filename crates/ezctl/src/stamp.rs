@@ -3,39 +3,25 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// `YYYYMMDDHHMMSS` in UTC.
+use time::macros::format_description;
+use time::OffsetDateTime;
+
+/// `YYYYMMDDHHMMSS` in UTC. A time before 1970 (a clock gone wrong) is
+/// stamped as 1970: a stamp only orders and names files.
 pub fn utc(at: SystemTime) -> String {
-    let secs = at
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}{m:02}{d:02}{:02}{:02}{:02}",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    let at = if at < UNIX_EPOCH { UNIX_EPOCH } else { at };
+    OffsetDateTime::from(at)
+        .format(format_description!(
+            "[year][month][day][hour][minute][second]"
+        ))
+        // Formatting a year 0..=9999 into a String cannot fail; a year past
+        // that still gets a name that sorts after every earlier stamp.
+        .unwrap_or_else(|_| "99991231235959".to_string())
 }
 
 /// The current time as [`utc`].
 pub fn now() -> String {
     utc(SystemTime::now())
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
-/// (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 #[cfg(test)]

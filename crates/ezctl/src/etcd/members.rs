@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ez_engine::ExecOutput;
 use ez_inventory::{Cluster, Group};
 use ez_ssh::{HostSpec, Session, SshError};
 
@@ -49,13 +50,6 @@ pub fn list_errors(errors: &[StepError]) -> String {
         .map(|e| format!("  - {e}"))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// What a command printed.
-pub struct Output {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
 }
 
 /// The members' hosts, reached through the same pool as the engine runs.
@@ -203,7 +197,7 @@ impl EtcdHosts {
         step: &str,
         cmd: &str,
         timeout: Duration,
-    ) -> Result<Output, StepError> {
+    ) -> Result<ExecOutput, StepError> {
         let session = self.session(ip, step).await?;
         let out = session
             .exec(
@@ -216,7 +210,7 @@ impl EtcdHosts {
             )
             .await
             .map_err(|e| ssh_step(ip, step, e))?;
-        Ok(Output {
+        Ok(ExecOutput {
             code: out.code,
             stdout: out.stdout_str(),
             stderr: out.stderr_str(),
