@@ -287,7 +287,9 @@ build_calico() {
       go build -trimpath -ldflags "-s -w" -o "$out/bin/${cn#*/}" "github.com/containernetworking/plugins/plugins/$cn"
     done
     log "  reference CNI plugins: $((SECONDS - t)) s"
-    "$out/bin/calico-node" -v 2>&1 | grep -q "v$v" || die "calico-node -v does not report v$v"
+    local said
+    said=$("$out/bin/calico-node" -v 2>&1) || true  # whole output first: no SIGPIPE under pipefail
+    grep -q "v$v" <<<"$said" || die "calico-node -v does not report v$v: $said"
 
     # calico/node: Debian userland + calico's node/filesystem tree.
     local img=$out/images root

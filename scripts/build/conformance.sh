@@ -287,7 +287,9 @@ build_conformance() {
   t=$SECONDS
   (cd "$suite" && go test -c -trimpath -ldflags "$ld" -o "$out/bin/e2e.test" k8s.io/kubernetes/test/e2e)
   log "  e2e.test: $((SECONDS - t)) s"
-  "$out/bin/e2e.test" --version 2>/dev/null | grep -qx "v$v" || die "e2e.test does not report v$v"
+  local said
+  said=$("$out/bin/e2e.test" --version 2>/dev/null) || true  # whole output first: no SIGPIPE under pipefail
+  grep -qx "v$v" <<<"$said" || die "e2e.test does not report v$v: $said"
   local kdir agnhost_v
   kdir=$(cd "$suite" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)
   agnhost_v=$(cat "$kdir/test/images/agnhost/VERSION")
@@ -333,7 +335,8 @@ build_conformance() {
   t=$SECONDS
   (cd "$work/ginkgo" && go build -trimpath -ldflags "-s -w" -o "$out/bin/ginkgo" github.com/onsi/ginkgo/v2/ginkgo)
   log "  ginkgo $ginkgo_v: $((SECONDS - t)) s"
-  "$out/bin/ginkgo" version | grep -q "${ginkgo_v#v}" || die "ginkgo does not report $ginkgo_v"
+  said=$("$out/bin/ginkgo" version) || true
+  grep -q "${ginkgo_v#v}" <<<"$said" || die "ginkgo does not report $ginkgo_v: $said"
 
   # sample-apiserver: the release its image tag names (1.<minor>.<patch> is
   # k8s.io/sample-apiserver v0.<minor>.<patch>).

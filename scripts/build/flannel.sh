@@ -132,7 +132,9 @@ build_flannel() {
       -o "$out/bin/flanneld" github.com/flannel-io/flannel)
     (cd flanneld && go build -trimpath -ldflags "-s -w" -o "$out/bin/install-conf" github.com/flannel-io/flannel/cmd/install_conf)
     log "  flanneld: $((SECONDS - t)) s"
-    "$out/bin/flanneld" --version 2>&1 | grep -q "v$v" || die "flanneld --version does not report v$v"
+    local said
+    said=$("$out/bin/flanneld" --version 2>&1) || true  # whole output first: no SIGPIPE under pipefail
+    grep -q "v$v" <<<"$said" || die "flanneld --version does not report v$v: $said"
     ! ldd "$out/bin/flanneld" >/dev/null 2>&1 || die "flanneld is not static"
 
     # The CNI plugin, in its own wrapper: its 2021 dependency set must not be
@@ -149,8 +151,9 @@ build_flannel() {
     (cd cni-plugin && go build -trimpath -ldflags "-s -w" -o "$out/bin/flannel" github.com/containernetworking/plugins/plugins/meta/flannel)
     log "  flannel CNI plugin ($cnv): $((SECONDS - t)) s"
     # A CNI plugin answers VERSION with the spec versions it supports.
-    CNI_COMMAND=VERSION "$out/bin/flannel" </dev/null | grep -q '"0.4.0"' ||
-      die "flannel CNI plugin does not answer VERSION with 0.4.0"
+    said=$(CNI_COMMAND=VERSION "$out/bin/flannel" </dev/null) || true
+    grep -q '"0.4.0"' <<<"$said" ||
+      die "flannel CNI plugin does not answer VERSION with 0.4.0: $said"
 
     # flannel image: flanneld needs iptables (masquerade, forward rules),
     # nft for EnableNFTables, ip for debugging parity with upstream.

@@ -38,7 +38,12 @@ build_kubernetes() {
       go build -trimpath -ldflags "$ld" -o "$out/$cmd" "k8s.io/kubernetes/cmd/$cmd"
       log "  $cmd: $((SECONDS - t)) s"
     done
-    "$out/kubectl" version --client | grep -q "v$v" || die "kubectl does not report v$v"
+    # Read the whole output before grep: `kubectl ... | grep -q` under
+    # pipefail fails at random (grep exits at its match, kubectl then dies of
+    # SIGPIPE writing its next line; seen on a cold build).
+    local said
+    said=$("$out/kubectl" version --client)
+    grep -q "v$v" <<<"$said" || die "kubectl does not report v$v: $said"
   )
 }
 
