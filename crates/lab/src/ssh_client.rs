@@ -90,6 +90,36 @@ pub fn probe(key: &Path, known_hosts: &Path, ip: Ipv4Addr, budget: Duration) -> 
     }
 }
 
+/// Probes a light host once: port 22 open, then over ssh `hostname`, which
+/// must print `hostname` (the host answers as itself, as root, with the
+/// lab's key and its recorded host key). No systemd to wait for.
+pub fn probe_hostname(
+    key: &Path,
+    known_hosts: &Path,
+    ip: Ipv4Addr,
+    hostname: &str,
+    budget: Duration,
+) -> Probe {
+    let addr = SocketAddr::from((ip, 22));
+    if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err() {
+        return Probe::NotYet("port 22 closed".into());
+    }
+    match cmd::run(
+        command(key, known_hosts, ip).arg("hostname"),
+        budget.clamp(Duration::from_secs(2), Duration::from_secs(30)),
+    ) {
+        Ok(o) if o.status.success() && o.stdout.trim() == hostname => {
+            Probe::Ready(hostname.to_string())
+        }
+        Ok(o) => Probe::NotYet(format!(
+            "ssh hostname: {:?} {}",
+            o.stdout.trim(),
+            cmd::tail(&o.stderr, 200)
+        )),
+        Err(e) => Probe::NotYet(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
