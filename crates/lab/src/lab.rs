@@ -833,7 +833,10 @@ impl Lab {
         if self.is_running(index) {
             return Ok(());
         }
-        if let Some(l) = self.lock().light.clone() {
+        // Not `if let Some(l) = self.lock()…`: the guard would live through
+        // the block, and `light_shared` locks again.
+        let light_net = self.lock().light.clone();
+        if let Some(l) = light_net {
             let sh = self.light_shared();
             light::stop(&m, &sh.init, Duration::from_secs(5));
             light::create_host_net(&m, light::bridge_of(&l, index))?;
