@@ -1057,11 +1057,14 @@ fn teardown(name: &str, paths: &Paths, st: Option<LabState>) -> Result<()> {
     }
     cgroup::remove_parent_if_empty();
 
-    // Light labs have a thousand netns: deleted a few at a time.
+    // Light labs have a thousand netns: deleted a few at a time, without
+    // waiting for each veth (the kernel destroys them in batches, after
+    // the netns): all of them are waited for once, below.
     let net_left = Mutex::new(Vec::new());
     let _ = par_for_each(&machines, if is_light { PREPARE_WORKERS } else { 1 }, |m| {
         if !m.netns.is_empty() {
-            if let Err(e) = net::delete_machine_net(&m.netns, Some(&m.veth)) {
+            let veth = (!is_light).then_some(m.veth.as_str());
+            if let Err(e) = net::delete_machine_net(&m.netns, veth) {
                 net_left
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -1071,6 +1074,14 @@ fn teardown(name: &str, paths: &Paths, st: Option<LabState>) -> Result<()> {
         Ok(())
     });
     left.extend(net_left.into_inner().unwrap_or_else(|e| e.into_inner()));
+    if is_light {
+        let veths: Vec<&str> = machines
+            .iter()
+            .map(|m| m.veth.as_str())
+            .filter(|v| !v.is_empty())
+            .collect();
+        left.extend(light::remove_veths(&veths, Duration::from_secs(30)));
+    }
     for ns in net::netns_with_prefix(&net::netns_prefix(name)) {
         if let Err(e) = net::delete_machine_net(&ns, None) {
             left.push(e.to_string());

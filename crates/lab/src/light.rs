@@ -262,6 +262,21 @@ pub fn remove_bridges(lab: &str, recorded: Option<&LightState>) -> Vec<String> {
     left
 }
 
+/// Waits up to `wait` for the host ends of deleted hosts' veths to go with
+/// their netns, then deletes what is left by hand. Returns what would not go.
+pub fn remove_veths(veths: &[&str], wait: Duration) -> Vec<String> {
+    process::wait_until(wait, || veths.iter().all(|v| !link_exists(v)));
+    let mut left = Vec::new();
+    for v in veths.iter().filter(|v| link_exists(v)) {
+        if let Err(e) = ip(&["link", "del", v]) {
+            if link_exists(v) {
+                left.push(e.to_string());
+            }
+        }
+    }
+    left
+}
+
 fn is_patch(name: &str) -> bool {
     name.strip_prefix("ezl")
         .is_some_and(|r| r.contains('p') || r.contains('q'))
