@@ -47,6 +47,8 @@ const PREPARE_WORKERS: usize = 4;
 /// Light hosts probed over ssh at once while they come up: each probe is an
 /// `ssh` process and a key exchange on a 2-core controller.
 const LIGHT_PROBE_WORKERS: usize = 16;
+/// Up to this many light hosts, `up` logs into every one (see `wait_ready`).
+const LIGHT_LOGIN_ALL: usize = 64;
 
 /// What to bring up.
 #[derive(Debug, Clone)]
@@ -650,12 +652,38 @@ impl Lab {
         let key = self.paths.key();
         let kh = self.paths.known_hosts();
         let deadline = Instant::now() + timeout;
-        if self.lock().light.is_some() {
-            // Light hosts are up in a moment each: a bounded pool of
-            // probes rather than a thread (and an ssh) per host.
+        let light_net = self.lock().light.clone();
+        if let Some(l) = light_net {
+            // Light hosts are up in a moment each: a bounded pool of probes
+            // rather than a thread per host. Every host must show sshd's
+            // banner (its init execs sshd last, after every mount); a root
+            // login, which costs about 0.1 s of CPU on each side, is made on
+            // every host of a small set, else on the first host of each
+            // bridge and the last host: the others are made the same way,
+            // and a thousand logins would add a minute or two to `up`.
             let init = light::init_path(&self.paths.lab_dir);
-            return par_for_each(&machines, LIGHT_PROBE_WORKERS, |m| {
-                wait_one(m, &key, &kh, deadline, timeout, Some(&init))
+            par_for_each(&machines, LIGHT_PROBE_WORKERS, |m| {
+                let probe = LightProbe {
+                    init: &init,
+                    login: false,
+                };
+                wait_one(m, &key, &kh, deadline, timeout, Some(probe))
+            })?;
+            let last = machines.iter().map(|m| m.index).max().unwrap_or(0);
+            let login: Vec<&MachineState> = machines
+                .iter()
+                .filter(|m| {
+                    machines.len() <= LIGHT_LOGIN_ALL
+                        || m.index % l.hosts_per_bridge == 0
+                        || m.index == last
+                })
+                .collect();
+            return par_for_each(&login, LIGHT_PROBE_WORKERS, |m| {
+                let probe = LightProbe {
+                    init: &init,
+                    login: true,
+                };
+                wait_one(m, &key, &kh, deadline, timeout, Some(probe))
             });
         }
         let results: Vec<Result<()>> = thread::scope(|s| {
@@ -879,17 +907,26 @@ fn not_ready_panic() -> LabError {
     }
 }
 
+/// How a light host is probed: its launcher is known by the lab's init
+/// script; `login`: a root login that must print the host's name, else
+/// sshd's banner.
+#[derive(Clone, Copy)]
+struct LightProbe<'a> {
+    init: &'a Path,
+    login: bool,
+}
+
 /// Waits for one machine: a full one until its systemd has booted, a light
-/// one (`light_init`: the lab's light init script) until ssh runs
-/// `hostname` there and it answers with its own name.
+/// one as `light` says.
 fn wait_one(
     m: &MachineState,
     key: &Path,
     kh: &Path,
     deadline: Instant,
     timeout: Duration,
-    light_init: Option<&Path>,
+    light: Option<LightProbe<'_>>,
 ) -> Result<()> {
+    let light_init = light.map(|p| p.init);
     let mut last = String::from("not probed yet");
     let launched = Instant::now();
     while Instant::now() < deadline {
@@ -897,8 +934,9 @@ fn wait_one(
             Some(init) => light::launcher_alive(m, init),
             None => machine::launcher_alive(m),
         };
-        // Give the launcher a moment to start nspawn before judging it.
-        if (launched.elapsed() > Duration::from_secs(2) || light_init.is_some()) && !alive {
+        // Give the launcher a moment to exec (until then its command line
+        // is ours) and start nspawn before judging it.
+        if launched.elapsed() > Duration::from_secs(2) && !alive {
             last = match light_init {
                 Some(_) => "its launcher exited (its init or sshd failed)".into(),
                 None => "its launcher exited (systemd-nspawn failed)".into(),
@@ -906,8 +944,9 @@ fn wait_one(
             break;
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        let probe = match light_init {
-            Some(_) => ssh_client::probe_hostname(key, kh, m.ip, &m.hostname, left),
+        let probe = match light {
+            Some(p) if p.login => ssh_client::probe_hostname(key, kh, m.ip, &m.hostname, left),
+            Some(_) => ssh_client::probe_banner(m.ip),
             None => ssh_client::probe(key, kh, m.ip, left),
         };
         match probe {
