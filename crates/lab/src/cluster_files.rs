@@ -57,7 +57,7 @@ pub fn hosts_yml(state: &LabState) -> String {
     let mut y = format!(
         "# Written by `ezlab up` for lab {} ({}); rewritten by every `up`, deleted by `ezlab down`.\n",
         state.name,
-        net::cidr(state.subnet)
+        state.cidr()
     );
     y.push_str("ssh:\n  user: root\n  port: 22\n  key: ssh/id_ed25519\n");
     let with = |role: Role| -> Vec<&crate::state::MachineState> {
@@ -213,6 +213,7 @@ mod tests {
                     launcher_pid: None,
                 })
                 .collect(),
+            light: None,
         }
     }
 

@@ -74,6 +74,28 @@ const HOST_SYSCTLS: &[HostSysctl] = &[
     },
 ];
 
+/// What a light lab adds (`ezlab up --light`): the controller has an ARP
+/// entry per host on the lab's bridges, and the kernel's defaults
+/// (128/512/1024) start dropping neighbours before a thousand hosts,
+/// which shows up as connections that stall on ARP.
+const LIGHT_SYSCTLS: &[HostSysctl] = &[
+    HostSysctl {
+        path: "/proc/sys/net/ipv4/neigh/default/gc_thresh1",
+        want: 4096,
+        at_least: true,
+    },
+    HostSysctl {
+        path: "/proc/sys/net/ipv4/neigh/default/gc_thresh2",
+        want: 8192,
+        at_least: true,
+    },
+    HostSysctl {
+        path: "/proc/sys/net/ipv4/neigh/default/gc_thresh3",
+        want: 16384,
+        at_least: true,
+    },
+];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub what: String,
@@ -229,8 +251,18 @@ pub fn install(report: &Report) -> Result<()> {
 /// Sets the VM's kernel settings the machines need (limits are only ever
 /// raised). Returns the settings it changed, as `name old -> new`.
 pub fn apply_host_sysctls() -> Result<Vec<String>> {
+    apply_sysctls(HOST_SYSCTLS)
+}
+
+/// Raises the limits a light lab needs ([`LIGHT_SYSCTLS`]); returns what
+/// changed, as [`apply_host_sysctls`] does.
+pub fn apply_light_sysctls() -> Result<Vec<String>> {
+    apply_sysctls(LIGHT_SYSCTLS)
+}
+
+fn apply_sysctls(list: &[HostSysctl]) -> Result<Vec<String>> {
     let mut changed = Vec::new();
-    for s in HOST_SYSCTLS {
+    for s in list {
         let p = Path::new(s.path);
         if !p.exists() {
             continue; // e.g. no keyrings in this kernel: nothing to satisfy

@@ -11,6 +11,9 @@
 //! <lab>/logs/<host>.log       launcher + nspawn console output
 //! <lab>/machines/<host>/      up/ wk/ root/ containerd/ launch.sh nspawn.pid
 //! ```
+//!
+//! A lab of light hosts (`LabSpec::light`, `ezlab up N --light`) has the same
+//! layout with its own network and processes: see `light`.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -26,12 +29,13 @@ use crate::doctor;
 use crate::error::{LabError, Result};
 use crate::fsutil::{self, FileLock};
 use crate::layout::{self, Layout, Role};
+use crate::light;
 use crate::machine;
 use crate::net;
 use crate::process;
 use crate::rootfs;
 use crate::ssh_client::{self, Probe};
-use crate::state::{self, LabState, MachineState};
+use crate::state::{self, LabState, LightState, MachineState};
 
 pub const DEFAULT_STATE_ROOT: &str = "/var/lib/ezlab";
 pub const DEFAULT_CACHE_DIR: &str = "/var/cache/ezlab";
@@ -40,6 +44,11 @@ pub const DEFAULT_HOME: &str = "/etc/ezctl";
 const STOP_GRACE: Duration = Duration::from_secs(15);
 /// Machines prepared at once (ssh-keygen, mount, netns): 2 cores.
 const PREPARE_WORKERS: usize = 4;
+/// Light hosts probed over ssh at once while they come up: each probe is an
+/// `ssh` process and a key exchange on a 2-core controller.
+const LIGHT_PROBE_WORKERS: usize = 16;
+/// Up to this many light hosts, `up` logs into every one (see `wait_ready`).
+const LIGHT_LOGIN_ALL: usize = 64;
 
 /// What to bring up.
 #[derive(Debug, Clone)]
@@ -59,6 +68,12 @@ pub struct LabSpec {
     pub ready_timeout: Duration,
     /// Print progress lines on stderr.
     pub progress: bool,
+    /// Light hosts (netns + private mounts + sshd, no systemd: see `light`)
+    /// instead of full machines.
+    pub light: bool,
+    /// Light hosts per bridge (at most `light::MAX_HOSTS_PER_BRIDGE`); a
+    /// small value puts even a small lab on several bridges.
+    pub hosts_per_bridge: usize,
 }
 
 impl LabSpec {
@@ -76,7 +91,49 @@ impl LabSpec {
             mirror: None,
             ready_timeout: Duration::from_secs(60 + 3 * machines as u64),
             progress: false,
+            light: false,
+            hosts_per_bridge: light::DEFAULT_HOSTS_PER_BRIDGE,
         }
+    }
+
+    /// A lab of `hosts` light hosts: 60 s + 0.2 s per host to answer ssh.
+    pub fn light(name: impl Into<String>, hosts: usize) -> LabSpec {
+        LabSpec {
+            light: true,
+            ready_timeout: Duration::from_secs(60) + Duration::from_millis(200) * hosts as u32,
+            ..LabSpec::new(name, hosts)
+        }
+    }
+
+    fn max_machines(&self) -> usize {
+        if self.light {
+            light::MAX_HOSTS
+        } else {
+            net::MAX_MACHINES
+        }
+    }
+
+    /// Roles written to hosts.yml. Light hosts run no services, so they get
+    /// the etcd, master and node groups only (no ex-lb VIP, no registry).
+    fn roles(&self) -> Result<Vec<Vec<Role>>> {
+        let mut roles = match &self.layout {
+            Some(l) => {
+                if self.light && (l.ex_lb > 0 || l.harbor > 0) {
+                    return Err(LabError::InvalidLayout {
+                        spec: format!("ex_lb={},harbor={}", l.ex_lb, l.harbor),
+                        reason: "light hosts run no services: no ex_lb or harbor".into(),
+                    });
+                }
+                l.assign(self.machines)?
+            }
+            None => layout::default_roles(self.machines),
+        };
+        if self.light {
+            for r in &mut roles {
+                r.retain(|r| matches!(r, Role::Etcd | Role::KubeMaster | Role::KubeNode));
+            }
+        }
+        Ok(roles)
     }
 }
 
@@ -179,16 +236,13 @@ impl Lab {
         validate_name(&spec.name)?;
         // Recorded in state.json and used by a later `down` from anywhere.
         spec.home = std::path::absolute(&spec.home).map_err(|e| LabError::io(&spec.home, e))?;
-        if spec.machines == 0 || spec.machines > net::MAX_MACHINES {
+        if spec.machines == 0 || spec.machines > spec.max_machines() {
             return Err(LabError::InvalidSize {
                 asked: spec.machines,
-                max: net::MAX_MACHINES,
+                max: spec.max_machines(),
             });
         }
-        let roles = match &spec.layout {
-            Some(l) => l.assign(spec.machines)?,
-            None => layout::default_roles(spec.machines),
-        };
+        let roles = spec.roles()?;
         if let Some(e) = doctor::check().into_error() {
             return Err(e);
         }
@@ -197,6 +251,14 @@ impl Lab {
                 spec.progress,
                 &format!("set {c} (the VM's, for the machines)"),
             );
+        }
+        if spec.light {
+            for c in doctor::apply_light_sysctls()? {
+                say(
+                    spec.progress,
+                    &format!("set {c} (the VM's, for a thousand neighbours)"),
+                );
+            }
         }
         let paths = Paths::new(&spec.state_root, &spec.name);
         let _lock = FileLock::acquire(&paths.lab_lock(&spec.name), Duration::from_secs(1800))?;
@@ -228,7 +290,11 @@ impl Lab {
             Err(e) => return Err(e),
         };
         match existing {
-            Some(st) if st.complete && st.machines.len() == spec.machines => {
+            Some(st)
+                if st.complete
+                    && st.machines.len() == spec.machines
+                    && st.light.is_some() == spec.light =>
+            {
                 say(
                     spec.progress,
                     &format!("lab {} is already up; reusing it", st.name),
@@ -239,20 +305,15 @@ impl Lab {
                     progress: spec.progress,
                     ready_timeout: spec.ready_timeout,
                 };
-                let stopped: Vec<usize> = lab
-                    .lock()
-                    .machines
-                    .iter()
-                    .filter(|m| !machine::is_running(m))
-                    .map(|m| m.index)
-                    .collect();
+                let stopped: Vec<usize> =
+                    (0..spec.machines).filter(|i| !lab.is_running(*i)).collect();
                 for i in stopped {
                     lab.start_machine(i)?;
                 }
                 lab.write_cluster(&spec.home)?;
                 Ok(Some(lab))
             }
-            Some(st) if st.complete && st.machines.iter().any(machine::is_running) => {
+            Some(st) if st.complete && st.machines.iter().any(|m| running(&st, paths, m)) => {
                 Err(LabError::SizeMismatch {
                     name: st.name,
                     running: st.machines.len(),
@@ -281,8 +342,16 @@ impl Lab {
         roles: Vec<Vec<Role>>,
     ) -> Result<LabState> {
         let _global = FileLock::acquire(&paths.global_lock(), Duration::from_secs(120))?;
+        if spec.light {
+            return Self::allocate_light(spec, paths, rootfs, roles);
+        }
         let mut used = net::subnets_in_use()?;
-        used.extend(list_states(&paths.state_root).into_iter().map(|s| s.subnet));
+        used.extend(
+            list_states(&paths.state_root)
+                .into_iter()
+                .filter(|s| s.light.is_none())
+                .map(|s| s.subnet),
+        );
         let subnet = (1..=254u8)
             .find(|x| !used.contains(x))
             .ok_or(LabError::NoSubnet)?;
@@ -321,22 +390,90 @@ impl Lab {
                     }
                 })
                 .collect(),
+            light: None,
         };
         state::save(&paths.state_file(), &st)?;
         net::ensure_bridge(subnet)?;
         Ok(st)
     }
 
+    /// A light lab's block of 10.232.0.0/16 (see `light`), recorded before
+    /// its bridges are made. Called with the global lock held.
+    fn allocate_light(
+        spec: &LabSpec,
+        paths: &Paths,
+        rootfs: &Path,
+        roles: Vec<Vec<Role>>,
+    ) -> Result<LabState> {
+        let mut used = light::subnets_in_use()?;
+        for s in list_states(&paths.state_root) {
+            if let Some(l) = s.light {
+                used.extend((0..l.subnets).map(|k| l.base.wrapping_add(k as u8)));
+            }
+        }
+        let count = light::subnets_for(spec.machines);
+        let base = light::pick_block(count, &used).ok_or(LabError::NoSubnet)?;
+        let plan = light::plan(base, spec.machines, spec.hosts_per_bridge);
+        let machines_dir = paths.lab_dir.join("machines");
+        let logs = paths.lab_dir.join("logs");
+        fsutil::mkdir_mode(&machines_dir, 0o755)?;
+        fsutil::mkdir_mode(&logs, 0o755)?;
+        let name = &spec.name;
+        let st = LabState {
+            name: name.clone(),
+            subnet: base,
+            bridge: plan.bridges[0].clone(),
+            controller_ip: light::controller_ip(base),
+            rootfs: rootfs.to_path_buf(),
+            cluster_dir: None,
+            complete: false,
+            created: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            machines: roles
+                .into_iter()
+                .enumerate()
+                .map(|(i, roles)| {
+                    let hostname = format!("{name}-{}", i + 1);
+                    MachineState {
+                        index: i,
+                        ip: light::host_ip(base, i),
+                        netns: net::netns_name(name, i),
+                        veth: light::veth_name(base, i),
+                        dir: machines_dir.join(&hostname),
+                        log: logs.join(format!("{hostname}.log")),
+                        hostname,
+                        roles,
+                        launcher_pid: None,
+                    }
+                })
+                .collect(),
+            light: Some(plan.clone()),
+        };
+        state::save(&paths.state_file(), &st)?;
+        light::ensure_bridges(name, &plan)?;
+        Ok(st)
+    }
+
     /// Everything after allocation: key, machines, launch, wait, cluster.
     fn build(&self, home: &Path) -> Result<()> {
         let started = Instant::now();
-        let (name, rootfs, machines) = {
+        let (name, rootfs, machines, light_net) = {
             let st = self.lock();
-            (st.name.clone(), st.rootfs.clone(), st.machines.clone())
+            (
+                st.name.clone(),
+                st.rootfs.clone(),
+                st.machines.clone(),
+                st.light.clone(),
+            )
         };
         self.ensure_lab_key()?;
         let authorized = fsutil::read_to_string(&self.paths.key_pub())?;
         let hosts_file = hosts_file(&machines);
+        if let Some(l) = light_net {
+            return self.build_light(home, &l, &authorized, &hosts_file, started);
+        }
         say(
             self.progress,
             &format!("preparing {} machines", machines.len()),
@@ -361,6 +498,79 @@ impl Lab {
             self.progress,
             &format!(
                 "lab {name}: {} machines up in {:.1} s",
+                machines.len(),
+                started.elapsed().as_secs_f64()
+            ),
+        );
+        Ok(())
+    }
+
+    /// `build` for light hosts: the shared layer, each host's files and
+    /// network, then every host launched (state saved once: the lab's
+    /// cgroup finds whatever a crash left unrecorded) and probed over ssh.
+    fn build_light(
+        &self,
+        home: &Path,
+        l: &LightState,
+        authorized: &str,
+        hosts_file: &str,
+        started: Instant,
+    ) -> Result<()> {
+        let (name, machines, sh) = {
+            let st = self.lock();
+            (
+                st.name.clone(),
+                st.machines.clone(),
+                light::Shared::new(&self.paths.lab_dir, &st.rootfs),
+            )
+        };
+        say(
+            self.progress,
+            &format!(
+                "preparing {} light hosts on {} bridge(s), {}",
+                machines.len(),
+                l.bridges.len(),
+                light::cidr(l.base, l.subnets)
+            ),
+        );
+        light::write_shared(&sh, authorized, hosts_file)?;
+        par_for_each(&machines, PREPARE_WORKERS, |m| {
+            light::prepare_host(m, &sh)?;
+            light::create_host_net(m, light::bridge_of(l, m.index))
+        })?;
+        self.write_known_hosts()?;
+        say(
+            self.progress,
+            &format!(
+                "starting {} hosts ({:.1} s so far)",
+                machines.len(),
+                started.elapsed().as_secs_f64()
+            ),
+        );
+        let cg = light::Cgroups::open(&name)?;
+        let prefix = light::prefix_len(l.subnets);
+        let launched: Result<()> = machines.iter().try_for_each(|m| {
+            let pid = light::launch(m, &sh, prefix, &cg)?;
+            self.lock().machines[m.index].launcher_pid = Some(pid);
+            Ok(())
+        });
+        self.save()?;
+        launched?;
+        say(
+            self.progress,
+            &format!(
+                "waiting for ssh ({:.1} s so far)",
+                started.elapsed().as_secs_f64()
+            ),
+        );
+        self.wait_ready(&(0..machines.len()).collect::<Vec<_>>())?;
+        self.write_cluster(home)?;
+        self.lock().complete = true;
+        self.save()?;
+        say(
+            self.progress,
+            &format!(
+                "lab {name}: {} light hosts up in {:.1} s",
                 machines.len(),
                 started.elapsed().as_secs_f64()
             ),
@@ -442,12 +652,46 @@ impl Lab {
         let key = self.paths.key();
         let kh = self.paths.known_hosts();
         let deadline = Instant::now() + timeout;
+        let light_net = self.lock().light.clone();
+        if let Some(l) = light_net {
+            // Light hosts are up in a moment each: a bounded pool of probes
+            // rather than a thread per host. Every host must show sshd's
+            // banner (its init execs sshd last, after every mount); a root
+            // login, which costs about 0.1 s of CPU on each side, is made on
+            // every host of a small set, else on the first host of each
+            // bridge and the last host: the others are made the same way,
+            // and a thousand logins would add a minute or two to `up`.
+            let init = light::init_path(&self.paths.lab_dir);
+            par_for_each(&machines, LIGHT_PROBE_WORKERS, |m| {
+                let probe = LightProbe {
+                    init: &init,
+                    login: false,
+                };
+                wait_one(m, &key, &kh, deadline, timeout, Some(probe))
+            })?;
+            let last = machines.iter().map(|m| m.index).max().unwrap_or(0);
+            let login: Vec<&MachineState> = machines
+                .iter()
+                .filter(|m| {
+                    machines.len() <= LIGHT_LOGIN_ALL
+                        || m.index % l.hosts_per_bridge == 0
+                        || m.index == last
+                })
+                .collect();
+            return par_for_each(&login, LIGHT_PROBE_WORKERS, |m| {
+                let probe = LightProbe {
+                    init: &init,
+                    login: true,
+                };
+                wait_one(m, &key, &kh, deadline, timeout, Some(probe))
+            });
+        }
         let results: Vec<Result<()>> = thread::scope(|s| {
             let handles: Vec<_> = machines
                 .iter()
                 .map(|m| {
                     let (key, kh) = (&key, &kh);
-                    s.spawn(move || wait_one(m, key, kh, deadline, timeout))
+                    s.spawn(move || wait_one(m, key, kh, deadline, timeout, None))
                 })
                 .collect();
             handles
@@ -519,7 +763,12 @@ impl Lab {
     }
 
     pub fn subnet(&self) -> String {
-        net::cidr(self.lock().subnet)
+        self.lock().cidr()
+    }
+
+    /// Whether this is a lab of light hosts.
+    pub fn is_light(&self) -> bool {
+        self.lock().light.is_some()
     }
 
     pub fn controller_ip(&self) -> Ipv4Addr {
@@ -575,9 +824,13 @@ impl Lab {
             })
     }
 
-    /// Whether machine `index`'s launcher and nspawn are alive.
+    /// Whether machine `index`'s launcher and nspawn (or a light host's
+    /// launcher) are alive.
     pub fn is_running(&self, index: usize) -> bool {
-        self.machine(index).is_ok_and(|m| machine::is_running(&m))
+        let st = self.lock().clone();
+        st.machines
+            .get(index)
+            .is_some_and(|m| running(&st, &self.paths, m))
     }
 
     /// Powers machine `index` off (systemd shutdown, then SIGKILL after a
@@ -585,7 +838,11 @@ impl Lab {
     pub fn stop_machine(&self, index: usize) -> Result<()> {
         let m = self.machine(index)?;
         let name = self.name();
-        let left = machine::stop(&m, &name, STOP_GRACE);
+        let left = if self.is_light() {
+            light::stop(&m, &self.light_shared().init, STOP_GRACE)
+        } else {
+            machine::stop(&m, &name, STOP_GRACE)
+        };
         self.lock().machines[index].launcher_pid = None;
         self.save()?;
         if left.is_empty() {
@@ -601,8 +858,21 @@ impl Lab {
     /// Boots machine `index` again and waits until it answers.
     pub fn start_machine(&self, index: usize) -> Result<()> {
         let m = self.machine(index)?;
-        if machine::is_running(&m) {
+        if self.is_running(index) {
             return Ok(());
+        }
+        // Not `if let Some(l) = self.lock()…`: the guard would live through
+        // the block, and `light_shared` locks again.
+        let light_net = self.lock().light.clone();
+        if let Some(l) = light_net {
+            let sh = self.light_shared();
+            light::stop(&m, &sh.init, Duration::from_secs(5));
+            light::create_host_net(&m, light::bridge_of(&l, index))?;
+            let cg = light::Cgroups::open(&self.name())?;
+            let pid = light::launch(&m, &sh, light::prefix_len(l.subnets), &cg)?;
+            self.lock().machines[index].launcher_pid = Some(pid);
+            self.save()?;
+            return self.wait_ready(&[index]);
         }
         let name = self.name();
         // A launcher or container that half-died must not linger beside the
@@ -615,6 +885,11 @@ impl Lab {
         self.lock().machines[index].launcher_pid = Some(pid);
         self.save()?;
         self.wait_ready(&[index])
+    }
+
+    fn light_shared(&self) -> light::Shared {
+        let rootfs = self.lock().rootfs.clone();
+        light::Shared::new(&self.paths.lab_dir, &rootfs)
     }
 
     /// Tears everything down (see [`down`]).
@@ -632,27 +907,57 @@ fn not_ready_panic() -> LabError {
     }
 }
 
+/// How a light host is probed: its launcher is known by the lab's init
+/// script; `login`: a root login that must print the host's name, else
+/// sshd's banner.
+#[derive(Clone, Copy)]
+struct LightProbe<'a> {
+    init: &'a Path,
+    login: bool,
+}
+
+/// Waits for one machine: a full one until its systemd has booted, a light
+/// one as `light` says.
 fn wait_one(
     m: &MachineState,
     key: &Path,
     kh: &Path,
     deadline: Instant,
     timeout: Duration,
+    light: Option<LightProbe<'_>>,
 ) -> Result<()> {
+    let light_init = light.map(|p| p.init);
     let mut last = String::from("not probed yet");
     let launched = Instant::now();
     while Instant::now() < deadline {
-        // Give the launcher a moment to start nspawn before judging it.
-        if launched.elapsed() > Duration::from_secs(2) && !machine::launcher_alive(m) {
-            last = "its launcher exited (systemd-nspawn failed)".into();
+        let alive = match light_init {
+            Some(init) => light::launcher_alive(m, init),
+            None => machine::launcher_alive(m),
+        };
+        // Give the launcher a moment to exec (until then its command line
+        // is ours) and start nspawn before judging it.
+        if launched.elapsed() > Duration::from_secs(2) && !alive {
+            last = match light_init {
+                Some(_) => "its launcher exited (its init or sshd failed)".into(),
+                None => "its launcher exited (systemd-nspawn failed)".into(),
+            };
             break;
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        match ssh_client::probe(key, kh, m.ip, left) {
+        let probe = match light {
+            Some(p) if p.login => ssh_client::probe_hostname(key, kh, m.ip, &m.hostname, left),
+            Some(_) => ssh_client::probe_banner(m.ip),
+            None => ssh_client::probe(key, kh, m.ip, left),
+        };
+        match probe {
             Probe::Ready(_) => return Ok(()),
             Probe::NotYet(why) => last = why,
         }
-        thread::sleep(Duration::from_millis(300));
+        thread::sleep(Duration::from_millis(if light_init.is_some() {
+            100
+        } else {
+            300
+        }));
     }
     let log_text = std::fs::read_to_string(&m.log).unwrap_or_default();
     let tail: Vec<&str> = log_text.lines().rev().take(20).collect();
@@ -711,6 +1016,7 @@ pub fn down_by_name(name: &str, state_root: &Path) -> Result<()> {
     if st.is_none()
         && !paths.lab_dir.exists()
         && net::netns_with_prefix(&net::netns_prefix(name)).is_empty()
+        && light::links_of(name).is_empty()
     {
         return Err(LabError::NotFound(name.to_string()));
     }
@@ -744,16 +1050,28 @@ fn teardown(name: &str, paths: &Paths, st: Option<LabState>) -> Result<()> {
         }
     }
     let mut left: Vec<String> = Vec::new();
-    let stopped: Vec<Vec<String>> = thread::scope(|s| {
-        let hs: Vec<_> = machines
-            .iter()
-            .map(|m| s.spawn(move || machine::stop(m, name, STOP_GRACE)))
-            .collect();
-        hs.into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
-    left.extend(stopped.into_iter().flatten());
+    let light_net = st.as_ref().and_then(|s| s.light.clone());
+    // A light lab whose state is gone still has its init script.
+    let is_light = light_net.is_some() || light::init_path(&paths.lab_dir).exists();
+    if is_light {
+        // SIGKILL to each launcher ends its host's PID namespace; whatever
+        // else runs is in the lab's cgroup and goes with it below.
+        let init = light::init_path(&paths.lab_dir);
+        for m in &machines {
+            light::kill(m, &init);
+        }
+    } else {
+        let stopped: Vec<Vec<String>> = thread::scope(|s| {
+            let hs: Vec<_> = machines
+                .iter()
+                .map(|m| s.spawn(move || machine::stop(m, name, STOP_GRACE)))
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        left.extend(stopped.into_iter().flatten());
+    }
     let lab_cgroups = cgroup::lab_dirs(name);
     left.extend(machine::kill_cgroups(&lab_cgroups));
     // Anything that escaped the cgroups but still runs from the lab's files.
@@ -778,12 +1096,30 @@ fn teardown(name: &str, paths: &Paths, st: Option<LabState>) -> Result<()> {
     }
     cgroup::remove_parent_if_empty();
 
-    for m in &machines {
+    // Light labs have a thousand netns: deleted a few at a time, without
+    // waiting for each veth (the kernel destroys them in batches, after
+    // the netns): all of them are waited for once, below.
+    let net_left = Mutex::new(Vec::new());
+    let _ = par_for_each(&machines, if is_light { PREPARE_WORKERS } else { 1 }, |m| {
         if !m.netns.is_empty() {
-            if let Err(e) = net::delete_machine_net(&m.netns, Some(&m.veth)) {
-                left.push(e.to_string());
+            let veth = (!is_light).then_some(m.veth.as_str());
+            if let Err(e) = net::delete_machine_net(&m.netns, veth) {
+                net_left
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(e.to_string());
             }
         }
+        Ok(())
+    });
+    left.extend(net_left.into_inner().unwrap_or_else(|e| e.into_inner()));
+    if is_light {
+        let veths: Vec<&str> = machines
+            .iter()
+            .map(|m| m.veth.as_str())
+            .filter(|v| !v.is_empty())
+            .collect();
+        left.extend(light::remove_veths(&veths, Duration::from_secs(30)));
     }
     for ns in net::netns_with_prefix(&net::netns_prefix(name)) {
         if let Err(e) = net::delete_machine_net(&ns, None) {
@@ -793,11 +1129,16 @@ fn teardown(name: &str, paths: &Paths, st: Option<LabState>) -> Result<()> {
     left.extend(fsutil::unmount_all_under(&paths.lab_dir));
     {
         let _global = FileLock::acquire(&paths.global_lock(), Duration::from_secs(120))?;
-        if let Some(s) = &st {
-            if let Err(e) = net::release_bridge(s.subnet) {
-                left.push(e.to_string());
+        match &st {
+            Some(s) if s.light.is_none() => {
+                if let Err(e) = net::release_bridge(s.subnet) {
+                    left.push(e.to_string());
+                }
             }
+            _ => {}
         }
+        // A light lab's bridges, found by their alias too (a crashed `up`).
+        left.extend(light::remove_bridges(name, light_net.as_ref()));
     }
     if let Some(dir) = st.as_ref().and_then(|s| s.cluster_dir.clone()) {
         if let Err(e) = cluster_files::remove(&dir, name) {
@@ -858,7 +1199,23 @@ pub fn leftovers(name: &str, lab_dir: &Path) -> Vec<String> {
             })
             .map(|p| format!("process {p}: {}", process::cmdline(p))),
     );
+    left.extend(light::launchers_left(lab_dir));
+    left.extend(
+        light::links_of(name)
+            .into_iter()
+            .map(|l| format!("link {l}")),
+    );
     left
+}
+
+/// Whether a machine of lab `st` runs: a full machine's launcher and nspawn,
+/// or a light host's launcher.
+fn running(st: &LabState, paths: &Paths, m: &MachineState) -> bool {
+    if st.light.is_some() {
+        light::launcher_alive(m, &light::init_path(&paths.lab_dir))
+    } else {
+        machine::is_running(m)
+    }
 }
 
 /// Every lab with a readable state file under `state_root`.
@@ -880,6 +1237,8 @@ pub fn list_states(state_root: &Path) -> Vec<LabState> {
 pub struct LabStatus {
     pub name: String,
     pub subnet: String,
+    /// A lab of light hosts (`ezlab up --light`).
+    pub light: bool,
     pub complete: bool,
     pub cluster_dir: Option<PathBuf>,
     pub machines: Vec<(Host, bool)>,
@@ -888,26 +1247,30 @@ pub struct LabStatus {
 pub fn status(state_root: &Path) -> Vec<LabStatus> {
     list_states(state_root)
         .into_iter()
-        .map(|st| LabStatus {
-            name: st.name.clone(),
-            subnet: net::cidr(st.subnet),
-            complete: st.complete,
-            cluster_dir: st.cluster_dir.clone(),
-            machines: st
-                .machines
-                .iter()
-                .map(|m| {
-                    (
-                        Host {
-                            index: m.index,
-                            hostname: m.hostname.clone(),
-                            ip: m.ip,
-                            roles: m.roles.clone(),
-                        },
-                        machine::is_running(m),
-                    )
-                })
-                .collect(),
+        .map(|st| {
+            let paths = Paths::new(state_root, &st.name);
+            LabStatus {
+                name: st.name.clone(),
+                subnet: st.cidr(),
+                light: st.light.is_some(),
+                complete: st.complete,
+                cluster_dir: st.cluster_dir.clone(),
+                machines: st
+                    .machines
+                    .iter()
+                    .map(|m| {
+                        (
+                            Host {
+                                index: m.index,
+                                hostname: m.hostname.clone(),
+                                ip: m.ip,
+                                roles: m.roles.clone(),
+                            },
+                            running(&st, &paths, m),
+                        )
+                    })
+                    .collect(),
+            }
         })
         .collect()
 }

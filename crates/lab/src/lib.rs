@@ -5,7 +5,8 @@
 //! bridged to the controller. See `lab` for the on-disk layout, `net` for
 //! addressing, `layout` for the cluster roles written to `hosts.yml`, and
 //! `testing` for the per-test-binary shared lab, `image` for container
-//! images built without Docker (`ezlab image build`).
+//! images built without Docker (`ezlab image build`), and `light` for labs
+//! of light hosts (netns + private mounts + sshd, no systemd) for scale.
 //!
 //! ```no_run
 //! use ez_lab::{Lab, LabSpec};
@@ -28,6 +29,7 @@ pub mod image;
 mod image_tar;
 mod lab;
 pub mod layout;
+pub mod light;
 mod lookup;
 mod machine;
 pub mod net;

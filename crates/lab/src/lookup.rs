@@ -96,6 +96,7 @@ mod tests {
             complete: true,
             created: 1,
             machines,
+            light: None,
         };
         std::fs::create_dir_all(root.join(name)).unwrap();
         save(&root.join(name).join("state.json"), &st).unwrap();

@@ -37,8 +37,18 @@ enum Cmd {
     Up {
         /// Number of machines.
         machines: usize,
-        #[arg(long, default_value = "lab")]
-        name: String,
+        /// The lab's name (default: `lab`, or `light` with --light).
+        #[arg(long)]
+        name: Option<String>,
+        /// Light hosts: a network namespace, private mounts and sshd each,
+        /// no systemd (about 2.5 MB per host; up to 4000), for scale tests
+        /// of the executor. They answer ssh like full machines.
+        #[arg(long)]
+        light: bool,
+        /// With --light: hosts per bridge (at most 1000); the lab's bridges
+        /// are chained into one network.
+        #[arg(long, default_value_t = ez_lab::light::DEFAULT_HOSTS_PER_BRIDGE, requires = "light")]
+        hosts_per_bridge: usize,
         /// Explicit roles, e.g. etcd=3,master=2,node=2[,ex_lb=2][,harbor=1].
         #[arg(long)]
         layout: Option<String>,
@@ -133,10 +143,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Up {
             machines,
             name,
+            light,
+            hosts_per_bridge,
             layout,
             mirror,
         } => {
-            let mut spec = LabSpec::new(&name, machines);
+            let name = name.unwrap_or_else(|| if light { "light" } else { "lab" }.to_string());
+            if light && !(1..=ez_lab::light::MAX_HOSTS_PER_BRIDGE).contains(&hosts_per_bridge) {
+                bail!(
+                    "--hosts-per-bridge must be 1 to {}",
+                    ez_lab::light::MAX_HOSTS_PER_BRIDGE
+                );
+            }
+            let mut spec = if light {
+                LabSpec::light(&name, machines)
+            } else {
+                LabSpec::new(&name, machines)
+            };
+            spec.hosts_per_bridge = hosts_per_bridge;
             spec.home = cli.home;
             spec.state_root = cli.state_root;
             spec.mirror = mirror;
@@ -147,8 +171,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 format!("bringing lab {name} up (clean up with `ezlab down --name {name}`)")
             })?;
             println!(
-                "lab {name}: {} machines on {} in {:.1} s",
+                "lab {name}: {} {} on {} in {:.1} s",
                 lab.hosts().len(),
+                if lab.is_light() {
+                    "light hosts"
+                } else {
+                    "machines"
+                },
                 lab.subnet(),
                 started.elapsed().as_secs_f64()
             );
@@ -174,8 +203,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             for l in labs {
                 let up = l.machines.iter().filter(|(_, r)| *r).count();
                 println!(
-                    "{}  {}  {}/{} running{}{}",
+                    "{}{}  {}  {}/{} running{}{}",
                     l.name,
+                    if l.light { " (light)" } else { "" },
                     l.subnet,
                     up,
                     l.machines.len(),

@@ -25,6 +25,32 @@ pub struct LabState {
     /// Seconds since the epoch when `up` started.
     pub created: u64,
     pub machines: Vec<MachineState>,
+    /// Set for a lab of light hosts (`ezlab up N --light`, see `light`);
+    /// absent for a lab of full machines, and in state files written
+    /// before light hosts existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub light: Option<LightState>,
+}
+
+/// The network of a light lab: an aligned block of `subnets` /24s of
+/// 10.232.0.0/16 starting at 10.232.`base`.0, as one layer-2 segment over
+/// `bridges` (each with at most `hosts_per_bridge` hosts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LightState {
+    pub base: u8,
+    pub subnets: usize,
+    pub hosts_per_bridge: usize,
+    pub bridges: Vec<String>,
+}
+
+impl LabState {
+    /// The lab's address range, e.g. `10.231.4.0/24` or `10.232.4.0/22`.
+    pub fn cidr(&self) -> String {
+        match &self.light {
+            Some(l) => crate::light::cidr(l.base, l.subnets),
+            None => crate::net::cidr(self.subnet),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,11 +134,29 @@ mod tests {
                 roles: vec![Role::Etcd],
                 launcher_pid: Some(42),
             }],
+            light: None,
         };
         save(&p, &s).unwrap();
         let back = load(&p).unwrap().unwrap();
         assert_eq!(back.machines[0].launcher_pid, Some(42));
         assert_eq!(back.machines[0].roles, vec![Role::Etcd]);
+        assert!(back.light.is_none());
+        assert_eq!(back.cidr(), "10.231.3.0/24");
+        // A light lab's network survives the round trip; a full lab's state
+        // file does not mention it at all (older readers see nothing new).
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(!text.contains("light"), "{text}");
+        let mut l = s.clone();
+        l.light = Some(LightState {
+            base: 8,
+            subnets: 4,
+            hosts_per_bridge: 250,
+            bridges: vec!["ezl8b0".into(), "ezl8b1".into()],
+        });
+        save(&p, &l).unwrap();
+        let back = load(&p).unwrap().unwrap();
+        assert_eq!(back.light, l.light);
+        assert_eq!(back.cidr(), "10.232.8.0/22");
         std::fs::write(&p, "{").unwrap();
         assert!(matches!(load(&p), Err(LabError::State { .. })));
     }
