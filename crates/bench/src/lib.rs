@@ -16,11 +16,13 @@
 //! | [`exec_work`] | issue 3's executor benchmark: OpenSSH loop vs ez-ssh |
 //! | [`payload`] | the random files every workload uploads |
 //! | [`report`] | the printed table |
+//! | [`growth`] | the growth table: medians per N and the marginal cost per added host |
 
 pub mod ansible;
 pub mod critical;
 pub mod events;
 pub mod exec_work;
+pub mod growth;
 pub mod measure;
 pub mod payload;
 pub mod plan_edges;

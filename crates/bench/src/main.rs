@@ -18,6 +18,10 @@ pub enum Part {
     B,
     /// `ezctl setup <c> all --json`: critical path vs wall time
     Critical,
+    /// Growth on light hosts (no systemd): the exec workload and workload A
+    /// without its unit, at each of --growth-sizes; peers up to
+    /// --growth-peer-max. Not in the default run (it boots up to 1 000 hosts)
+    Growth,
 }
 
 #[derive(Debug, Parser)]
@@ -37,6 +41,13 @@ pub struct Cli {
     /// Lab sizes for the executor benchmark and workload A
     #[arg(long, value_delimiter = ',', default_value = "10,40")]
     pub sizes: Vec<usize>,
+    /// Light-host lab sizes for `--only growth`
+    #[arg(long, value_delimiter = ',', default_value = "10,40,100,250,500,1000")]
+    pub growth_sizes: Vec<usize>,
+    /// Largest N at which the growth part also runs the peers (the OpenSSH
+    /// loop and Ansible); above it, ezctl alone
+    #[arg(long, default_value_t = 100)]
+    pub growth_peer_max: usize,
     /// Measured runs per tool, phase and size
     #[arg(long, default_value_t = 3)]
     pub reps: usize,
@@ -94,11 +105,16 @@ impl Cli {
     fn effective(mut self) -> Cli {
         if self.smoke {
             self.sizes = vec![2];
+            self.growth_sizes = vec![2, 3];
+            self.growth_peer_max = 2;
             self.reps = 1;
             self.b_machines = 2;
             self.only.retain(|p| *p != Part::Critical);
         }
         self.sizes.retain(|n| *n > 0);
+        self.growth_sizes.retain(|n| *n > 0);
+        self.growth_sizes.sort_unstable();
+        self.growth_sizes.dedup();
         self.reps = self.reps.max(1);
         self
     }

@@ -44,8 +44,22 @@ struct Sample {
     outcome: Outcome,
 }
 
+pub const LABEL: &str = "exec 10 cmd+4 up";
+
 pub fn run(bench: &mut Bench, n: usize) -> Result<()> {
     let uploads = Upload::for_payload(&bench.home.payload);
+    run_with(bench, n, LABEL, uploads, true)
+}
+
+/// The exec workload with `uploads`, recorded as `label`; without the
+/// peer, ez-ssh's cold run is followed by its own warm run.
+pub fn run_with(
+    bench: &mut Bench,
+    n: usize,
+    label: &str,
+    uploads: Vec<Upload>,
+    with_peer: bool,
+) -> Result<()> {
     let lab = bench.lab_of(n)?;
     let hosts: Vec<String> = lab.hosts().iter().map(|h| h.ip.to_string()).collect();
     let work = Arc::new(ExecWork {
@@ -55,17 +69,18 @@ pub fn run(bench: &mut Bench, n: usize) -> Result<()> {
         key: lab.ssh_key_path(),
         known_hosts: lab.known_hosts_path(),
     });
-    let label = "exec 10 cmd+4 up";
-    let mut cold = Row::new(label, n, Phase::Cold, "openssh");
-    let mut warm = Row::new(label, n, Phase::Warm, "openssh");
+    let peer = if with_peer { "openssh" } else { "-" };
+    let mut cold = Row::new(label, n, Phase::Cold, peer);
+    let mut warm = Row::new(label, n, Phase::Warm, peer);
     let files = work.uploads.len() * n;
     for rep in 0..bench.cli.reps {
-        let order = if rep.is_multiple_of(2) {
-            [Tool::Ours, Tool::OpenSsh]
-        } else {
-            [Tool::OpenSsh, Tool::Ours]
+        let order: &[Tool] = match (with_peer, rep.is_multiple_of(2)) {
+            (false, _) => &[Tool::Ours],
+            (true, true) => &[Tool::Ours, Tool::OpenSsh],
+            (true, false) => &[Tool::OpenSsh, Tool::Ours],
         };
-        for tool in order {
+        for &tool in order {
+            let warm_tool = if with_peer { tool.other() } else { tool };
             check_interrupt()?;
             bench
                 .runtime
@@ -78,25 +93,25 @@ pub fn run(bench: &mut Bench, n: usize) -> Result<()> {
                     c.outcome.uploaded
                 );
             }
-            let w = one(bench, tool.other(), &work, &hosts)?;
+            let w = one(bench, warm_tool, &work, &hosts)?;
             if w.outcome.uploaded != 0 || w.outcome.unchanged != files {
                 bail!(
                     "{} warm run after {} sent {} files, expected none: not the same files",
-                    tool.other().name(),
+                    warm_tool.name(),
                     tool.name(),
                     w.outcome.uploaded
                 );
             }
             say(format!(
-                "exec N={n} rep {}/{}: {} cold {:.2} s, {} warm {:.2} s",
+                "{label} N={n} rep {}/{}: {} cold {:.2} s, {} warm {:.2} s",
                 rep + 1,
                 bench.cli.reps,
                 tool.name(),
                 c.wall.as_secs_f64(),
-                tool.other().name(),
+                warm_tool.name(),
                 w.wall.as_secs_f64()
             ));
-            for (s, t, row) in [(&c, tool, &mut cold), (&w, tool.other(), &mut warm)] {
+            for (s, t, row) in [(&c, tool, &mut cold), (&w, warm_tool, &mut warm)] {
                 let side = if t == Tool::Ours {
                     &mut row.ours
                 } else {

@@ -4,6 +4,7 @@
 //! home/roles, home/playbooks   -> the repo's (symlinks)
 //! home/bin/                    test bundle (workload B, setup all)
 //! home/bench-a/                fixtures/workload-a + the random payload in roles/ezbench-a/files/
+//!                              + playbook-light.yml (its play vars: light-vars.yml)
 //! home/bench-b/ansible.yml     fixtures/workload-b
 //! home/clusters/<lab>/         written by the lab
 //! work/ansible/, work/cp-ssh/  Ansible's config, inventory, sockets; the OpenSSH loop's sockets
@@ -45,6 +46,7 @@ impl Home {
         let fixtures = repo.join("crates/bench/fixtures");
         copy_tree(&fixtures.join("workload-a"), &dir.join("bench-a"))?;
         copy_tree(&fixtures.join("workload-b"), &dir.join("bench-b"))?;
+        write_light_playbook(&dir.join("bench-a"))?;
         let files_dir = dir.join("bench-a/roles/ezbench-a/files");
         say("generating the payload (1 KB, 1 MB, 2 x 20 MB of random bytes)");
         let payload = payload::generate(&files_dir)?;
@@ -141,4 +143,57 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `playbook-light.yml`: workload A's play with `light-vars.yml` as its
+/// vars, so ezctl and Ansible (`-e @light-vars.yml`) read one file.
+fn write_light_playbook(bench_a: &Path) -> Result<()> {
+    let vars_path = bench_a.join("light-vars.yml");
+    let vars = std::fs::read_to_string(&vars_path)
+        .with_context(|| format!("reading {}", vars_path.display()))?;
+    std::fs::write(bench_a.join("playbook-light.yml"), light_playbook(&vars))
+        .context("writing playbook-light.yml")
+}
+
+/// The play, with every line of `vars` indented under `vars:` (comments
+/// and blank lines kept: they are YAML too).
+fn light_playbook(vars: &str) -> String {
+    let mut s = String::from(
+        "# Written by ezbench from light-vars.yml: workload A on light hosts.\n\
+         - role: ezbench-a\n  hosts: all\n  vars:\n",
+    );
+    for line in vars.lines() {
+        s.push_str("    ");
+        s.push_str(line);
+        s.push('\n');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_light_playbook_is_the_play_with_the_vars_file_as_its_vars() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/workload-a");
+        let vars = std::fs::read_to_string(fixtures.join("light-vars.yml")).expect("light vars");
+        let text = light_playbook(&vars);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("playbook-light.yml");
+        std::fs::write(&path, &text).expect("write");
+        let book = ez_engine::Playbook::load(&path).expect("a playbook the engine reads");
+        assert_eq!(book.plays.len(), 1);
+        let vars = &book.plays[0].vars;
+        assert_eq!(vars["with_unit"], false);
+        assert_eq!(vars["payload"], serde_json::json!(["f1k.bin", "f1m.bin"]));
+        let checks = vars["checks"].as_array().expect("checks");
+        assert_eq!(checks.len(), 10);
+        assert!(
+            checks
+                .iter()
+                .all(|c| !c.as_str().unwrap_or_default().contains("systemctl")),
+            "a light host has no systemd: {checks:?}"
+        );
+    }
 }

@@ -3,6 +3,7 @@
 
 mod critical_run;
 mod exec_bench;
+mod growth;
 mod home;
 mod tools;
 mod workload_a;
@@ -52,6 +53,9 @@ pub struct Bench<'a> {
     pub home: home::Home,
     pub ezctl: PathBuf,
     pub lab: Option<Lab>,
+    /// Bring up light hosts (network namespace + sshd, no systemd) instead
+    /// of full machines: set by the growth part.
+    pub light: bool,
     pub rows: Vec<Row>,
     /// (what, N, tool) -> largest controller RSS seen (KiB).
     pub rss: Vec<(String, usize, String, (u64, u64))>,
@@ -67,13 +71,22 @@ impl Bench<'_> {
         check_interrupt()?;
         self.lab_down()?;
         let t = Instant::now();
-        let mut spec = LabSpec::new(&self.cli.lab_name, n);
+        let mut spec = if self.light {
+            LabSpec::light(&self.cli.lab_name, n)
+        } else {
+            LabSpec::new(&self.cli.lab_name, n)
+        };
         spec.home = self.home.dir.clone();
         spec.progress = false;
         let lab = Lab::up(spec).with_context(|| format!("bringing up {n} lab machines"))?;
         say(format!(
-            "lab {} up: {n} machines in {:.0} s",
+            "lab {} up: {n} {} in {:.0} s",
             self.cli.lab_name,
+            if self.light {
+                "light hosts"
+            } else {
+                "machines"
+            },
             t.elapsed().as_secs_f64()
         ));
         Ok(self.lab.insert(lab))
@@ -81,7 +94,11 @@ impl Bench<'_> {
 
     /// The current lab if it has `n` machines, else a fresh one.
     pub fn lab_of(&mut self, n: usize) -> Result<&Lab> {
-        if self.lab.as_ref().is_some_and(|l| l.hosts().len() == n) {
+        if self
+            .lab
+            .as_ref()
+            .is_some_and(|l| l.hosts().len() == n && l.is_light() == self.light)
+        {
             return self.lab.as_ref().context("lab");
         }
         self.fresh_lab(n)
@@ -165,6 +182,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         home,
         ezctl,
         lab: None,
+        light: false,
         rows: Vec::new(),
         rss: Vec::new(),
         notes: Vec::new(),
@@ -189,7 +207,10 @@ pub fn run(cli: &Cli) -> Result<()> {
 
 fn run_parts(bench: &mut Bench) -> Result<()> {
     let cli = bench.cli;
-    let ansible_needed = cli.only.iter().any(|p| matches!(p, Part::A | Part::B));
+    let ansible_needed = cli
+        .only
+        .iter()
+        .any(|p| matches!(p, Part::A | Part::B | Part::Growth));
     let ansible = if ansible_needed {
         say(format!(
             "ansible-core {} in {}",
@@ -217,6 +238,9 @@ fn run_parts(bench: &mut Bench) -> Result<()> {
     }
     if cli.only.contains(&Part::Critical) {
         critical_run::run(bench, cli.b_machines)?;
+    }
+    if cli.only.contains(&Part::Growth) {
+        growth::run(bench, ansible.as_ref())?;
     }
     Ok(())
 }
@@ -253,6 +277,20 @@ fn print_results(bench: &Bench, took: Duration, load_before: Option<f64>) -> Res
                 *main as f64 / 1024.0,
                 *all as f64 / 1024.0
             );
+        }
+    }
+    for workload in growth::WORKLOADS {
+        let points = ez_bench::growth::points(&bench.rows, workload, |n| {
+            bench
+                .rss
+                .iter()
+                .filter(|(w, m, t, _)| w == workload && *m == n && t == "ezctl")
+                .map(|(_, _, _, (main, _))| *main)
+                .max()
+        });
+        if !points.is_empty() {
+            println!();
+            print!("{}", ez_bench::growth::table(workload, &points));
         }
     }
     for note in &bench.notes {

@@ -223,13 +223,27 @@ pub fn ansible_playbook(
     files: &AnsibleFiles,
     playbook: &Path,
 ) -> Result<ToolRun> {
+    ansible_playbook_with(bench, a, files, playbook, None)
+}
+
+/// [`ansible_playbook`] with `-e @extra_vars` when given.
+pub fn ansible_playbook_with(
+    bench: &Bench,
+    a: &Ansible,
+    files: &AnsibleFiles,
+    playbook: &Path,
+    extra_vars: Option<&Path>,
+) -> Result<ToolRun> {
     super::check_interrupt()?;
     std::fs::write(&files.ssh_count, "")?;
     let mut cmd = Command::new(a.playbook_bin());
     cmd.env(ansible::SSH_COUNT_ENV, &files.ssh_count)
         .arg("-i")
-        .arg(&files.inventory)
-        .arg(playbook)
+        .arg(&files.inventory);
+    if let Some(vars) = extra_vars {
+        cmd.arg("-e").arg(format!("@{}", vars.display()));
+    }
+    cmd.arg(playbook)
         .env("ANSIBLE_CONFIG", &files.config)
         .env("ANSIBLE_HOME", &files.home)
         .env("ANSIBLE_NOCOLOR", "1")

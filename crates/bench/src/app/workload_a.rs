@@ -20,6 +20,9 @@ use super::tools::{self, ToolRun};
 use super::{say, Bench};
 
 pub const LABEL: &str = "A executor";
+/// Workload A on light hosts: no unit, the 1 KB and 1 MB files only
+/// (fixtures/workload-a/light-vars.yml).
+pub const LIGHT_LABEL: &str = "A light (no unit, 1K+1M)";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tool {
@@ -71,6 +74,60 @@ pub fn run(bench: &mut Bench, a: &Ansible, n: usize) -> Result<()> {
             }
         },
     )
+}
+
+/// Workload A without its unit on the current (light) lab kind: against
+/// Ansible when `a` is given, else ezctl's cold run then its own warm run
+/// on fresh hosts, each repetition.
+pub fn run_light(bench: &mut Bench, a: Option<&Ansible>, n: usize) -> Result<()> {
+    let one = |bench: &Bench, cluster: &str, files: Option<&tools::AnsibleFiles>, t: Tool| {
+        let dir = bench.home.bench_a();
+        match (t, a, files) {
+            (Tool::Ansible(_), Some(a), Some(files)) => tools::ansible_playbook_with(
+                bench,
+                a,
+                files,
+                &dir.join("ansible.yml"),
+                Some(&dir.join("light-vars.yml")),
+            ),
+            (Tool::Ansible(_), _, _) => anyhow::bail!("no Ansible for workload A light"),
+            (Tool::Ezctl, _, _) => tools::ezctl(
+                bench,
+                &[
+                    "play",
+                    cluster,
+                    &dir.join("playbook-light.yml").display().to_string(),
+                    "--roles",
+                    &dir.join("roles").display().to_string(),
+                ],
+            ),
+        }
+    };
+    if a.is_some() {
+        return paired_runs(
+            bench,
+            LIGHT_LABEL,
+            "A light",
+            n,
+            tools::ezctl_pki_only,
+            |bench, cluster, files, t| one(bench, cluster, Some(files), t),
+        );
+    }
+    let mut cold = Row::new(LIGHT_LABEL, n, Phase::Cold, "-");
+    let mut warm = Row::new(LIGHT_LABEL, n, Phase::Warm, "-");
+    for rep in 0..bench.cli.reps {
+        let cluster = bench.fresh_lab(n)?.name();
+        tools::ezctl_pki_only(bench, &cluster)?;
+        let runs = cold_then_warm(
+            |t| one(bench, &cluster, None, t),
+            [Tool::Ezctl, Tool::Ezctl],
+            &format!("A light N={n} rep {}/{}", rep + 1, bench.cli.reps),
+        )?;
+        record(bench, LIGHT_LABEL, n, runs, &mut cold, &mut warm);
+    }
+    bench.rows.push(cold);
+    bench.rows.push(warm);
+    Ok(())
 }
 
 /// For each Ansible tuning, each repetition and both orders of the tools:
