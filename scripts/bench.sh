@@ -5,6 +5,7 @@
 #   scripts/bench.sh                  # full run: N = 10 and 40, 3 reps (about 1 h on 2 cores)
 #   scripts/bench.sh --smoke          # N = 2, 1 rep: every path once (a few minutes)
 #   scripts/bench.sh --sizes 10 --only exec,a --reps 5 --json-out /tmp/bench.json
+#   scripts/bench.sh --only growth --reps 1 --ansible default   # light hosts, N = 10 ... 1000
 #
 # Needs root (the lab) and, the first time, PyPI (ansible-core is installed
 # into a cached virtualenv under /var/cache/ezbench). Prints the table on
@@ -24,6 +25,6 @@ scripts/build-lab-components.sh >&2
 bins=$(mktemp -d /var/tmp/ezbench-bin.XXXXXX)
 trap 'rm -rf "$bins"' EXIT
 for b in ezbench ezctl; do
-  cp target/release/$b "$bins/"
+  cp "${CARGO_TARGET_DIR:-target}/release/$b" "$bins/"
 done
 "$bins/ezbench" --ezctl "$bins/ezctl" --repo "$PWD" "$@"
