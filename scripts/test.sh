@@ -47,7 +47,7 @@ cargo test -p ezctl --bins --test cli --test lab_required --no-fail-fast -- --te
 #    by one. Longest first, so the lanes end together; a binary missing from
 #    this list still runs (appended), it is only ordered last.
 order="e2e_lifecycle e2e_fault_recovery e2e_etcd_members e2e_fault_services e2e_upgrade
-e2e_rerun e2e_scale_master e2e_etcd_backup e2e_fault_host_down e2e_secrets e2e_scale_node e2e_setup
+e2e_rerun e2e_scale_master e2e_etcd_backup e2e_fault_host_down e2e_secrets e2e_scale_node e2e_light_scale e2e_setup
 e2e_start_aio e2e_demo_hint e2e_fault_controller e2e_fault_disk e2e_fault_sshd e2e_fault_input e2e_ssh e2e_engine"
 e2e_exes=$(mktemp /tmp/ez-e2e-exes.XXXXXX)
 logs=$(mktemp -d /tmp/ez-e2e-logs.XXXXXX)

@@ -39,6 +39,9 @@ pub struct Recap {
     pub skipped_units: Vec<SkippedUnit>,
     pub duration_ms: u64,
     pub dry_run: bool,
+    /// When each host's last unit ended (ms since the run started): on a
+    /// run over many hosts, the slow ones are the news.
+    pub finished_ms: BTreeMap<String, u64>,
 }
 
 impl Recap {
@@ -58,6 +61,25 @@ impl Recap {
     /// Dry run: tasks whose outcome only a real run would tell.
     pub fn total_unknown(&self) -> usize {
         self.hosts.values().map(|h| h.unknown).sum()
+    }
+
+    /// The `k` hosts that finished last, latest first, with when (ms).
+    pub fn slowest(&self, k: usize) -> Vec<(&str, u64)> {
+        let mut v: Vec<(&str, u64)> = self
+            .finished_ms
+            .iter()
+            .map(|(h, t)| (h.as_str(), *t))
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        v.truncate(k);
+        v
+    }
+
+    /// The median of when hosts finished (ms), if any did.
+    pub fn median_finished_ms(&self) -> Option<u64> {
+        let mut v: Vec<u64> = self.finished_ms.values().copied().collect();
+        v.sort_unstable();
+        v.get(v.len() / 2).copied()
     }
 
     fn entry(&mut self, host: &str) -> &mut HostRecap {
@@ -93,16 +115,21 @@ impl EventConsumer for Recap {
                 }
             }
             Event::UnitEnd {
+                t_ms,
                 host,
-                failure: Some(cause),
+                failure,
                 unreachable,
                 ..
             } => {
-                // No task ran: the connection itself failed.
-                if *unreachable && cause.task.is_none() {
-                    self.entry(host).unreachable += 1;
+                let end = self.finished_ms.entry(host.clone()).or_default();
+                *end = (*end).max(*t_ms);
+                if let Some(cause) = failure {
+                    // No task ran: the connection itself failed.
+                    if *unreachable && cause.task.is_none() {
+                        self.entry(host).unreachable += 1;
+                    }
+                    self.failures.push(cause.clone());
                 }
-                self.failures.push(cause.clone());
             }
             Event::UnitSkipped {
                 host, role, cause, ..
@@ -155,5 +182,35 @@ impl fmt::Display for Recap {
             },
             self.duration_ms as f64 / 1000.0
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit_end(host: &str, t_ms: u64) -> Event {
+        Event::UnitEnd {
+            t_ms,
+            host: host.into(),
+            role: "r".into(),
+            status: Status::Ok,
+            duration_ms: 1,
+            failure: None,
+            unreachable: false,
+        }
+    }
+
+    #[test]
+    fn a_host_finishes_with_its_last_unit_and_the_slowest_come_first() {
+        let mut r = Recap::default();
+        for (h, t) in [("a", 100), ("b", 900), ("a", 300), ("c", 200), ("d", 250)] {
+            r.on_event(&unit_end(h, t)).expect("event");
+        }
+        assert_eq!(r.finished_ms["a"], 300, "the last unit of a host counts");
+        assert_eq!(r.slowest(2), vec![("b", 900), ("a", 300)]);
+        assert_eq!(r.median_finished_ms(), Some(300));
+        assert!(r.failures.is_empty(), "no failure was reported");
+        assert_eq!(Recap::default().median_finished_ms(), None);
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
-use ez_engine::{Event, EventConsumer, Recap, Status};
+use ez_engine::{Event, EventConsumer, HostRecap, Recap, Status};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::style::Style;
@@ -230,8 +230,16 @@ fn without_host<'a>(host: &str, error: &'a str) -> &'a str {
         .unwrap_or(error)
 }
 
-/// The closing summary: one row per host, then every failure and what it
-/// caused to be skipped.
+/// From this many hosts on, the recap lists only the hosts with a problem
+/// and sums up the others: a thousand identical lines hide the one that
+/// matters.
+const COMPACT_RECAP_FROM: usize = 26;
+/// From this many hosts on, the recap names the hosts that finished last.
+const SLOWEST_FROM: usize = 10;
+
+/// The closing summary: one row per host (on a large run, per host with a
+/// problem, and one line for the rest), then every failure and what it
+/// caused to be skipped, then the hosts that finished last.
 pub fn recap(r: &Recap, style: Style) -> String {
     let mut out = String::new();
     out.push_str(&format!(
@@ -242,7 +250,17 @@ pub fn recap(r: &Recap, style: Style) -> String {
             "RECAP"
         })
     ));
+    let compact = r.hosts.len() >= COMPACT_RECAP_FROM;
+    let mut rest = (0usize, HostRecap::default());
     for (host, h) in &r.hosts {
+        if compact && h.failed == 0 && h.unreachable == 0 && h.units_skipped == 0 {
+            rest.0 += 1;
+            rest.1.ok += h.ok;
+            rest.1.changed += h.changed;
+            rest.1.skipped += h.skipped;
+            rest.1.unknown += h.unknown;
+            continue;
+        }
         let failed = if h.failed > 0 {
             style.red(&format!("failed={}", h.failed))
         } else {
@@ -266,6 +284,20 @@ pub fn recap(r: &Recap, style: Style) -> String {
             host, h.ok, h.changed, h.skipped
         ));
     }
+    if compact {
+        let (n, t) = rest;
+        out.push_str(&if r.dry_run {
+            format!(
+                "{n} other hosts without a problem: ok={} would_change={} would_run_unknown={} skipped={} in all\n",
+                t.ok, t.changed, t.unknown, t.skipped
+            )
+        } else {
+            format!(
+                "{n} other hosts without a problem: ok={} changed={} skipped={} in all\n",
+                t.ok, t.changed, t.skipped
+            )
+        });
+    }
     for f in &r.failures {
         let task = f
             .task
@@ -285,6 +317,20 @@ pub fn recap(r: &Recap, style: Style) -> String {
             "skipped: {} on {} because {} on {} failed\n",
             s.role, s.host, s.cause.role, s.cause.host
         ));
+    }
+    if r.hosts.len() >= SLOWEST_FROM {
+        if let Some(median) = r.median_finished_ms() {
+            let last = r
+                .slowest(3)
+                .iter()
+                .map(|(h, t)| format!("{h} {:.1}s", *t as f64 / 1000.0))
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push_str(&format!(
+                "finished last: {last} (half the hosts were done by {:.1}s)\n",
+                median as f64 / 1000.0
+            ));
+        }
     }
     out.push_str(&format!(
         "{} hosts, changed={} in {:.1}s\n",
@@ -354,5 +400,60 @@ mod tests {
 
     fn recap_text(r: &Recap) -> String {
         recap(r, PLAIN)
+    }
+
+    /// A run over `n` hosts `10.0.0.<i>` with 2 changed tasks each, host i
+    /// finishing at i * 10 ms, except `slow` at 9 s; `down` unreachable.
+    fn big_recap(n: usize, slow: usize, down: usize) -> Recap {
+        let mut r = Recap::default();
+        for i in 1..=n {
+            let host = format!("10.0.0.{i}");
+            let mut h = HostRecap {
+                changed: 2,
+                ..HostRecap::default()
+            };
+            if i == down {
+                h = HostRecap {
+                    unreachable: 1,
+                    ..HostRecap::default()
+                };
+            }
+            r.hosts.insert(host.clone(), h);
+            let t = if i == slow { 9_000 } else { i as u64 * 10 };
+            r.finished_ms.insert(host, t);
+        }
+        r
+    }
+
+    #[test]
+    fn a_large_recap_lists_the_hosts_with_a_problem_and_sums_up_the_rest() {
+        let text = recap_text(&big_recap(200, 7, 3));
+        let host_lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("unreachable="))
+            .collect();
+        assert_eq!(host_lines.len(), 1, "{text}");
+        assert!(host_lines[0].trim_start().starts_with("10.0.0.3 "), "{text}");
+        assert!(
+            text.contains("199 other hosts without a problem: ok=0 changed=398 skipped=0 in all"),
+            "{text}"
+        );
+        assert!(
+            text.contains("finished last: 10.0.0.7 9.0s, 10.0.0.200 2.0s, 10.0.0.199 2.0s (half the hosts were done by 1.0s)"),
+            "{text}"
+        );
+        assert!(text.contains("200 hosts, changed=398"), "{text}");
+    }
+
+    #[test]
+    fn a_small_recap_keeps_a_line_per_host_and_names_no_slowest() {
+        let text = recap_text(&big_recap(5, 2, 0));
+        assert_eq!(
+            text.lines().filter(|l| l.contains("unreachable=")).count(),
+            5,
+            "{text}"
+        );
+        assert!(!text.contains("other hosts"), "{text}");
+        assert!(!text.contains("finished last"), "{text}");
     }
 }
