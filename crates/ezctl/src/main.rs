@@ -2,35 +2,28 @@
 //!
 //! This binary parses arguments, sets the process up (credentials, limits),
 //! picks the work and renders results; the inventory, PKI, SSH and engine
-//! crates do the work, and the day-2 procedures live in `ops` and `etcd`.
+//! crates do the work, and the day-2 procedures live in `ez-ops`.
 
 mod cli;
 mod commands;
-mod endpoint;
-mod etcd;
-mod exit;
-mod home;
 #[cfg(test)]
 mod hostile_tests;
 mod limits;
-mod ops;
 mod output;
 mod progress;
-mod remote;
-mod run;
-mod stamp;
 mod steps;
 mod style;
+mod terminal;
 mod versions;
-mod view;
 
 use std::process::ExitCode as ProcessExit;
 
 use clap::{CommandFactory, Parser};
 
 use cli::{Cli, Command};
-use exit::{ExitCode, Failure};
-use home::Home;
+use ez_ops::exit::{ExitCode, Failure};
+use ez_ops::home::Home;
+use ez_ops::remote;
 use style::Style;
 
 fn main() -> ProcessExit {
@@ -47,7 +40,7 @@ fn main() -> ProcessExit {
             std::env::remove_var(k);
             v
         },
-        remote::ask_terminal,
+        terminal::ask_terminal,
     ) {
         Ok(c) => remote::set_credentials(c),
         Err(e) => {

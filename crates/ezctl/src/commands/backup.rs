@@ -14,12 +14,12 @@ use ez_inventory::{Cluster, Group};
 use serde_json::json;
 
 use crate::commands::setup::Output;
-use crate::etcd::members::{list_errors, EtcdHosts, Snapshot, StepError};
-use crate::etcd::{self, snapshots};
-use crate::exit::{ExitCode, Failure};
-use crate::home::Home;
-use crate::remote::SshConnector;
-use crate::stamp;
+use ez_ops::etcd::members::{list_errors, EtcdHosts, Snapshot, StepError};
+use ez_ops::etcd::{self, snapshots};
+use ez_ops::exit::{ExitCode, Failure};
+use ez_ops::home::Home;
+use ez_ops::remote::SshConnector;
+use ez_ops::stamp;
 
 /// A snapshot saved in `backup/`, and the members skipped on the way.
 pub struct Saved {

@@ -28,14 +28,14 @@ use ez_inventory::{Cluster, Edit, Group, StageError, Transaction};
 use serde_json::json;
 
 use crate::commands::setup::Output;
-use crate::etcd::ctl::Member;
-use crate::etcd::members::{list_errors, EtcdHosts, StepError, View};
-use crate::etcd::{self, quorum};
-use crate::exit::{ExitCode, Failure};
-use crate::home::Home;
-use crate::ops::{commit_hosts, plans};
-use crate::remote::SshConnector;
-use crate::view;
+use ez_ops::etcd::ctl::Member;
+use ez_ops::etcd::members::{list_errors, EtcdHosts, StepError, View};
+use ez_ops::etcd::{self, quorum};
+use ez_ops::exit::{ExitCode, Failure};
+use ez_ops::home::Home;
+use ez_ops::remote::SshConnector;
+use ez_ops::view;
+use ez_ops::{commit_hosts, plans};
 
 pub struct AddArgs<'a> {
     pub cluster: &'a str,
@@ -634,7 +634,7 @@ async fn del_steps(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::etcd::ctl;
+    use ez_ops::etcd::ctl;
 
     const HOSTS: &str = "# lab\nssh:\n  user: root\n  key: ssh/id_ed25519\netcd:\n  - 10.9.0.11\n  - 10.9.0.12\n  - 10.9.0.13\nkube_master:\n  - 10.9.0.14\nkube_node:\n  - 10.9.0.15\n";
 

@@ -14,12 +14,12 @@ use ez_engine::shell_word;
 use ez_inventory::{Cluster, Group, Host};
 
 use crate::commands::setup::Output;
-use crate::exit::{ExitCode, Failure};
-use crate::home::Home;
-use crate::ops::clean::CleanScope;
-use crate::ops::context::Ops;
-use crate::ops::fleet::Fleet;
-use crate::ops::{mark, set_vars};
+use ez_ops::clean::CleanScope;
+use ez_ops::context::Ops;
+use ez_ops::exit::{ExitCode, Failure};
+use ez_ops::fleet::Fleet;
+use ez_ops::home::Home;
+use ez_ops::{mark, set_vars};
 
 /// One stage: the services of hosts in some groups, in order.
 struct Stage {
@@ -133,8 +133,8 @@ const STOP: &[Stage] = &[
 ];
 
 fn etcd_health(c: &Cluster, h: &Host) -> String {
-    crate::etcd::ctl::Ctl::for_cluster(c).online(
-        &[crate::etcd::ctl::client_url(h.ip)],
+    ez_ops::etcd::ctl::Ctl::for_cluster(c).online(
+        &[ez_ops::etcd::ctl::client_url(h.ip)],
         Duration::from_secs(3),
         &["endpoint", "health"],
     )

@@ -8,12 +8,12 @@ use ez_inventory::Group;
 use serde_json::json;
 
 use crate::commands::setup::Output;
-use crate::exit::{ExitCode, Failure};
-use crate::home::Home;
-use crate::ops::context::Ops;
-use crate::ops::kube::Kube;
-use crate::ops::mark;
-use crate::view;
+use ez_ops::context::Ops;
+use ez_ops::exit::{ExitCode, Failure};
+use ez_ops::home::Home;
+use ez_ops::kube::Kube;
+use ez_ops::mark;
+use ez_ops::view;
 
 /// Where a rotation is (one word): written before each phase's controller
 /// step, so the same command after a failure resumes where it stopped, and
@@ -187,7 +187,7 @@ pub fn kca_renew(
 /// A copy of the PKI directory beside it, before a rotation changes it.
 fn backup_ssl(ssl: &std::path::Path) -> Result<std::path::PathBuf> {
     let parent = ssl.parent().unwrap_or(std::path::Path::new("."));
-    let stamp = crate::stamp::now();
+    let stamp = ez_ops::stamp::now();
     let mut target = parent.join(format!("ssl-backup-{stamp}"));
     let mut n = 1;
     while target.exists() {

@@ -23,13 +23,13 @@ use serde_json::json;
 
 use crate::commands::backup::{human_size, save_snapshot};
 use crate::commands::setup::Output;
-use crate::etcd::members::{list_errors, EtcdHosts};
-use crate::etcd::{self, snapshots};
-use crate::exit::{ExitCode, Failure};
-use crate::home::Home;
-use crate::ops::plans;
-use crate::remote::SshConnector;
-use crate::stamp;
+use ez_ops::etcd::members::{list_errors, EtcdHosts};
+use ez_ops::etcd::{self, snapshots};
+use ez_ops::exit::{ExitCode, Failure};
+use ez_ops::home::Home;
+use ez_ops::plans;
+use ez_ops::remote::SshConnector;
+use ez_ops::stamp;
 
 /// Where members keep the staged snapshot during a restore (root only;
 /// removed once etcd is back).

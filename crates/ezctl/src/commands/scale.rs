@@ -14,13 +14,13 @@ use ez_inventory::render::HostLine;
 use ez_inventory::{Cluster, Edit, Group, Host, StageError, Transaction};
 
 use crate::commands::setup::Output;
-use crate::exit::{ExitCode, Failure};
-use crate::home::Home;
-use crate::ops::clean::CleanScope;
-use crate::ops::context::Ops;
-use crate::ops::fleet::Fleet;
-use crate::ops::kube::{self, Kube};
-use crate::ops::{add_host, commit_hosts, mark, set_vars};
+use ez_ops::clean::CleanScope;
+use ez_ops::context::Ops;
+use ez_ops::exit::{ExitCode, Failure};
+use ez_ops::fleet::Fleet;
+use ez_ops::home::Home;
+use ez_ops::kube::{self, Kube};
+use ez_ops::{add_host, commit_hosts, mark, set_vars};
 
 pub struct AddArgs<'a> {
     pub cluster: &'a str,

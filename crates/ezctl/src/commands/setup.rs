@@ -9,11 +9,12 @@ use ez_engine::{Lock, Plan, PlanFilter, Recap, RunOptions};
 use ez_inventory::Cluster;
 
 use crate::cli::RunOpts;
-use crate::exit::{ExitCode, Failure};
-use crate::home::Home;
 use crate::progress;
-use crate::remote::SshConnector;
-use crate::{steps, view};
+use crate::steps;
+use ez_ops::exit::{ExitCode, Failure};
+use ez_ops::home::Home;
+use ez_ops::remote::SshConnector;
+use ez_ops::view;
 
 pub use crate::output::Output;
 
@@ -42,19 +43,19 @@ fn runs_role(playbooks: &[ez_engine::Playbook], role: &str) -> bool {
 fn ex_lb_endpoint(cluster: &Cluster, ok: bool, out: &Output) -> Result<()> {
     let admin = view::ssl_dir(&cluster.dir).join(ez_pki::names::KUBECTL_KUBECONFIG);
     let old = std::fs::read(&admin).ok();
-    if !crate::endpoint::record_ex_lb_run(cluster, ok)? {
+    if !ez_ops::endpoint::record_ex_lb_run(cluster, ok)? {
         return Ok(());
     }
     ez_pki::ensure(&view::pki_spec(cluster), &view::ssl_dir(&cluster.dir))
         .context("certificates")?;
-    let e = crate::endpoint::admin_endpoint(cluster);
+    let e = ez_ops::endpoint::admin_endpoint(cluster);
     out.step(format!("kubeconfigs now point at {} ({})", e.url, e.why));
     let checked_out = crate::commands::list::kube_config()
         .ok()
         .filter(|p| old.is_some() && std::fs::read(p).ok() == old);
     if let Some(dest) = checked_out {
         let new = std::fs::read(&admin).with_context(|| format!("reading {}", admin.display()))?;
-        crate::commands::list::write_private(&dest, &new)?;
+        ez_ops::files::write_private(&dest, &new)?;
         out.step(format!("{} (checked out) updated too", dest.display()));
     }
     Ok(())
@@ -255,9 +256,9 @@ pub fn execute(
             ..RunOptions::default()
         };
         let recap =
-            crate::run::run_plan(cluster, connector.clone(), &plan, options, out, "setup").await;
+            ez_ops::run::run_plan(cluster, connector.clone(), &plan, options, out, "setup").await;
         if out.json {
-            out.emit(&crate::remote::ssh_traffic(connector.pool()));
+            out.emit(&ez_ops::remote::ssh_traffic(connector.pool()));
         }
         connector.pool().close_all().await;
         recap

@@ -10,11 +10,10 @@ use ez_engine::{Plan, PlanFilter, Playbook, Recap, RunOptions, Targets};
 use ez_inventory::Cluster;
 use serde_json::Value;
 
-use crate::commands::setup::Output;
 use crate::exit::{ExitCode, Failure};
 use crate::home::Home;
-use crate::progress;
 use crate::remote::SshConnector;
+use crate::report::Report;
 use crate::view;
 
 /// The engine's view of `cluster`, plus variables for this run: `globals`
@@ -78,15 +77,15 @@ pub async fn run(
     cluster: &Cluster,
     connector: Arc<SshConnector>,
     plan: &Plan,
-    out: &Output,
+    out: &dyn Report,
     label: &str,
 ) -> Result<Recap> {
     let recap =
         crate::run::run_plan(cluster, connector, plan, RunOptions::default(), out, label).await?;
-    if out.json {
+    if out.json() {
         out.emit(&serde_json::json!({ "event": "recap", "label": label, "recap": recap }));
     } else if !recap.ok() {
-        eprint!("{}", progress::recap(&recap, out.style));
+        out.show_recap(&recap);
     }
     Ok(recap)
 }
