@@ -164,9 +164,9 @@ fn run(cli: Cli, out: &output::Output) -> anyhow::Result<()> {
             max_unavailable,
             drain_timeout,
             accept_new,
-        } => commands::upgrade::run(
+        } => ez_ops::upgrade::run(
             &home,
-            &commands::upgrade::UpgradeArgs {
+            &ez_ops::upgrade::UpgradeArgs {
                 cluster: &cluster,
                 max_unavailable,
                 drain_timeout,
@@ -201,8 +201,8 @@ fn run(cli: Cli, out: &output::Output) -> anyhow::Result<()> {
             },
             out,
         ),
-        Command::AddMaster(a) => commands::scale::add_master(&home, &scale_add(&a), out),
-        Command::AddNode(a) => commands::scale::add_node(&home, &scale_add(&a), out),
+        Command::AddMaster(a) => ez_ops::scale::add_master(&home, &scale_add(&a), out),
+        Command::AddNode(a) => ez_ops::scale::add_node(&home, &scale_add(&a), out),
         Command::DelEtcd(a) => commands::etcd_members::del(
             &home,
             &commands::etcd_members::DelArgs {
@@ -211,8 +211,8 @@ fn run(cli: Cli, out: &output::Output) -> anyhow::Result<()> {
             },
             out,
         ),
-        Command::DelMaster(a) => commands::scale::del_master(&home, &scale_del(&a), out),
-        Command::DelNode(a) => commands::scale::del_node(&home, &scale_del(&a), out),
+        Command::DelMaster(a) => ez_ops::scale::del_master(&home, &scale_del(&a), out),
+        Command::DelNode(a) => ez_ops::scale::del_node(&home, &scale_del(&a), out),
         Command::KcaRenew(c) => {
             commands::pki_cmds::kca_renew(&home, &c.cluster, c.finish, false, out)
         }
@@ -241,8 +241,8 @@ fn run(cli: Cli, out: &output::Output) -> anyhow::Result<()> {
     }
 }
 
-fn scale_add(a: &cli::HostsArgs) -> commands::scale::AddArgs<'_> {
-    commands::scale::AddArgs {
+fn scale_add(a: &cli::HostsArgs) -> ez_ops::scale::AddArgs<'_> {
+    ez_ops::scale::AddArgs {
         cluster: &a.cluster,
         ips: &a.ips,
         name: a.name.as_deref(),
@@ -250,8 +250,8 @@ fn scale_add(a: &cli::HostsArgs) -> commands::scale::AddArgs<'_> {
     }
 }
 
-fn scale_del(a: &cli::DelHostArgs) -> commands::scale::DelArgs<'_> {
-    commands::scale::DelArgs {
+fn scale_del(a: &cli::DelHostArgs) -> ez_ops::scale::DelArgs<'_> {
+    ez_ops::scale::DelArgs {
         cluster: &a.cluster,
         ip: &a.ip,
         drain_timeout: a.drain_timeout,

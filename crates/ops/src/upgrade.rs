@@ -16,7 +16,7 @@
 //!    new versions, uncordon.
 //!
 //! Before anything changes, and again before each master, etcd must be able
-//! to lose one more member (see [`ez_ops::etcd::quorum::check_margin`]).
+//! to lose one more member (see [`crate::etcd::quorum::check_margin`]).
 //!
 //! Progress is saved in `clusters/<c>/upgrade-state.json` after every host,
 //! so the same command after a failure skips finished hosts; the file is
@@ -32,18 +32,18 @@ use anyhow::{bail, Context, Result};
 use ez_inventory::{Cluster, Group, Host};
 use serde_json::json;
 
-use crate::commands::setup::Output;
-use ez_ops::context::Ops;
-use ez_ops::etcd::members::{list_errors, EtcdHosts};
-use ez_ops::etcd::quorum;
-use ez_ops::exit::{ExitCode, Failure};
-use ez_ops::fleet::Fleet;
-use ez_ops::home::Home;
-use ez_ops::kube::{self, Kube};
-use ez_ops::remote::SshConnector;
-use ez_ops::upgrade_state::UpgradeState;
-use ez_ops::version::{self, KubeVersion, Step};
-use ez_ops::{mark, set_vars};
+use crate::context::Ops;
+use crate::etcd::members::{list_errors, EtcdHosts};
+use crate::etcd::quorum;
+use crate::exit::{ExitCode, Failure};
+use crate::fleet::Fleet;
+use crate::home::Home;
+use crate::kube::{self, Kube};
+use crate::remote::SshConnector;
+use crate::report::Report;
+use crate::upgrade_state::UpgradeState;
+use crate::version::{self, KubeVersion, Step};
+use crate::{mark, set_vars};
 
 pub struct UpgradeArgs<'a> {
     pub cluster: &'a str,
@@ -114,7 +114,7 @@ impl Found {
     }
 }
 
-pub fn run(home: &Home, args: &UpgradeArgs<'_>, out: &Output) -> Result<()> {
+pub fn run(home: &Home, args: &UpgradeArgs<'_>, out: &dyn Report) -> Result<()> {
     let started = Instant::now();
     if args.max_unavailable == 0 {
         bail!(Failure::usage("--max-unavailable must be at least 1"));
@@ -397,7 +397,7 @@ fn step(
             format!(
                 "upgrading {} failed; progress is saved in {}: fix the cause and run `ezctl upgrade {}` again to continue",
                 ips.join(", "),
-                ez_ops::upgrade_state::path(&cluster.dir).display(),
+                crate::upgrade_state::path(&cluster.dir).display(),
                 cluster.name
             )
         })?;

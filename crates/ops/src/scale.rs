@@ -13,14 +13,14 @@ use anyhow::{bail, Result};
 use ez_inventory::render::HostLine;
 use ez_inventory::{Cluster, Edit, Group, Host, StageError, Transaction};
 
-use crate::commands::setup::Output;
-use ez_ops::clean::CleanScope;
-use ez_ops::context::Ops;
-use ez_ops::exit::{ExitCode, Failure};
-use ez_ops::fleet::Fleet;
-use ez_ops::home::Home;
-use ez_ops::kube::{self, Kube};
-use ez_ops::{add_host, commit_hosts, mark, set_vars};
+use crate::clean::CleanScope;
+use crate::context::Ops;
+use crate::exit::{ExitCode, Failure};
+use crate::fleet::Fleet;
+use crate::home::Home;
+use crate::kube::{self, Kube};
+use crate::report::Report;
+use crate::{add_host, commit_hosts, mark, set_vars};
 
 pub struct AddArgs<'a> {
     pub cluster: &'a str,
@@ -38,19 +38,19 @@ pub struct DelArgs<'a> {
     pub force: bool,
 }
 
-pub fn add_node(home: &Home, args: &AddArgs<'_>, out: &Output) -> Result<()> {
+pub fn add_node(home: &Home, args: &AddArgs<'_>, out: &dyn Report) -> Result<()> {
     add(home, args, out, Group::KubeNode)
 }
 
-pub fn add_master(home: &Home, args: &AddArgs<'_>, out: &Output) -> Result<()> {
+pub fn add_master(home: &Home, args: &AddArgs<'_>, out: &dyn Report) -> Result<()> {
     add(home, args, out, Group::KubeMaster)
 }
 
-pub fn del_node(home: &Home, args: &DelArgs<'_>, out: &Output) -> Result<()> {
+pub fn del_node(home: &Home, args: &DelArgs<'_>, out: &dyn Report) -> Result<()> {
     del(home, args, out, Group::KubeNode)
 }
 
-pub fn del_master(home: &Home, args: &DelArgs<'_>, out: &Output) -> Result<()> {
+pub fn del_master(home: &Home, args: &DelArgs<'_>, out: &dyn Report) -> Result<()> {
     del(home, args, out, Group::KubeMaster)
 }
 
@@ -72,7 +72,7 @@ fn parse_ip(text: &str) -> Result<IpAddr> {
     })
 }
 
-fn add(home: &Home, args: &AddArgs<'_>, out: &Output, group: Group) -> Result<()> {
+fn add(home: &Home, args: &AddArgs<'_>, out: &dyn Report, group: Group) -> Result<()> {
     let started = Instant::now();
     let verb = verb(group, true);
     let old = home.load(args.cluster)?;
@@ -203,7 +203,7 @@ fn silent_hosts(ops: &Ops<'_>, cluster: &Cluster, hosts: &[String]) -> Vec<(Stri
         .collect()
 }
 
-fn del(home: &Home, args: &DelArgs<'_>, out: &Output, group: Group) -> Result<()> {
+fn del(home: &Home, args: &DelArgs<'_>, out: &dyn Report, group: Group) -> Result<()> {
     let started = Instant::now();
     let verb = verb(group, false);
     let old = home.load(args.cluster)?;
