@@ -184,7 +184,7 @@ fn run(cli: Cli, out: &output::Output) -> anyhow::Result<()> {
             force,
         } => commands::restore::run(
             &home,
-            &commands::restore::RestoreArgs {
+            &ez_ops::restore::RestoreArgs {
                 cluster: &cluster,
                 snapshot: snapshot.as_deref(),
                 force,
@@ -193,7 +193,7 @@ fn run(cli: Cli, out: &output::Output) -> anyhow::Result<()> {
         ),
         Command::AddEtcd(a) => commands::etcd_members::add(
             &home,
-            &commands::etcd_members::AddArgs {
+            &ez_ops::etcd_members::AddArgs {
                 cluster: &a.cluster,
                 ips: &a.ips,
                 name: a.name.as_deref(),
@@ -205,7 +205,7 @@ fn run(cli: Cli, out: &output::Output) -> anyhow::Result<()> {
         Command::AddNode(a) => ez_ops::scale::add_node(&home, &scale_add(&a), out),
         Command::DelEtcd(a) => commands::etcd_members::del(
             &home,
-            &commands::etcd_members::DelArgs {
+            &ez_ops::etcd_members::DelArgs {
                 cluster: &a.cluster,
                 ips: &a.ips,
             },

@@ -7,10 +7,12 @@
 //! [`report::Report`]. Errors that decide an exit code are
 //! [`exit::Failure`]s.
 
+pub mod backup;
 pub mod clean;
 pub mod context;
 pub mod endpoint;
 pub mod etcd;
+pub mod etcd_members;
 pub mod exit;
 pub mod files;
 pub mod fleet;
@@ -20,6 +22,7 @@ pub mod kube;
 pub mod plans;
 pub mod remote;
 pub mod report;
+pub mod restore;
 pub mod run;
 pub mod scale;
 pub mod stamp;
