@@ -157,8 +157,8 @@ fn run(cli: Cli, out: &output::Output) -> anyhow::Result<()> {
             roles,
             run,
         } => commands::setup::play(&home, &cluster, &playbook, roles.as_deref(), &run, out),
-        Command::Start(c) => commands::lifecycle::start(&home, &c.cluster, false, out),
-        Command::Stop(c) => commands::lifecycle::stop(&home, &c.cluster, false, out),
+        Command::Start(c) => ez_ops::lifecycle::start(&home, &c.cluster, false, out),
+        Command::Stop(c) => ez_ops::lifecycle::stop(&home, &c.cluster, false, out),
         Command::Upgrade {
             cluster,
             max_unavailable,
@@ -213,9 +213,7 @@ fn run(cli: Cli, out: &output::Output) -> anyhow::Result<()> {
         ),
         Command::DelMaster(a) => ez_ops::scale::del_master(&home, &scale_del(&a), out),
         Command::DelNode(a) => ez_ops::scale::del_node(&home, &scale_del(&a), out),
-        Command::KcaRenew(c) => {
-            commands::pki_cmds::kca_renew(&home, &c.cluster, c.finish, false, out)
-        }
+        Command::KcaRenew(c) => ez_ops::certs::kca_renew(&home, &c.cluster, c.finish, false, out),
         Command::KcfgAdm {
             cluster,
             add,
@@ -226,7 +224,7 @@ fn run(cli: Cli, out: &output::Output) -> anyhow::Result<()> {
             expiry,
         } => commands::pki_cmds::kcfg_adm(
             &home,
-            &commands::pki_cmds::KcfgArgs {
+            &ez_ops::certs::KcfgArgs {
                 cluster: &cluster,
                 add,
                 delete,

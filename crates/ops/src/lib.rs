@@ -8,6 +8,7 @@
 //! [`exit::Failure`]s.
 
 pub mod backup;
+pub mod certs;
 pub mod clean;
 pub mod context;
 pub mod endpoint;
@@ -19,6 +20,7 @@ pub mod fleet;
 pub mod home;
 pub mod hosts;
 pub mod kube;
+pub mod lifecycle;
 pub mod plans;
 pub mod remote;
 pub mod report;
