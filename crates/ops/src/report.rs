@@ -34,3 +34,52 @@ pub trait Report: Sync {
     /// A plan's run log was written at `path`.
     fn run_log(&self, path: &Path);
 }
+
+/// A [`Report`] for tests: steps and warnings are collected, JSON mode is
+/// on so nothing is printed, plan events are dropped.
+#[cfg(test)]
+pub mod collect {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Default)]
+    pub struct Collected {
+        pub steps: Mutex<Vec<String>>,
+        pub warnings: Mutex<Vec<String>>,
+        pub events: Mutex<Vec<Value>>,
+    }
+
+    struct Nowhere;
+
+    impl EventConsumer for Nowhere {
+        fn on_event(&mut self, _: &ez_engine::Event) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Report for Collected {
+        fn json(&self) -> bool {
+            true
+        }
+        fn step(&self, message: &str) {
+            self.steps.lock().unwrap().push(message.to_string());
+        }
+        fn warn(&self, message: &str) {
+            self.warnings.lock().unwrap().push(message.to_string());
+        }
+        fn emit(&self, event: &Value) {
+            self.events.lock().unwrap().push(event.clone());
+        }
+        fn result(&self, command: &str, fields: Value) {
+            self.emit(
+                &serde_json::json!({"event": "result", "command": command, "fields": fields}),
+            );
+        }
+        fn show_recap(&self, _: &Recap) {}
+        fn plan_screen(&self, _: &[String], _: bool) -> Box<dyn EventConsumer + Send> {
+            Box::new(Nowhere)
+        }
+        fn run_log(&self, _: &Path) {}
+    }
+}

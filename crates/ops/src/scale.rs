@@ -571,4 +571,53 @@ mod tests {
             "node services, container runtime, CNI, cluster OS settings and binaries"
         );
     }
+
+    /// The undo path of add-node without a lab: the joining host does not
+    /// answer (it is reached through a jump host on a closed loopback
+    /// port, so the connection is refused at once), so the command fails before any
+    /// work, `hosts.yml` stays byte-identical and the lock is released.
+    #[test]
+    fn add_node_failing_on_the_joining_host_leaves_hosts_yml_byte_identical() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // Dropped: nothing listens there now, a connection is refused.
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("clusters").join("c1");
+        std::fs::create_dir_all(&dir).unwrap();
+        let hosts = format!(
+            "# hand-written, comments kept\nssh: {{ user: root, jump: \"root@127.0.0.1:{port}\" }}\netcd:\n  - 10.0.0.1\nkube_master:\n  - 10.0.0.1\nkube_node:\n  - 10.0.0.1\n"
+        );
+        std::fs::write(dir.join("hosts.yml"), &hosts).unwrap();
+        let home = Home::new(t.path());
+        let report = crate::report::collect::Collected::default();
+        let ips = ["10.0.0.9".to_string()];
+        let args = AddArgs {
+            cluster: "c1",
+            ips: &ips,
+            name: None,
+            accept_new: false,
+        };
+        let err = add_node(&home, &args, &report).unwrap_err();
+        let f = err
+            .chain()
+            .find_map(|e| e.downcast_ref::<Failure>())
+            .expect("a Failure");
+        assert_eq!(f.code, ExitCode::Failed, "{err:#}");
+        assert!(f.message.contains("cannot reach the new host(s)"), "{f}");
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("hosts.yml is unchanged (10.0.0.9 not added)"),
+            "{text}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("hosts.yml")).unwrap(),
+            hosts
+        );
+        assert!(!dir.join("hosts.yml.ezctl-new").exists());
+        // The lock went with the command: the next one may start.
+        ez_engine::Lock::acquire(&dir, "next").unwrap();
+    }
 }
