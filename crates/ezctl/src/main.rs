@@ -11,7 +11,6 @@ mod hostile_tests;
 mod limits;
 mod output;
 mod progress;
-mod steps;
 mod style;
 mod terminal;
 mod versions;

@@ -1,6 +1,14 @@
 //! Files on the controller that hold secrets.
 
+use std::path::PathBuf;
+
 use anyhow::{Context, Result};
+
+/// `~/.kube/config`, where `checkout` installs a cluster's admin kubeconfig.
+pub fn kube_config() -> Result<PathBuf> {
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    Ok(PathBuf::from(home).join(".kube/config"))
+}
 
 /// Write a file readable only by its owner (kubeconfigs hold keys). The
 /// temp file has a random name and is created exclusively (0600): a

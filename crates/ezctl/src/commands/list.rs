@@ -8,11 +8,7 @@ use crate::output::Output;
 use ez_ops::exit::{ExitCode, Failure};
 use ez_ops::home::Home;
 
-/// `~/.kube/config`, where `checkout` installs a cluster's admin kubeconfig.
-pub fn kube_config() -> Result<PathBuf> {
-    let home = std::env::var_os("HOME").context("HOME is not set")?;
-    Ok(PathBuf::from(home).join(".kube/config"))
-}
+pub use ez_ops::files::kube_config;
 
 /// The admin kubeconfig ezctl writes for a cluster.
 pub fn admin_kubeconfig(home: &Home, name: &str) -> Result<PathBuf> {

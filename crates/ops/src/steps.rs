@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use ez_engine::Playbook;
 
-use ez_ops::exit::Failure;
+use crate::exit::Failure;
 
 /// (number, names, playbook files).
 const STEPS: &[(&str, &[&str], &[&str])] = &[
@@ -46,7 +46,7 @@ pub fn playbooks(playbooks_dir: &Path, step: &str) -> Result<Vec<Playbook>> {
         let path = playbooks_dir.join(format!("{f}.yml"));
         out.push(
             Playbook::load(&path)
-                .map_err(|e| Failure::new(ez_ops::exit::ExitCode::Input, e.to_string()))?,
+                .map_err(|e| Failure::new(crate::exit::ExitCode::Input, e.to_string()))?,
         );
     }
     Ok(out)
