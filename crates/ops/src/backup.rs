@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use ez_inventory::{Cluster, Group};
 
+use crate::context::runtime;
 use crate::etcd::members::{list_errors, EtcdHosts, Snapshot, StepError};
 use crate::etcd::{self, snapshots};
 use crate::exit::{ExitCode, Failure};
 use crate::home::Home;
-use crate::remote::SshConnector;
+use crate::remote::{closing, SshConnector};
 use crate::report::Report;
 use crate::stamp;
 
@@ -112,12 +113,11 @@ pub fn run(home: &Home, name: &str, keep: Option<usize>, out: &dyn Report) -> Re
     snapshots::ensure_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let stamp = free_stamp(&dir);
     let file_name = snapshots::regular_name(&stamp);
-    let saved = etcd::runtime()?.block_on(async {
+    let saved = runtime()?.block_on(async {
         let connector = Arc::new(SshConnector::new(&cluster, false));
         let hosts = EtcdHosts::new(&cluster, connector.clone());
-        let r = save_snapshot(&cluster, &hosts, &file_name, &stamp, out).await;
-        connector.pool().close_all().await;
-        r
+        let save = save_snapshot(&cluster, &hosts, &file_name, &stamp, out);
+        closing(connector.pool(), save).await
     });
     let saved = match saved {
         Ok(s) => s,

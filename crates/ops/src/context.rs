@@ -15,9 +15,17 @@ use serde_json::json;
 
 use crate::exit::{ExitCode, Failure};
 use crate::home::Home;
-use crate::remote::SshConnector;
+use crate::remote::{closing, SshConnector};
 use crate::report::Report;
 use crate::view;
+
+/// The one tokio runtime of a command (every procedure builds it here).
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
 
 pub struct Ops<'a> {
     pub home: &'a Home,
@@ -28,10 +36,7 @@ pub struct Ops<'a> {
 
 impl<'a> Ops<'a> {
     pub fn new(home: &'a Home, out: &'a dyn Report, accept_new: bool) -> Result<Ops<'a>> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
+        let rt = runtime()?;
         Ok(Ops {
             home,
             out,
@@ -149,17 +154,15 @@ impl<'a> Ops<'a> {
     fn execute(&self, conn: &Cluster, plan: &Plan, label: &str) -> Result<Recap> {
         self.rt.block_on(async {
             let connector = Arc::new(SshConnector::new(conn, self.accept_new));
-            let recap = crate::run::run_plan(
+            let run = crate::run::run_plan(
                 conn,
                 connector.clone(),
                 plan,
                 RunOptions::default(),
                 self.out,
                 label,
-            )
-            .await;
-            connector.pool().close_all().await;
-            recap
+            );
+            closing(connector.pool(), run).await
         })
     }
 }

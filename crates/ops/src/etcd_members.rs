@@ -28,12 +28,13 @@ use ez_inventory::render::HostLine;
 use ez_inventory::{Cluster, Edit, Group, StageError, Transaction};
 use serde_json::json;
 
+use crate::context::runtime;
 use crate::etcd::ctl::Member;
 use crate::etcd::members::{list_errors, EtcdHosts, StepError, View};
 use crate::etcd::{self, quorum};
 use crate::exit::{ExitCode, Failure};
 use crate::home::Home;
-use crate::remote::SshConnector;
+use crate::remote::{closing, SshConnector};
 use crate::report::Report;
 use crate::view;
 use crate::{commit_hosts, plans};
@@ -208,10 +209,10 @@ pub fn add(home: &Home, args: &AddArgs<'_>, out: &dyn Report) -> Result<Changed>
     let grown = staged.cluster();
     let _lock = etcd::lock(&cluster, &format!("add-etcd {name} {}", ip_list(&ips)), out)?;
 
-    let summary = etcd::runtime()?.block_on(async {
+    let summary = runtime()?.block_on(async {
         let connector = Arc::new(SshConnector::new(grown, args.accept_new));
         let hosts = EtcdHosts::new(grown, connector.clone());
-        let result = add_steps(
+        let steps = add_steps(
             home,
             grown,
             &hosts,
@@ -219,10 +220,8 @@ pub fn add(home: &Home, args: &AddArgs<'_>, out: &dyn Report) -> Result<Changed>
             &old_members,
             &ips,
             out,
-        )
-        .await;
-        connector.pool().close_all().await;
-        result
+        );
+        closing(connector.pool(), steps).await
     })?;
     commit_hosts(staged)?;
     Ok(Changed {
@@ -484,13 +483,12 @@ pub fn del(home: &Home, args: &DelArgs<'_>, out: &dyn Report) -> Result<Changed>
     let shrunk = staged.cluster();
     let _lock = etcd::lock(&cluster, &format!("del-etcd {name} {}", ip_list(&ips)), out)?;
 
-    let (summary, warnings) = etcd::runtime()?.block_on(async {
+    let (summary, warnings) = runtime()?.block_on(async {
         // The old inventory knows how to reach the leaving hosts.
         let connector = Arc::new(SshConnector::new(&cluster, false));
         let hosts = EtcdHosts::new(&cluster, connector.clone());
-        let result = del_steps(home, &cluster, shrunk, &hosts, connector.clone(), &ips, out).await;
-        connector.pool().close_all().await;
-        result
+        let steps = del_steps(home, &cluster, shrunk, &hosts, connector.clone(), &ips, out);
+        closing(connector.pool(), steps).await
     })?;
     commit_hosts(staged)?;
     Ok(Changed {

@@ -165,6 +165,16 @@ impl SshConnector {
     }
 }
 
+/// Run `work`, then close `pool`, whichever way `work` ends (an early
+/// `return` or `?` inside it included): a pool left open would keep its
+/// sessions until the runtime is dropped, and sessions closed properly
+/// end on the host at once.
+pub async fn closing<T>(pool: &Pool, work: impl std::future::Future<Output = T>) -> T {
+    let out = work.await;
+    pool.close_all().await;
+    out
+}
+
 /// The `ssh_traffic` event of a run (`--json`): per host, the SSH channels
 /// it opened (each one command or transfer, asked and answered: a round
 /// trip) and the payload bytes it sent. The bench reads it; people can see

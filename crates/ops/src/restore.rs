@@ -22,12 +22,13 @@ use ez_inventory::Group;
 use serde_json::json;
 
 use crate::backup::{human_size, save_snapshot};
+use crate::context::runtime;
 use crate::etcd::members::{list_errors, EtcdHosts};
 use crate::etcd::{self, snapshots};
 use crate::exit::{ExitCode, Failure};
 use crate::home::Home;
 use crate::plans;
-use crate::remote::SshConnector;
+use crate::remote::{closing, SshConnector};
 use crate::report::Report;
 use crate::stamp;
 
@@ -78,121 +79,121 @@ pub fn run(home: &Home, args: &RestoreArgs<'_>, out: &dyn Report) -> Result<Rest
     let backup = snapshots::backup_dir(&cluster.dir);
     snapshots::ensure_dir(&backup).with_context(|| format!("creating {}", backup.display()))?;
 
-    etcd::runtime()?.block_on(async {
+    runtime()?.block_on(async {
         let connector = Arc::new(SshConnector::new(&cluster, false));
         let hosts = EtcdHosts::new(&cluster, connector.clone());
+        // Closed on every way out, the early ones included.
+        let work = async {
+            // 1. Safety snapshot.
+            let safety_name = snapshots::safety_name(&stamp);
+            let safety = match save_snapshot(&cluster, &hosts, &safety_name, &stamp, out).await {
+                Ok(saved) => {
+                    etcd::say(
+                        out,
+                        format!(
+                            "safety snapshot of the current data: {} (revision {}, {} keys)",
+                            saved.path.display(),
+                            saved.snapshot.status.revision,
+                            saved.snapshot.status.total_keys
+                        ),
+                    );
+                    Some(saved.path)
+                }
+                Err(errors) if args.force => {
+                    etcd::warn(
+                        out,
+                        format!(
+                            "no safety snapshot could be taken; going on because of --force:\n{}",
+                            list_errors(&errors)
+                        ),
+                    );
+                    None
+                }
+                Err(errors) => {
+                    bail!(Failure::new(
+                        ExitCode::Failed,
+                        format!(
+                            "no safety snapshot of the current data could be taken, so nothing was stopped or changed:\n{}\n\
+                             If etcd is down and the current data is not worth keeping, re-run with --force \
+                             (each member's data directory is still moved aside, not deleted).",
+                            list_errors(&errors)
+                        )
+                    ));
+                }
+            };
 
-        // 1. Safety snapshot.
-        let safety_name = snapshots::safety_name(&stamp);
-        let safety = match save_snapshot(&cluster, &hosts, &safety_name, &stamp, out).await {
-            Ok(saved) => {
-                etcd::say(
-                    out,
-                    format!(
-                        "safety snapshot of the current data: {} (revision {}, {} keys)",
-                        saved.path.display(),
-                        saved.snapshot.status.revision,
-                        saved.snapshot.status.total_keys
-                    ),
-                );
-                Some(saved.path)
-            }
-            Err(errors) if args.force => {
-                etcd::warn(
-                    out,
-                    format!(
-                        "no safety snapshot could be taken; going on because of --force:\n{}",
-                        list_errors(&errors)
-                    ),
-                );
-                None
-            }
-            Err(errors) => {
-                connector.pool().close_all().await;
+            // 2. The restore plan.
+            let targets = plans::targets(
+                home,
+                &cluster,
+                &[
+                    ("restore_snapshot", json!(file.display().to_string())),
+                    ("restore_stamp", json!(stamp)),
+                    ("restore_dir", json!(REMOTE_RESTORE_DIR)),
+                ],
+                &[],
+            );
+            let plan = plans::build(home, &[plans::playbook(home, "21-etcd-restore")?], targets, &[])?;
+            let recap = plans::run(&cluster, connector.clone(), &plan, out, "restore").await?;
+            if !recap.ok() {
+                let safety_hint = safety
+                    .as_ref()
+                    .map(|p| format!("the data as it was before is in {}; ", p.display()))
+                    .unwrap_or_default();
                 bail!(Failure::new(
                     ExitCode::Failed,
                     format!(
-                        "no safety snapshot of the current data could be taken, so nothing was stopped or changed:\n{}\n\
-                         If etcd is down and the current data is not worth keeping, re-run with --force \
-                         (each member's data directory is still moved aside, not deleted).",
-                        list_errors(&errors)
+                        "restore failed:\n{}\n\
+                         Members that got as far as the swap keep their previous data in {data_dir}.before-restore-{stamp}; \
+                         {safety_hint}Kubernetes services stay stopped until a restore completes.\n\
+                         Fix the cause and run `ezctl restore {name} --snapshot {}` again (add --force if etcd is down, \
+                         since no safety snapshot can be taken then).",
+                        plans::failures(&recap),
+                        file.display()
                     )
                 ));
             }
+
+            // 3. The restored cluster is the inventory's.
+            let view = hosts.observe(&members).await;
+            let view = view.map_err(|errors| {
+                Failure::new(
+                    ExitCode::Failed,
+                    format!(
+                        "restored, but no member answers `member list` now:\n{}",
+                        list_errors(&errors)
+                    ),
+                )
+            })?;
+            let expected: Vec<String> = cluster
+                .group(Group::Etcd)
+                .map(|h| h.etcd_name())
+                .collect();
+            let mut names: Vec<String> = view.members.iter().map(|m| m.name.clone()).collect();
+            names.sort();
+            let mut want = expected.clone();
+            want.sort();
+            if names != want || view.healthy_count() != expected.len() {
+                bail!(Failure::new(
+                    ExitCode::Failed,
+                    format!(
+                        "restored, but the cluster is not what the inventory says: {} (expected {} healthy)",
+                        view.describe(),
+                        expected.join(", ")
+                    )
+                ));
+            }
+            Ok(Restored {
+                snapshot: file,
+                sha256,
+                members: expected,
+                described: view.describe(),
+                safety,
+                old_data: format!("{data_dir}.before-restore-{stamp}"),
+                took: started.elapsed(),
+            })
         };
-
-        // 2. The restore plan.
-        let targets = plans::targets(
-            home,
-            &cluster,
-            &[
-                ("restore_snapshot", json!(file.display().to_string())),
-                ("restore_stamp", json!(stamp)),
-                ("restore_dir", json!(REMOTE_RESTORE_DIR)),
-            ],
-            &[],
-        );
-        let plan = plans::build(home, &[plans::playbook(home, "21-etcd-restore")?], targets, &[])?;
-        let recap = plans::run(&cluster, connector.clone(), &plan, out, "restore").await?;
-        if !recap.ok() {
-            connector.pool().close_all().await;
-            let safety_hint = safety
-                .as_ref()
-                .map(|p| format!("the data as it was before is in {}; ", p.display()))
-                .unwrap_or_default();
-            bail!(Failure::new(
-                ExitCode::Failed,
-                format!(
-                    "restore failed:\n{}\n\
-                     Members that got as far as the swap keep their previous data in {data_dir}.before-restore-{stamp}; \
-                     {safety_hint}Kubernetes services stay stopped until a restore completes.\n\
-                     Fix the cause and run `ezctl restore {name} --snapshot {}` again (add --force if etcd is down, \
-                     since no safety snapshot can be taken then).",
-                    plans::failures(&recap),
-                    file.display()
-                )
-            ));
-        }
-
-        // 3. The restored cluster is the inventory's.
-        let view = hosts.observe(&members).await;
-        connector.pool().close_all().await;
-        let view = view.map_err(|errors| {
-            Failure::new(
-                ExitCode::Failed,
-                format!(
-                    "restored, but no member answers `member list` now:\n{}",
-                    list_errors(&errors)
-                ),
-            )
-        })?;
-        let expected: Vec<String> = cluster
-            .group(Group::Etcd)
-            .map(|h| h.etcd_name())
-            .collect();
-        let mut names: Vec<String> = view.members.iter().map(|m| m.name.clone()).collect();
-        names.sort();
-        let mut want = expected.clone();
-        want.sort();
-        if names != want || view.healthy_count() != expected.len() {
-            bail!(Failure::new(
-                ExitCode::Failed,
-                format!(
-                    "restored, but the cluster is not what the inventory says: {} (expected {} healthy)",
-                    view.describe(),
-                    expected.join(", ")
-                )
-            ));
-        }
-        Ok(Restored {
-            snapshot: file,
-            sha256,
-            members: expected,
-            described: view.describe(),
-            safety,
-            old_data: format!("{data_dir}.before-restore-{stamp}"),
-            took: started.elapsed(),
-        })
+        closing(connector.pool(), work).await
     })
 }
 

@@ -11,7 +11,7 @@ use ez_inventory::Cluster;
 
 use crate::exit::{ExitCode, Failure};
 use crate::home::Home;
-use crate::remote::SshConnector;
+use crate::remote::{closing, SshConnector};
 use crate::report::Report;
 use crate::{steps, view};
 
@@ -262,9 +262,7 @@ pub fn execute(
     };
     let certs = certificates(cluster, opts.dry_run, out)?;
     let plan = build_plan(home, cluster, roles_dir, playbooks, opts, &certs.path())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::context::runtime()?;
     let recap = runtime.block_on(async {
         let connector = Arc::new(SshConnector::new(cluster, opts.accept_new));
         let options = RunOptions {
@@ -272,13 +270,16 @@ pub fn execute(
             diff: opts.dry_run,
             ..RunOptions::default()
         };
-        let recap =
-            crate::run::run_plan(cluster, connector.clone(), &plan, options, out, "setup").await;
-        if out.json() {
-            out.emit(&crate::remote::ssh_traffic(connector.pool()));
-        }
-        connector.pool().close_all().await;
-        recap
+        let run = async {
+            let recap =
+                crate::run::run_plan(cluster, connector.clone(), &plan, options, out, "setup")
+                    .await;
+            if out.json() {
+                out.emit(&crate::remote::ssh_traffic(connector.pool()));
+            }
+            recap
+        };
+        closing(connector.pool(), run).await
     })?;
     drop(certs);
     drop(lock);

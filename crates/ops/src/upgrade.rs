@@ -39,7 +39,7 @@ use crate::exit::{ExitCode, Failure};
 use crate::fleet::Fleet;
 use crate::home::Home;
 use crate::kube::{self, Kube};
-use crate::remote::SshConnector;
+use crate::remote::{closing, SshConnector};
 use crate::report::Report;
 use crate::upgrade_state::UpgradeState;
 use crate::version::{self, KubeVersion, Step};
@@ -294,9 +294,7 @@ fn etcd_guard(ops: &Ops, cluster: &Cluster, accept_new: bool) -> Result<()> {
     let view = ops.block_on(async {
         let connector = Arc::new(SshConnector::new(cluster, accept_new));
         let hosts = EtcdHosts::new(cluster, connector.clone());
-        let view = hosts.observe(&members).await;
-        connector.pool().close_all().await;
-        view
+        closing(connector.pool(), hosts.observe(&members)).await
     });
     let view = view.map_err(|errors| {
         Failure::new(

@@ -39,12 +39,6 @@ pub fn lock(cluster: &Cluster, command: &str, out: &dyn Report) -> Result<Lock> 
     Ok(lock)
 }
 
-pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
-}
-
 /// A progress line: on stderr, or a `step` event in JSON mode (it was
 /// silent there, while add-node sent its steps).
 pub fn say(out: &dyn Report, text: impl std::fmt::Display) {
