@@ -6,13 +6,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::Result;
+use ez_engine::transport::Connector;
 use ez_engine::{Plan, PlanFilter, Playbook, Recap, RunOptions, Targets};
 use ez_inventory::Cluster;
 use serde_json::Value;
 
 use crate::exit::{ExitCode, Failure};
 use crate::home::Home;
-use crate::remote::SshConnector;
 use crate::report::Report;
 use crate::view;
 
@@ -70,12 +70,13 @@ pub fn build(
     })
 }
 
-/// Run `plan` through `connector`, rendering events and writing
+/// Run `plan` through `connector` (any engine connector: SSH in a command,
+/// `LocalTransport` or a fake in a test), rendering events and writing
 /// `logs/<stamp>-<label>.log`. Returns the recap; the caller decides what a
 /// failure means at its stage.
 pub async fn run(
     cluster: &Cluster,
-    connector: Arc<SshConnector>,
+    connector: Arc<dyn Connector>,
     plan: &Plan,
     out: &dyn Report,
     label: &str,
