@@ -52,9 +52,7 @@ pub fn run(home: &Home, args: &ExecArgs<'_>, out: &Output) -> Result<()> {
     let specs: Vec<_> = hosts.iter().map(|h| host_spec(&cluster, h)).collect();
     let pool = ez_ops::remote::new_pool(&cluster, args.accept_new);
     let started = Instant::now();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = ez_ops::context::runtime()?;
     let failures = runtime.block_on(async {
         let cmd = command.clone();
         let mut results = fan_out(&pool, specs, ez_ops::remote::forks(), move |session| {
