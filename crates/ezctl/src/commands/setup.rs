@@ -8,9 +8,8 @@ use ez_ops::home::Home;
 use ez_ops::setup::RunFlags;
 
 use crate::cli::RunOpts;
+use crate::output::Output;
 use crate::progress;
-
-pub use crate::output::Output;
 
 pub fn run(home: &Home, name: &str, step: &str, opts: &RunOpts, out: &Output) -> Result<()> {
     let recap = ez_ops::setup::step(home, name, step, &flags(opts), out)?;
