@@ -317,7 +317,7 @@ pub struct DelHostArgs {
 }
 
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
-    crate::commands::scale::parse_timeout(text)
+    ez_ops::scale::parse_timeout(text)
 }
 
 #[derive(Debug, Args)]

@@ -21,8 +21,8 @@ use ez_inventory::settings::{self, Kind, SETTINGS};
 use ez_inventory::{syntax, Cluster};
 use serde_json::json;
 
-use crate::home::Home;
-use crate::view;
+use ez_ops::home::Home;
+use ez_ops::view;
 
 /// A word no template treats specially and no value contains.
 const MARK: &str = "ezmark";

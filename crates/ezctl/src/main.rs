@@ -2,35 +2,27 @@
 //!
 //! This binary parses arguments, sets the process up (credentials, limits),
 //! picks the work and renders results; the inventory, PKI, SSH and engine
-//! crates do the work, and the day-2 procedures live in `ops` and `etcd`.
+//! crates do the work, and the day-2 procedures live in `ez-ops`.
 
 mod cli;
 mod commands;
-mod endpoint;
-mod etcd;
-mod exit;
-mod home;
 #[cfg(test)]
 mod hostile_tests;
 mod limits;
-mod ops;
 mod output;
 mod progress;
-mod remote;
-mod run;
-mod stamp;
-mod steps;
 mod style;
+mod terminal;
 mod versions;
-mod view;
 
 use std::process::ExitCode as ProcessExit;
 
 use clap::{CommandFactory, Parser};
 
 use cli::{Cli, Command};
-use exit::{ExitCode, Failure};
-use home::Home;
+use ez_ops::exit::{ExitCode, Failure};
+use ez_ops::home::Home;
+use ez_ops::remote;
 use style::Style;
 
 fn main() -> ProcessExit {
@@ -47,7 +39,7 @@ fn main() -> ProcessExit {
             std::env::remove_var(k);
             v
         },
-        remote::ask_terminal,
+        terminal::ask_terminal,
     ) {
         Ok(c) => remote::set_credentials(c),
         Err(e) => {
@@ -164,16 +156,16 @@ fn run(cli: Cli, out: &output::Output) -> anyhow::Result<()> {
             roles,
             run,
         } => commands::setup::play(&home, &cluster, &playbook, roles.as_deref(), &run, out),
-        Command::Start(c) => commands::lifecycle::start(&home, &c.cluster, false, out),
-        Command::Stop(c) => commands::lifecycle::stop(&home, &c.cluster, false, out),
+        Command::Start(c) => ez_ops::lifecycle::start(&home, &c.cluster, false, out),
+        Command::Stop(c) => ez_ops::lifecycle::stop(&home, &c.cluster, false, out),
         Command::Upgrade {
             cluster,
             max_unavailable,
             drain_timeout,
             accept_new,
-        } => commands::upgrade::run(
+        } => ez_ops::upgrade::run(
             &home,
-            &commands::upgrade::UpgradeArgs {
+            &ez_ops::upgrade::UpgradeArgs {
                 cluster: &cluster,
                 max_unavailable,
                 drain_timeout,
@@ -191,7 +183,7 @@ fn run(cli: Cli, out: &output::Output) -> anyhow::Result<()> {
             force,
         } => commands::restore::run(
             &home,
-            &commands::restore::RestoreArgs {
+            &ez_ops::restore::RestoreArgs {
                 cluster: &cluster,
                 snapshot: snapshot.as_deref(),
                 force,
@@ -200,7 +192,7 @@ fn run(cli: Cli, out: &output::Output) -> anyhow::Result<()> {
         ),
         Command::AddEtcd(a) => commands::etcd_members::add(
             &home,
-            &commands::etcd_members::AddArgs {
+            &ez_ops::etcd_members::AddArgs {
                 cluster: &a.cluster,
                 ips: &a.ips,
                 name: a.name.as_deref(),
@@ -208,21 +200,19 @@ fn run(cli: Cli, out: &output::Output) -> anyhow::Result<()> {
             },
             out,
         ),
-        Command::AddMaster(a) => commands::scale::add_master(&home, &scale_add(&a), out),
-        Command::AddNode(a) => commands::scale::add_node(&home, &scale_add(&a), out),
+        Command::AddMaster(a) => ez_ops::scale::add_master(&home, &scale_add(&a), out),
+        Command::AddNode(a) => ez_ops::scale::add_node(&home, &scale_add(&a), out),
         Command::DelEtcd(a) => commands::etcd_members::del(
             &home,
-            &commands::etcd_members::DelArgs {
+            &ez_ops::etcd_members::DelArgs {
                 cluster: &a.cluster,
                 ips: &a.ips,
             },
             out,
         ),
-        Command::DelMaster(a) => commands::scale::del_master(&home, &scale_del(&a), out),
-        Command::DelNode(a) => commands::scale::del_node(&home, &scale_del(&a), out),
-        Command::KcaRenew(c) => {
-            commands::pki_cmds::kca_renew(&home, &c.cluster, c.finish, false, out)
-        }
+        Command::DelMaster(a) => ez_ops::scale::del_master(&home, &scale_del(&a), out),
+        Command::DelNode(a) => ez_ops::scale::del_node(&home, &scale_del(&a), out),
+        Command::KcaRenew(c) => ez_ops::certs::kca_renew(&home, &c.cluster, c.finish, false, out),
         Command::KcfgAdm {
             cluster,
             add,
@@ -233,7 +223,7 @@ fn run(cli: Cli, out: &output::Output) -> anyhow::Result<()> {
             expiry,
         } => commands::pki_cmds::kcfg_adm(
             &home,
-            &commands::pki_cmds::KcfgArgs {
+            &ez_ops::certs::KcfgArgs {
                 cluster: &cluster,
                 add,
                 delete,
@@ -248,8 +238,8 @@ fn run(cli: Cli, out: &output::Output) -> anyhow::Result<()> {
     }
 }
 
-fn scale_add(a: &cli::HostsArgs) -> commands::scale::AddArgs<'_> {
-    commands::scale::AddArgs {
+fn scale_add(a: &cli::HostsArgs) -> ez_ops::scale::AddArgs<'_> {
+    ez_ops::scale::AddArgs {
         cluster: &a.cluster,
         ips: &a.ips,
         name: a.name.as_deref(),
@@ -257,8 +247,8 @@ fn scale_add(a: &cli::HostsArgs) -> commands::scale::AddArgs<'_> {
     }
 }
 
-fn scale_del(a: &cli::DelHostArgs) -> commands::scale::DelArgs<'_> {
-    commands::scale::DelArgs {
+fn scale_del(a: &cli::DelHostArgs) -> ez_ops::scale::DelArgs<'_> {
+    ez_ops::scale::DelArgs {
         cluster: &a.cluster,
         ip: &a.ip,
         drain_timeout: a.drain_timeout,

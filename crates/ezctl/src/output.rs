@@ -11,12 +11,14 @@
 //!
 //! Nothing else is printed on stdout in JSON mode.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use ez_engine::{EventConsumer, JsonLinesWriter};
 use serde_json::{json, Map, Value};
 
+use crate::progress::{Bars, Lines};
 use crate::style::Style;
 
 pub struct Output {
@@ -117,6 +119,51 @@ impl Output {
     }
 }
 
+/// The procedures of ez-ops report through this: the same lines and
+/// events as the CLI's own, and the engine's events of each plan as bars
+/// (a terminal), plain lines (stderr elsewhere) or JSON lines.
+impl ez_ops::Report for Output {
+    fn json(&self) -> bool {
+        self.json
+    }
+
+    fn step(&self, message: &str) {
+        Output::step(self, message);
+    }
+
+    fn warn(&self, message: &str) {
+        Output::warn(self, message);
+    }
+
+    fn emit(&self, event: &Value) {
+        Output::emit(self, event);
+    }
+
+    fn result(&self, command: &str, fields: Value) {
+        Output::result(self, command, fields);
+    }
+
+    fn show_recap(&self, recap: &ez_engine::Recap) {
+        eprint!("{}", crate::progress::recap(recap, self.style));
+    }
+
+    fn plan_screen(&self, hosts: &[String], dry_run: bool) -> Box<dyn EventConsumer + Send> {
+        if self.json {
+            Box::new(JsonLinesWriter::new(std::io::stdout()))
+        } else if std::io::stderr().is_terminal() {
+            Box::new(Bars::new(hosts, self.style, dry_run))
+        } else {
+            Box::new(Lines::new(std::io::stderr(), self.style, dry_run))
+        }
+    }
+
+    fn run_log(&self, path: &std::path::Path) {
+        if !self.json {
+            eprintln!("run log: {}", path.display());
+        }
+    }
+}
+
 /// The `error` event main prints in JSON mode before exiting non-zero.
 pub fn error_event(message: &str, exit_code: u8) -> Value {
     json!({"event": "error", "message": message, "exit_code": exit_code})
@@ -161,7 +208,7 @@ mod tests {
         out.emit(&json!({"event": "recap", "label": "add-node 10.0.0.9", "recap": ez_engine::Recap::default()}));
         out.emit(&json!({"event": "host_result", "host": "10.0.0.1", "rc": 0, "stdout": "", "stderr": ""}));
         out.emit(&json!({"event": "host_result", "host": "10.0.0.1", "error": "unreachable"}));
-        out.emit(&crate::remote::ssh_traffic(&ez_ssh::Pool::new(
+        out.emit(&ez_ops::remote::ssh_traffic(&ez_ssh::Pool::new(
             Default::default(),
         )));
         out.emit(&json!({"event": "ssh_traffic", "hosts": {"10.0.0.1": {"channels": 12, "bytes_sent": 4096}}}));
@@ -270,5 +317,22 @@ mod tests {
             let line = serde_json::to_string(&e).unwrap();
             check_line(&line).unwrap_or_else(|err| panic!("{err}"));
         }
+    }
+
+    /// add-etcd, del-etcd, backup and restore speak through these: in JSON
+    /// mode their steps were silent and their warnings plain text on
+    /// stderr, while add-node sent events.
+    #[test]
+    fn steps_and_warnings_are_events_in_json_mode() {
+        let (out, lines) = Output::capturing(true);
+        ez_ops::etcd::say(&out, "member add etcd-10.0.0.9");
+        ez_ops::etcd::warn(&out, "asked another member");
+        let lines = lines.lock().unwrap().clone();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        for l in &lines {
+            check_line(l).unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert!(lines[0].contains("\"event\":\"step\""), "{}", lines[0]);
+        assert!(lines[1].contains("\"event\":\"warning\""), "{}", lines[1]);
     }
 }

@@ -3,14 +3,14 @@
 use anyhow::Result;
 use ez_inventory::{Cluster, Group};
 
-use crate::home::Home;
 use crate::output::Output;
 use crate::style::Style;
+use ez_ops::home::Home;
 
 pub fn run(home: &Home, name: &str, out: &Output) -> Result<()> {
     let cluster = home.load(name)?;
     if out.json {
-        let e = crate::endpoint::admin_endpoint(&cluster);
+        let e = ez_ops::endpoint::admin_endpoint(&cluster);
         out.result(
             "check",
             serde_json::json!({
@@ -58,7 +58,7 @@ pub fn render(c: &Cluster, style: Style) -> String {
     let rows = [
         ("API endpoint", d.api_endpoint.clone()),
         ("kubeconfigs point at", {
-            let e = crate::endpoint::admin_endpoint(c);
+            let e = ez_ops::endpoint::admin_endpoint(c);
             format!("{} ({})", e.url, e.why)
         }),
         ("API service IP", d.api_service_ip.to_string()),

@@ -7,9 +7,9 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
-use crate::exit::{ExitCode, Failure};
-use crate::home::Home;
 use crate::versions::{Component, Versions};
+use ez_ops::exit::{ExitCode, Failure};
+use ez_ops::home::Home;
 
 /// Largest download accepted (Kubernetes server tarballs are ~400 MB).
 const MAX_BYTES: u64 = 2 << 30;

@@ -7,10 +7,10 @@ use anyhow::{bail, Result};
 use ez_inventory::{Group, Host};
 use ez_ssh::{fan_out, ExecOpts};
 
-use crate::exit::{ExitCode, Failure};
-use crate::home::Home;
 use crate::output::Output;
-use crate::remote::host_spec;
+use ez_ops::exit::{ExitCode, Failure};
+use ez_ops::home::Home;
+use ez_ops::remote::host_spec;
 
 pub struct ExecArgs<'a> {
     pub cluster: &'a str,
@@ -50,14 +50,12 @@ pub fn run(home: &Home, args: &ExecArgs<'_>, out: &Output) -> Result<()> {
     }
     let command = remote_command(args.command);
     let specs: Vec<_> = hosts.iter().map(|h| host_spec(&cluster, h)).collect();
-    let pool = crate::remote::new_pool(&cluster, args.accept_new);
+    let pool = ez_ops::remote::new_pool(&cluster, args.accept_new);
     let started = Instant::now();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = ez_ops::context::runtime()?;
     let failures = runtime.block_on(async {
         let cmd = command.clone();
-        let mut results = fan_out(&pool, specs, crate::remote::forks(), move |session| {
+        let mut results = fan_out(&pool, specs, ez_ops::remote::forks(), move |session| {
             let cmd = cmd.clone();
             async move {
                 session

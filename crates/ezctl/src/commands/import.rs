@@ -6,8 +6,8 @@ use anyhow::{bail, Context, Result};
 use ez_inventory::kubeasz;
 use ez_inventory::render::{render_hosts, set_config_values};
 
-use crate::exit::{ExitCode, Failure};
-use crate::home::Home;
+use ez_ops::exit::{ExitCode, Failure};
+use ez_ops::home::Home;
 
 pub fn run(
     home: &Home,

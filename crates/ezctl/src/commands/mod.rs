@@ -11,7 +11,5 @@ pub mod list;
 pub mod new;
 pub mod pki_cmds;
 pub mod restore;
-pub mod scale;
 pub mod setup;
 pub mod start_aio;
-pub mod upgrade;

@@ -4,9 +4,9 @@ use anyhow::{bail, Context, Result};
 use ez_inventory::render::set_config_values;
 use ez_inventory::Value;
 
-use crate::exit::{ExitCode, Failure};
-use crate::home::Home;
 use crate::versions::Versions;
+use ez_ops::exit::{ExitCode, Failure};
+use ez_ops::home::Home;
 
 pub fn run(home: &Home, name: &str, out: &crate::output::Output) -> Result<()> {
     let dir = home.cluster_dir(name)?;

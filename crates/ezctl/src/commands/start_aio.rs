@@ -10,9 +10,9 @@ use anyhow::{bail, Context, Result};
 use ez_inventory::Value;
 
 use crate::cli::RunOpts;
-use crate::exit::{ExitCode, Failure};
-use crate::home::Home;
 use crate::output::Output;
+use ez_ops::exit::{ExitCode, Failure};
+use ez_ops::home::Home;
 
 /// First line of a hosts.yml written here: a re-run recognises its own.
 const HEADER: &str = "# Written by `ezctl start-aio`";

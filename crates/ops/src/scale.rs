@@ -13,14 +13,14 @@ use anyhow::{bail, Result};
 use ez_inventory::render::HostLine;
 use ez_inventory::{Cluster, Edit, Group, Host, StageError, Transaction};
 
-use crate::commands::setup::Output;
+use crate::clean::CleanScope;
+use crate::context::Ops;
 use crate::exit::{ExitCode, Failure};
+use crate::fleet::Fleet;
 use crate::home::Home;
-use crate::ops::clean::CleanScope;
-use crate::ops::context::Ops;
-use crate::ops::fleet::Fleet;
-use crate::ops::kube::{self, Kube};
-use crate::ops::{add_host, commit_hosts, mark, set_vars};
+use crate::kube::{self, Kube};
+use crate::report::Report;
+use crate::{add_host, commit_hosts, mark, set_vars};
 
 pub struct AddArgs<'a> {
     pub cluster: &'a str,
@@ -38,19 +38,19 @@ pub struct DelArgs<'a> {
     pub force: bool,
 }
 
-pub fn add_node(home: &Home, args: &AddArgs<'_>, out: &Output) -> Result<()> {
+pub fn add_node(home: &Home, args: &AddArgs<'_>, out: &dyn Report) -> Result<()> {
     add(home, args, out, Group::KubeNode)
 }
 
-pub fn add_master(home: &Home, args: &AddArgs<'_>, out: &Output) -> Result<()> {
+pub fn add_master(home: &Home, args: &AddArgs<'_>, out: &dyn Report) -> Result<()> {
     add(home, args, out, Group::KubeMaster)
 }
 
-pub fn del_node(home: &Home, args: &DelArgs<'_>, out: &Output) -> Result<()> {
+pub fn del_node(home: &Home, args: &DelArgs<'_>, out: &dyn Report) -> Result<()> {
     del(home, args, out, Group::KubeNode)
 }
 
-pub fn del_master(home: &Home, args: &DelArgs<'_>, out: &Output) -> Result<()> {
+pub fn del_master(home: &Home, args: &DelArgs<'_>, out: &dyn Report) -> Result<()> {
     del(home, args, out, Group::KubeMaster)
 }
 
@@ -72,7 +72,7 @@ fn parse_ip(text: &str) -> Result<IpAddr> {
     })
 }
 
-fn add(home: &Home, args: &AddArgs<'_>, out: &Output, group: Group) -> Result<()> {
+fn add(home: &Home, args: &AddArgs<'_>, out: &dyn Report, group: Group) -> Result<()> {
     let started = Instant::now();
     let verb = verb(group, true);
     let old = home.load(args.cluster)?;
@@ -203,7 +203,7 @@ fn silent_hosts(ops: &Ops<'_>, cluster: &Cluster, hosts: &[String]) -> Vec<(Stri
         .collect()
 }
 
-fn del(home: &Home, args: &DelArgs<'_>, out: &Output, group: Group) -> Result<()> {
+fn del(home: &Home, args: &DelArgs<'_>, out: &dyn Report, group: Group) -> Result<()> {
     let started = Instant::now();
     let verb = verb(group, false);
     let old = home.load(args.cluster)?;
@@ -570,5 +570,54 @@ mod tests {
             describe(&s),
             "node services, container runtime, CNI, cluster OS settings and binaries"
         );
+    }
+
+    /// The undo path of add-node without a lab: the joining host does not
+    /// answer (it is reached through a jump host on a closed loopback
+    /// port, so the connection is refused at once), so the command fails before any
+    /// work, `hosts.yml` stays byte-identical and the lock is released.
+    #[test]
+    fn add_node_failing_on_the_joining_host_leaves_hosts_yml_byte_identical() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // Dropped: nothing listens there now, a connection is refused.
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("clusters").join("c1");
+        std::fs::create_dir_all(&dir).unwrap();
+        let hosts = format!(
+            "# hand-written, comments kept\nssh: {{ user: root, jump: \"root@127.0.0.1:{port}\" }}\netcd:\n  - 10.0.0.1\nkube_master:\n  - 10.0.0.1\nkube_node:\n  - 10.0.0.1\n"
+        );
+        std::fs::write(dir.join("hosts.yml"), &hosts).unwrap();
+        let home = Home::new(t.path());
+        let report = crate::report::collect::Collected::default();
+        let ips = ["10.0.0.9".to_string()];
+        let args = AddArgs {
+            cluster: "c1",
+            ips: &ips,
+            name: None,
+            accept_new: false,
+        };
+        let err = add_node(&home, &args, &report).unwrap_err();
+        let f = err
+            .chain()
+            .find_map(|e| e.downcast_ref::<Failure>())
+            .expect("a Failure");
+        assert_eq!(f.code, ExitCode::Failed, "{err:#}");
+        assert!(f.message.contains("cannot reach the new host(s)"), "{f}");
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("hosts.yml is unchanged (10.0.0.9 not added)"),
+            "{text}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("hosts.yml")).unwrap(),
+            hosts
+        );
+        assert!(!dir.join("hosts.yml.ezctl-new").exists());
+        // The lock went with the command: the next one may start.
+        ez_engine::Lock::acquire(&dir, "next").unwrap();
     }
 }

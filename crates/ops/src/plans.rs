@@ -6,15 +6,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::Result;
+use ez_engine::transport::Connector;
 use ez_engine::{Plan, PlanFilter, Playbook, Recap, RunOptions, Targets};
 use ez_inventory::Cluster;
 use serde_json::Value;
 
-use crate::commands::setup::Output;
 use crate::exit::{ExitCode, Failure};
 use crate::home::Home;
-use crate::progress;
-use crate::remote::SshConnector;
+use crate::report::Report;
 use crate::view;
 
 /// The engine's view of `cluster`, plus variables for this run: `globals`
@@ -71,22 +70,23 @@ pub fn build(
     })
 }
 
-/// Run `plan` through `connector`, rendering events and writing
+/// Run `plan` through `connector` (any engine connector: SSH in a command,
+/// `LocalTransport` or a fake in a test), rendering events and writing
 /// `logs/<stamp>-<label>.log`. Returns the recap; the caller decides what a
 /// failure means at its stage.
 pub async fn run(
     cluster: &Cluster,
-    connector: Arc<SshConnector>,
+    connector: Arc<dyn Connector>,
     plan: &Plan,
-    out: &Output,
+    out: &dyn Report,
     label: &str,
 ) -> Result<Recap> {
     let recap =
         crate::run::run_plan(cluster, connector, plan, RunOptions::default(), out, label).await?;
-    if out.json {
+    if out.json() {
         out.emit(&serde_json::json!({ "event": "recap", "label": label, "recap": recap }));
     } else if !recap.ok() {
-        eprint!("{}", progress::recap(&recap, out.style));
+        out.show_recap(&recap);
     }
     Ok(recap)
 }

@@ -13,26 +13,30 @@ use ez_engine::{Lock, Plan, Recap, RunOptions, Targets};
 use ez_inventory::Cluster;
 use serde_json::json;
 
-use crate::commands::setup::Output;
 use crate::exit::{ExitCode, Failure};
 use crate::home::Home;
-use crate::progress;
-use crate::remote::SshConnector;
+use crate::remote::{closing, SshConnector};
+use crate::report::Report;
 use crate::view;
+
+/// The one tokio runtime of a command (every procedure builds it here).
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
 
 pub struct Ops<'a> {
     pub home: &'a Home,
-    pub out: &'a Output,
+    pub out: &'a dyn Report,
     pub accept_new: bool,
     rt: tokio::runtime::Runtime,
 }
 
 impl<'a> Ops<'a> {
-    pub fn new(home: &'a Home, out: &'a Output, accept_new: bool) -> Result<Ops<'a>> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
+    pub fn new(home: &'a Home, out: &'a dyn Report, accept_new: bool) -> Result<Ops<'a>> {
+        let rt = runtime()?;
         Ok(Ops {
             home,
             out,
@@ -57,7 +61,7 @@ impl<'a> Ops<'a> {
         if hosts.is_empty() {
             return Vec::new();
         }
-        let fleet = crate::ops::fleet::Fleet::new(cluster, self.accept_new);
+        let fleet = crate::fleet::Fleet::new(cluster, self.accept_new);
         let quoted = ez_ssh::shell_quote(path);
         let outs = self.block_on(async {
             let o = fleet
@@ -76,12 +80,12 @@ impl<'a> Ops<'a> {
 
     /// A progress line for people (stderr), or a `step` event.
     pub fn say(&self, message: impl AsRef<str>) {
-        self.out.step(message);
+        self.out.step(message.as_ref());
     }
 
     /// A warning that does not stop the command.
     pub fn warn(&self, message: impl AsRef<str>) {
-        self.out.warn(message);
+        self.out.warn(message.as_ref());
     }
 
     /// The cluster lock for the whole command.
@@ -126,17 +130,17 @@ impl<'a> Ops<'a> {
         name: &str,
         label: &str,
     ) -> Result<Recap> {
-        let pb = crate::ops::plans::playbook(self.home, name)?;
-        let plan = crate::ops::plans::build(self.home, &[pb], targets, &[])?;
+        let pb = crate::plans::playbook(self.home, name)?;
+        let plan = crate::plans::build(self.home, &[pb], targets, &[])?;
         if plan.is_empty() {
             return Ok(Recap::default());
         }
         let recap = self.execute(conn, &plan, label)?;
-        if self.out.json {
+        if self.out.json() {
             self.out
                 .emit(&json!({ "event": "recap", "label": label, "recap": recap }));
         } else {
-            eprint!("{}", progress::recap(&recap, self.out.style));
+            self.out.show_recap(&recap);
         }
         if !recap.ok() {
             bail!(Failure::new(
@@ -150,17 +154,15 @@ impl<'a> Ops<'a> {
     fn execute(&self, conn: &Cluster, plan: &Plan, label: &str) -> Result<Recap> {
         self.rt.block_on(async {
             let connector = Arc::new(SshConnector::new(conn, self.accept_new));
-            let recap = crate::run::run_plan(
+            let run = crate::run::run_plan(
                 conn,
                 connector.clone(),
                 plan,
                 RunOptions::default(),
                 self.out,
                 label,
-            )
-            .await;
-            connector.pool().close_all().await;
-            recap
+            );
+            closing(connector.pool(), run).await
         })
     }
 }

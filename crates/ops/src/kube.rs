@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::runtime::Handle;
 
 use crate::home::Home;
-use crate::ops::version::KubeVersion;
+use crate::version::KubeVersion;
 
 /// Short calls (get, cordon, delete).
 pub const CALL: Duration = Duration::from_secs(30);

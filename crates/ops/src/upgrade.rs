@@ -32,18 +32,18 @@ use anyhow::{bail, Context, Result};
 use ez_inventory::{Cluster, Group, Host};
 use serde_json::json;
 
-use crate::commands::setup::Output;
+use crate::context::Ops;
 use crate::etcd::members::{list_errors, EtcdHosts};
 use crate::etcd::quorum;
 use crate::exit::{ExitCode, Failure};
+use crate::fleet::Fleet;
 use crate::home::Home;
-use crate::ops::context::Ops;
-use crate::ops::fleet::Fleet;
-use crate::ops::kube::{self, Kube};
-use crate::ops::upgrade_state::UpgradeState;
-use crate::ops::version::{self, KubeVersion, Step};
-use crate::ops::{mark, set_vars};
-use crate::remote::SshConnector;
+use crate::kube::{self, Kube};
+use crate::remote::{closing, SshConnector};
+use crate::report::Report;
+use crate::upgrade_state::UpgradeState;
+use crate::version::{self, KubeVersion, Step};
+use crate::{mark, set_vars};
 
 pub struct UpgradeArgs<'a> {
     pub cluster: &'a str,
@@ -114,7 +114,7 @@ impl Found {
     }
 }
 
-pub fn run(home: &Home, args: &UpgradeArgs<'_>, out: &Output) -> Result<()> {
+pub fn run(home: &Home, args: &UpgradeArgs<'_>, out: &dyn Report) -> Result<()> {
     let started = Instant::now();
     if args.max_unavailable == 0 {
         bail!(Failure::usage("--max-unavailable must be at least 1"));
@@ -130,28 +130,7 @@ pub fn run(home: &Home, args: &UpgradeArgs<'_>, out: &Output) -> Result<()> {
     };
     let target = bundle.kube.clone();
 
-    let mut state = match UpgradeState::load(&cluster.dir)? {
-        Some(s) if s.target == target.text => {
-            if !s.done.is_empty() {
-                ops.say(format!(
-                    "resuming the upgrade to {target}: already done: {}",
-                    s.done.join(", ")
-                ));
-            }
-            s
-        }
-        Some(s) => {
-            ops.warn(format!(
-                "an unfinished upgrade to {} is replaced by the upgrade to {target}",
-                s.target
-            ));
-            UpgradeState {
-                cordoned: s.cordoned,
-                ..UpgradeState::new(&target.text)
-            }
-        }
-        None => UpgradeState::new(&target.text),
-    };
+    let mut state = starting_state(&cluster.dir, &target, out)?;
 
     let kube = Kube::pick(home, &cluster, &[], ops.handle())?;
     let members = survey_etcd(&ops, &cluster)?;
@@ -284,6 +263,39 @@ pub fn run(home: &Home, args: &UpgradeArgs<'_>, out: &Output) -> Result<()> {
     Ok(())
 }
 
+/// Where this run starts: the saved state when it goes to the same
+/// version (the hosts it finished are not stepped again), else a new one
+/// that keeps the nodes the earlier run cordoned, so this run uncordons
+/// them (and never a node an operator cordoned).
+fn starting_state(
+    cluster_dir: &std::path::Path,
+    target: &KubeVersion,
+    out: &dyn Report,
+) -> Result<UpgradeState> {
+    Ok(match UpgradeState::load(cluster_dir)? {
+        Some(s) if s.target == target.text => {
+            if !s.done.is_empty() {
+                out.step(&format!(
+                    "resuming the upgrade to {target}: already done: {}",
+                    s.done.join(", ")
+                ));
+            }
+            s
+        }
+        Some(s) => {
+            out.warn(&format!(
+                "an unfinished upgrade to {} is replaced by the upgrade to {target}",
+                s.target
+            ));
+            UpgradeState {
+                cordoned: s.cordoned,
+                ..UpgradeState::new(&target.text)
+            }
+        }
+        None => UpgradeState::new(&target.text),
+    })
+}
+
 /// Each master's restart reconnects its apiserver to etcd and the nodes'
 /// re-registration loads it: with members down and no failure to spare,
 /// one more hiccup meanwhile would stop the cluster. Checked before
@@ -294,9 +306,7 @@ fn etcd_guard(ops: &Ops, cluster: &Cluster, accept_new: bool) -> Result<()> {
     let view = ops.block_on(async {
         let connector = Arc::new(SshConnector::new(cluster, accept_new));
         let hosts = EtcdHosts::new(cluster, connector.clone());
-        let view = hosts.observe(&members).await;
-        connector.pool().close_all().await;
-        view
+        closing(connector.pool(), hosts.observe(&members)).await
     });
     let view = view.map_err(|errors| {
         Failure::new(
@@ -397,7 +407,7 @@ fn step(
             format!(
                 "upgrading {} failed; progress is saved in {}: fix the cause and run `ezctl upgrade {}` again to continue",
                 ips.join(", "),
-                crate::ops::upgrade_state::path(&cluster.dir).display(),
+                crate::upgrade_state::path(&cluster.dir).display(),
                 cluster.name
             )
         })?;
@@ -793,6 +803,40 @@ fn upgrade_member(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The resume path without a lab: a state file left by a failed run
+    /// towards the same version is picked up (its finished hosts are not
+    /// stepped again); one towards another version is replaced, keeping
+    /// the nodes it cordoned so this run uncordons them.
+    #[test]
+    fn an_upgrade_resumes_from_its_state_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = |t: &str| KubeVersion::parse(t).unwrap();
+        let report = crate::report::collect::Collected::default();
+        let fresh = starting_state(dir.path(), &v("v1.30.11"), &report).unwrap();
+        assert_eq!(fresh, UpgradeState::new("v1.30.11"));
+
+        let mut left = UpgradeState::new("v1.30.11");
+        left.mark_done("10.0.0.1");
+        left.cordoned.insert("10.0.0.2".into());
+        left.save(dir.path()).unwrap();
+        let resumed = starting_state(dir.path(), &v("v1.30.11"), &report).unwrap();
+        assert_eq!(resumed, left);
+        assert!(resumed.is_done("10.0.0.1") && !resumed.is_done("10.0.0.2"));
+        assert_eq!(
+            report.steps.lock().unwrap().as_slice(),
+            ["resuming the upgrade to v1.30.11: already done: 10.0.0.1"]
+        );
+
+        let replaced = starting_state(dir.path(), &v("v1.31.2"), &report).unwrap();
+        assert_eq!(replaced.target, "v1.31.2");
+        assert!(replaced.done.is_empty());
+        assert!(replaced.cordoned.contains("10.0.0.2"));
+        assert_eq!(
+            report.warnings.lock().unwrap().as_slice(),
+            ["an unfinished upgrade to v1.30.11 is replaced by the upgrade to v1.31.2"]
+        );
+    }
 
     fn found(ip: &str, versions: &[&str]) -> Found {
         let dir = tempfile::tempdir().unwrap();

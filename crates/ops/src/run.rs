@@ -1,28 +1,24 @@
 //! Running one plan: the engine with the SSH connector, events to the
-//! screen (bars on a terminal, plain lines otherwise, JSON lines with
-//! `--json`) and to the run log `clusters/<c>/logs/<stamp>-<label>.log`.
+//! screen the [`Report`] chooses (bars, plain lines or JSON lines) and to
+//! the run log `clusters/<c>/logs/<stamp>-<label>.log`.
 //! Every command that runs plans goes through here.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use ez_engine::transport::{Connector, LocalTransport};
-use ez_engine::{
-    EventConsumer, EventSink, JsonLinesWriter, Plan, Recap, RunLogWriter, RunOptions, Runner,
-};
+use ez_engine::{EventConsumer, EventSink, Plan, Recap, RunLogWriter, RunOptions, Runner};
 use ez_inventory::Cluster;
 
-use crate::commands::setup::Output;
-use crate::progress::{Bars, Lines};
+use crate::report::Report;
 
 pub async fn run_plan(
     cluster: &Cluster,
     connector: Arc<dyn Connector>,
     plan: &Plan,
     options: RunOptions,
-    out: &Output,
+    out: &dyn Report,
     label: &str,
 ) -> Result<Recap> {
     let dry_run = options.dry_run;
@@ -58,16 +54,9 @@ pub async fn run_plan(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    let (json, style) = (out.json, out.style);
+    let mut screen = out.plan_screen(&hosts, dry_run);
     let consumer = tokio::task::spawn_blocking(move || {
         let mut log = log_file.map(RunLogWriter::new);
-        let mut screen: Box<dyn EventConsumer> = if json {
-            Box::new(JsonLinesWriter::new(std::io::stdout()))
-        } else if std::io::stderr().is_terminal() {
-            Box::new(Bars::new(&hosts, style, dry_run))
-        } else {
-            Box::new(Lines::new(std::io::stderr(), style, dry_run))
-        };
         while let Some(e) = rx.blocking_recv() {
             if let Some(log) = log.as_mut() {
                 let _ = log.on_event(&e);
@@ -77,8 +66,8 @@ pub async fn run_plan(
     });
     let recap = runner.run(plan, EventSink::new(tx)).await;
     let _ = consumer.await;
-    if let (false, Some(p)) = (out.json, &log_path) {
-        eprintln!("run log: {}", p.display());
+    if let Some(p) = &log_path {
+        out.run_log(p);
     }
     Ok(recap)
 }

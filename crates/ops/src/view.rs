@@ -212,7 +212,7 @@ mod tests {
             let want: Vec<&str> = h.groups.iter().map(|g| g.key()).collect();
             assert_eq!(th.vars["group_names"], json!(want), "{}", th.name);
         }
-        let day2 = crate::ops::plans::targets(&home, &cluster, &[], &[]);
+        let day2 = crate::plans::targets(&home, &cluster, &[], &[]);
         assert_eq!(
             day2.hosts[0].vars["group_names"],
             t.hosts[0].vars["group_names"]

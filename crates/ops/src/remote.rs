@@ -90,29 +90,6 @@ pub fn resolve_credentials(
     })
 }
 
-/// Read a line from the terminal without echoing it.
-pub fn ask_terminal(prompt: &str) -> std::io::Result<String> {
-    use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
-    use std::io::{BufRead, Write};
-    let tty = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/tty")?;
-    let mut w = &tty;
-    w.write_all(prompt.as_bytes())?;
-    w.flush()?;
-    let before = tcgetattr(&tty)?;
-    let mut quiet = before.clone();
-    quiet.local_modes.remove(LocalModes::ECHO);
-    tcsetattr(&tty, OptionalActions::Flush, &quiet)?;
-    let mut line = String::new();
-    let read = std::io::BufReader::new(&tty).read_line(&mut line);
-    tcsetattr(&tty, OptionalActions::Flush, &before)?;
-    w.write_all(b"\n")?;
-    read?;
-    Ok(line.trim_end_matches(['\n', '\r']).to_string())
-}
-
 /// How to reach an inventory host of `cluster`.
 ///
 /// The jump host logs in with the inventory's key too (the key of the
@@ -186,6 +163,16 @@ impl SshConnector {
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
+}
+
+/// Run `work`, then close `pool`, whichever way `work` ends (an early
+/// `return` or `?` inside it included): a pool left open would keep its
+/// sessions until the runtime is dropped, and sessions closed properly
+/// end on the host at once.
+pub async fn closing<T>(pool: &Pool, work: impl std::future::Future<Output = T>) -> T {
+    let out = work.await;
+    pool.close_all().await;
+    out
 }
 
 /// The `ssh_traffic` event of a run (`--json`): per host, the SSH channels

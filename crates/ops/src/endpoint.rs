@@ -86,7 +86,7 @@ pub fn record_ex_lb_run(cluster: &Cluster, ok: bool) -> Result<bool> {
     match (ok, vip_url(cluster)) {
         (true, Some(vip)) => {
             if !verified(&cluster.dir, &vip) {
-                crate::commands::list::write_private(&path, format!("{vip}\n").as_bytes())
+                crate::files::write_private(&path, format!("{vip}\n").as_bytes())
                     .with_context(|| format!("recording the verified VIP in {}", path.display()))?;
             }
         }

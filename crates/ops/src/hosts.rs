@@ -1,15 +1,6 @@
-//! Building blocks of the day-2 commands (add/del hosts, upgrade,
-//! start/stop/destroy, certificate renewal): one lock and one runtime per
-//! command, transactional inventory edits, playbook runs, controller-side
-//! kubectl, one-off commands over SSH, and the pure rules they follow.
-
-pub mod clean;
-pub mod context;
-pub mod fleet;
-pub mod kube;
-pub mod plans;
-pub mod upgrade_state;
-pub mod version;
+//! Inventory commits and pseudo-groups shared by the day-2 procedures:
+//! write a staged `hosts.yml` edit once the work succeeded, and mark the
+//! hosts a playbook should act on (`adding`, `removing`, ...).
 
 use std::collections::BTreeSet;
 
