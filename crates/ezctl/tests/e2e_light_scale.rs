@@ -3,7 +3,7 @@
 //! `ezctl play` over 1 000 light hosts (`ezlab up N --light`: a network
 //! namespace with its own sshd each, no systemd) where one host is down
 //! (its namespace gone: nothing answers ARP for its address) and one sits
-//! behind a slow link (a token bucket of 8 kbit/s on what it sends, so its
+//! behind a slow link (a token bucket of 4 kbit/s on what it sends, so its
 //! every answer crawls). The run must finish, name the host that is down
 //! (unreachable, with the reason) and the one that was slow (among the
 //! hosts that finished last), and leave every other host converged. The
@@ -66,7 +66,7 @@ fn a_thousand_hosts_one_down_one_slow_the_run_names_both_and_converges_the_rest(
     let shaped = lab
         .ssh_run(
             slow,
-            "tc qdisc replace dev eth0 root tbf rate 8kbit burst 2kb latency 60s",
+            "tc qdisc replace dev eth0 root tbf rate 4kbit burst 1600 latency 60s",
             Duration::from_secs(60),
         )
         .expect("ssh to the slow host");
