@@ -11,6 +11,7 @@ pub mod edit;
 pub mod hosts;
 pub mod kubeasz;
 pub mod render;
+mod resolve;
 pub mod settings;
 pub mod syntax;
 pub mod transaction;

@@ -1,5 +1,5 @@
-//! The lab as a whole: bring N machines up, describe them, stop/start one,
-//! tear everything down.
+//! The lab as a whole: bring N machines up, describe them, stop/start one.
+//! Tearing it down is in `teardown`.
 //!
 //! On disk (`/var/lib/ezlab` by default):
 //! ```text
@@ -22,7 +22,6 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::cgroup;
 use crate::cluster_files;
 use crate::cmd;
 use crate::doctor;
@@ -32,18 +31,18 @@ use crate::layout::{self, Layout, Role};
 use crate::light;
 use crate::machine;
 use crate::net;
-use crate::process;
 use crate::rootfs;
 use crate::ssh_client::{self, Probe};
 use crate::state::{self, LabState, LightState, MachineState};
+use crate::teardown::teardown;
 
 pub const DEFAULT_STATE_ROOT: &str = "/var/lib/ezlab";
 pub const DEFAULT_CACHE_DIR: &str = "/var/cache/ezlab";
 pub const DEFAULT_HOME: &str = "/etc/ezctl";
 /// Grace given to a machine's systemd to shut down before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(15);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(15);
 /// Machines prepared at once (ssh-keygen, mount, netns): 2 cores.
-const PREPARE_WORKERS: usize = 4;
+pub(crate) const PREPARE_WORKERS: usize = 4;
 /// Light hosts probed over ssh at once while they come up: each probe is an
 /// `ssh` process and a key exchange on a 2-core controller.
 const LIGHT_PROBE_WORKERS: usize = 16;
@@ -163,20 +162,21 @@ pub struct Lab {
     ready_timeout: Duration,
 }
 
+/// Where a lab's files and locks are (see the layout above).
 #[derive(Debug, Clone)]
-struct Paths {
-    state_root: PathBuf,
-    lab_dir: PathBuf,
+pub(crate) struct Paths {
+    pub(crate) state_root: PathBuf,
+    pub(crate) lab_dir: PathBuf,
 }
 
 impl Paths {
-    fn new(state_root: &Path, name: &str) -> Paths {
+    pub(crate) fn new(state_root: &Path, name: &str) -> Paths {
         Paths {
             state_root: state_root.to_path_buf(),
             lab_dir: state_root.join(name),
         }
     }
-    fn state_file(&self) -> PathBuf {
+    pub(crate) fn state_file(&self) -> PathBuf {
         self.lab_dir.join("state.json")
     }
     fn key(&self) -> PathBuf {
@@ -188,10 +188,10 @@ impl Paths {
     fn known_hosts(&self) -> PathBuf {
         self.lab_dir.join("known_hosts")
     }
-    fn lab_lock(&self, name: &str) -> PathBuf {
+    pub(crate) fn lab_lock(&self, name: &str) -> PathBuf {
         self.state_root.join(".locks").join(format!("{name}.lock"))
     }
-    fn global_lock(&self) -> PathBuf {
+    pub(crate) fn global_lock(&self) -> PathBuf {
         self.state_root.join(".locks/global.lock")
     }
 }
@@ -224,6 +224,98 @@ pub fn validate_name(name: &str) -> Result<()> {
 fn say(progress: bool, msg: &str) {
     if progress {
         eprintln!("ezlab: {msg}");
+    }
+}
+
+/// Where a new lab's addresses and bridges come from: the one thing a lab
+/// of full machines and a lab of light hosts allocate differently.
+enum Addressing {
+    /// 10.231.`subnet`.0/24 on the bridge all full labs share (see `net`).
+    Full { subnet: u8 },
+    /// A block of 10.232.0.0/16 on the lab's own bridges (see `light`).
+    Light(LightState),
+}
+
+impl Addressing {
+    /// The first range free both among this host's addresses and in every
+    /// lab's recorded state. Called with the global lock held.
+    fn pick(spec: &LabSpec, paths: &Paths) -> Result<Addressing> {
+        if spec.light {
+            let mut used = light::subnets_in_use()?;
+            for s in list_states(&paths.state_root) {
+                if let Some(l) = s.light {
+                    used.extend((0..l.subnets).map(|k| l.base.wrapping_add(k as u8)));
+                }
+            }
+            let count = light::subnets_for(spec.machines);
+            let base = light::pick_block(count, &used).ok_or(LabError::NoSubnet)?;
+            let plan = light::plan(base, spec.machines, spec.hosts_per_bridge);
+            return Ok(Addressing::Light(plan));
+        }
+        let mut used = net::subnets_in_use()?;
+        used.extend(
+            list_states(&paths.state_root)
+                .into_iter()
+                .filter(|s| s.light.is_none())
+                .map(|s| s.subnet),
+        );
+        let subnet = (1..=254u8)
+            .find(|x| !used.contains(x))
+            .ok_or(LabError::NoSubnet)?;
+        Ok(Addressing::Full { subnet })
+    }
+
+    /// `LabState::subnet`: X of 10.231.X.0/24, or a light block's base.
+    fn subnet(&self) -> u8 {
+        match self {
+            Addressing::Full { subnet } => *subnet,
+            Addressing::Light(l) => l.base,
+        }
+    }
+
+    /// `LabState::bridge`: the shared bridge, or a light lab's first.
+    fn bridge(&self) -> String {
+        match self {
+            Addressing::Full { .. } => net::BRIDGE.to_string(),
+            Addressing::Light(l) => l.bridges[0].clone(),
+        }
+    }
+
+    fn controller_ip(&self) -> Ipv4Addr {
+        match self {
+            Addressing::Full { subnet } => net::controller_ip(*subnet),
+            Addressing::Light(l) => light::controller_ip(l.base),
+        }
+    }
+
+    fn host_ip(&self, index: usize) -> Ipv4Addr {
+        match self {
+            Addressing::Full { subnet } => net::machine_ip(*subnet, index),
+            Addressing::Light(l) => light::host_ip(l.base, index),
+        }
+    }
+
+    fn veth(&self, index: usize) -> String {
+        match self {
+            Addressing::Full { subnet } => net::veth_name(*subnet, index),
+            Addressing::Light(l) => light::veth_name(l.base, index),
+        }
+    }
+
+    fn light(&self) -> Option<LightState> {
+        match self {
+            Addressing::Full { .. } => None,
+            Addressing::Light(l) => Some(l.clone()),
+        }
+    }
+
+    /// The bridge(s) the lab's machines attach to, with the controller's
+    /// address. Idempotent.
+    fn create_bridges(&self, lab: &str) -> Result<()> {
+        match self {
+            Addressing::Full { subnet } => net::ensure_bridge(*subnet),
+            Addressing::Light(l) => light::ensure_bridges(lab, l),
+        }
     }
 }
 
@@ -333,8 +425,8 @@ impl Lab {
         }
     }
 
-    /// Picks the lab's /24, creates its directory and records the plan in
-    /// state.json before anything else exists.
+    /// Picks the lab's addresses, creates its directory and records the
+    /// plan in state.json before anything else exists, then its bridge(s).
     fn allocate(
         spec: &LabSpec,
         paths: &Paths,
@@ -342,19 +434,7 @@ impl Lab {
         roles: Vec<Vec<Role>>,
     ) -> Result<LabState> {
         let _global = FileLock::acquire(&paths.global_lock(), Duration::from_secs(120))?;
-        if spec.light {
-            return Self::allocate_light(spec, paths, rootfs, roles);
-        }
-        let mut used = net::subnets_in_use()?;
-        used.extend(
-            list_states(&paths.state_root)
-                .into_iter()
-                .filter(|s| s.light.is_none())
-                .map(|s| s.subnet),
-        );
-        let subnet = (1..=254u8)
-            .find(|x| !used.contains(x))
-            .ok_or(LabError::NoSubnet)?;
+        let addressing = Addressing::pick(spec, paths)?;
         let machines_dir = paths.lab_dir.join("machines");
         let logs = paths.lab_dir.join("logs");
         fsutil::mkdir_mode(&machines_dir, 0o755)?;
@@ -362,9 +442,9 @@ impl Lab {
         let name = &spec.name;
         let st = LabState {
             name: name.clone(),
-            subnet,
-            bridge: net::BRIDGE.to_string(),
-            controller_ip: net::controller_ip(subnet),
+            subnet: addressing.subnet(),
+            bridge: addressing.bridge(),
+            controller_ip: addressing.controller_ip(),
             rootfs: rootfs.to_path_buf(),
             cluster_dir: None,
             complete: false,
@@ -379,9 +459,9 @@ impl Lab {
                     let hostname = format!("{name}-{}", i + 1);
                     MachineState {
                         index: i,
-                        ip: net::machine_ip(subnet, i),
+                        ip: addressing.host_ip(i),
                         netns: net::netns_name(name, i),
-                        veth: net::veth_name(subnet, i),
+                        veth: addressing.veth(i),
                         dir: machines_dir.join(&hostname),
                         log: logs.join(format!("{hostname}.log")),
                         hostname,
@@ -390,69 +470,10 @@ impl Lab {
                     }
                 })
                 .collect(),
-            light: None,
+            light: addressing.light(),
         };
         state::save(&paths.state_file(), &st)?;
-        net::ensure_bridge(subnet)?;
-        Ok(st)
-    }
-
-    /// A light lab's block of 10.232.0.0/16 (see `light`), recorded before
-    /// its bridges are made. Called with the global lock held.
-    fn allocate_light(
-        spec: &LabSpec,
-        paths: &Paths,
-        rootfs: &Path,
-        roles: Vec<Vec<Role>>,
-    ) -> Result<LabState> {
-        let mut used = light::subnets_in_use()?;
-        for s in list_states(&paths.state_root) {
-            if let Some(l) = s.light {
-                used.extend((0..l.subnets).map(|k| l.base.wrapping_add(k as u8)));
-            }
-        }
-        let count = light::subnets_for(spec.machines);
-        let base = light::pick_block(count, &used).ok_or(LabError::NoSubnet)?;
-        let plan = light::plan(base, spec.machines, spec.hosts_per_bridge);
-        let machines_dir = paths.lab_dir.join("machines");
-        let logs = paths.lab_dir.join("logs");
-        fsutil::mkdir_mode(&machines_dir, 0o755)?;
-        fsutil::mkdir_mode(&logs, 0o755)?;
-        let name = &spec.name;
-        let st = LabState {
-            name: name.clone(),
-            subnet: base,
-            bridge: plan.bridges[0].clone(),
-            controller_ip: light::controller_ip(base),
-            rootfs: rootfs.to_path_buf(),
-            cluster_dir: None,
-            complete: false,
-            created: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-            machines: roles
-                .into_iter()
-                .enumerate()
-                .map(|(i, roles)| {
-                    let hostname = format!("{name}-{}", i + 1);
-                    MachineState {
-                        index: i,
-                        ip: light::host_ip(base, i),
-                        netns: net::netns_name(name, i),
-                        veth: light::veth_name(base, i),
-                        dir: machines_dir.join(&hostname),
-                        log: logs.join(format!("{hostname}.log")),
-                        hostname,
-                        roles,
-                        launcher_pid: None,
-                    }
-                })
-                .collect(),
-            light: Some(plan.clone()),
-        };
-        state::save(&paths.state_file(), &st)?;
-        light::ensure_bridges(name, &plan)?;
+        addressing.create_bridges(name)?;
         Ok(st)
     }
 
@@ -892,7 +913,7 @@ impl Lab {
         light::Shared::new(&self.paths.lab_dir, &rootfs)
     }
 
-    /// Tears everything down (see [`down`]).
+    /// Tears everything down (see [`crate::down_by_name`]).
     pub fn down(&self) -> Result<()> {
         let st = self.lock().clone();
         let _lock = FileLock::acquire(&self.paths.lab_lock(&st.name), Duration::from_secs(600))?;
@@ -980,7 +1001,7 @@ fn hosts_file(machines: &[MachineState]) -> String {
 }
 
 /// Runs `f` on every item with at most `workers` threads; first error wins.
-fn par_for_each<T: Sync>(
+pub(crate) fn par_for_each<T: Sync>(
     items: &[T],
     workers: usize,
     f: impl Fn(&T) -> Result<()> + Sync,
@@ -1004,208 +1025,6 @@ fn par_for_each<T: Sync>(
             .collect()
     });
     results.into_iter().collect()
-}
-
-/// Tears a lab down by name, whether it is healthy, half built by a crashed
-/// `up`, or already partly gone.
-pub fn down_by_name(name: &str, state_root: &Path) -> Result<()> {
-    validate_name(name)?;
-    let paths = Paths::new(state_root, name);
-    let _lock = FileLock::acquire(&paths.lab_lock(name), Duration::from_secs(600))?;
-    let st = state::load(&paths.state_file()).unwrap_or(None);
-    if st.is_none()
-        && !paths.lab_dir.exists()
-        && net::netns_with_prefix(&net::netns_prefix(name)).is_empty()
-        && light::links_of(name).is_empty()
-    {
-        return Err(LabError::NotFound(name.to_string()));
-    }
-    teardown(name, &paths, st)
-}
-
-/// The teardown itself: processes (by pid, then whatever is left in the
-/// lab's cgroups), cgroups depth-first, netns, overlay mounts, the lab's
-/// bridge address (and the bridge when no lab is left), the cluster folder,
-/// the lab directory. Then checks that nothing is left.
-fn teardown(name: &str, paths: &Paths, st: Option<LabState>) -> Result<()> {
-    let mut machines: Vec<MachineState> =
-        st.as_ref().map(|s| s.machines.clone()).unwrap_or_default();
-    // Machines a crashed `up` created but never recorded.
-    if let Ok(entries) = std::fs::read_dir(paths.lab_dir.join("machines")) {
-        for e in entries.flatten() {
-            let host = e.file_name().to_string_lossy().into_owned();
-            if !machines.iter().any(|m| m.hostname == host) {
-                machines.push(MachineState {
-                    index: machines.len(),
-                    hostname: host.clone(),
-                    ip: Ipv4Addr::UNSPECIFIED,
-                    netns: String::new(),
-                    veth: String::new(),
-                    dir: e.path(),
-                    log: PathBuf::new(),
-                    roles: Vec::new(),
-                    launcher_pid: None,
-                });
-            }
-        }
-    }
-    let mut left: Vec<String> = Vec::new();
-    let light_net = st.as_ref().and_then(|s| s.light.clone());
-    // A light lab whose state is gone still has its init script.
-    let is_light = light_net.is_some() || light::init_path(&paths.lab_dir).exists();
-    if is_light {
-        // SIGKILL to each launcher ends its host's PID namespace; whatever
-        // else runs is in the lab's cgroup and goes with it below.
-        let init = light::init_path(&paths.lab_dir);
-        for m in &machines {
-            light::kill(m, &init);
-        }
-    } else {
-        let stopped: Vec<Vec<String>> = thread::scope(|s| {
-            let hs: Vec<_> = machines
-                .iter()
-                .map(|m| s.spawn(move || machine::stop(m, name, STOP_GRACE)))
-                .collect();
-            hs.into_iter()
-                .map(|h| h.join().unwrap_or_default())
-                .collect()
-        });
-        left.extend(stopped.into_iter().flatten());
-    }
-    let lab_cgroups = cgroup::lab_dirs(name);
-    left.extend(machine::kill_cgroups(&lab_cgroups));
-    // Anything that escaped the cgroups but still runs from the lab's files.
-    let lab_dir_text = paths.lab_dir.display().to_string();
-    for pid in process::pids_mentioning(&lab_dir_text) {
-        if process::cmdline(pid).contains("systemd-nspawn")
-            || process::cmdline(pid).contains("launch.sh")
-        {
-            process::kill(pid, libc::SIGKILL);
-        }
-    }
-    for d in &lab_cgroups {
-        // The kernel releases a cgroup a moment after its last task is
-        // reaped (EBUSY until then), so a just-killed machine's cgroup
-        // may need a few tries.
-        let mut stuck = Vec::new();
-        process::wait_until(Duration::from_secs(5), || {
-            stuck = cgroup::remove_tree(d);
-            stuck.is_empty()
-        });
-        left.extend(stuck.into_iter().map(|p| format!("cgroup {}", p.display())));
-    }
-    cgroup::remove_parent_if_empty();
-
-    // Light labs have a thousand netns: deleted a few at a time, without
-    // waiting for each veth (the kernel destroys them in batches, after
-    // the netns): all of them are waited for once, below.
-    let net_left = Mutex::new(Vec::new());
-    let _ = par_for_each(&machines, if is_light { PREPARE_WORKERS } else { 1 }, |m| {
-        if !m.netns.is_empty() {
-            let veth = (!is_light).then_some(m.veth.as_str());
-            if let Err(e) = net::delete_machine_net(&m.netns, veth) {
-                net_left
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(e.to_string());
-            }
-        }
-        Ok(())
-    });
-    left.extend(net_left.into_inner().unwrap_or_else(|e| e.into_inner()));
-    if is_light {
-        let veths: Vec<&str> = machines
-            .iter()
-            .map(|m| m.veth.as_str())
-            .filter(|v| !v.is_empty())
-            .collect();
-        left.extend(light::remove_veths(&veths, Duration::from_secs(30)));
-    }
-    for ns in net::netns_with_prefix(&net::netns_prefix(name)) {
-        if let Err(e) = net::delete_machine_net(&ns, None) {
-            left.push(e.to_string());
-        }
-    }
-    left.extend(fsutil::unmount_all_under(&paths.lab_dir));
-    {
-        let _global = FileLock::acquire(&paths.global_lock(), Duration::from_secs(120))?;
-        match &st {
-            Some(s) if s.light.is_none() => {
-                if let Err(e) = net::release_bridge(s.subnet) {
-                    left.push(e.to_string());
-                }
-            }
-            _ => {}
-        }
-        // A light lab's bridges, found by their alias too (a crashed `up`).
-        left.extend(light::remove_bridges(name, light_net.as_ref()));
-    }
-    if let Some(dir) = st.as_ref().and_then(|s| s.cluster_dir.clone()) {
-        if let Err(e) = cluster_files::remove(&dir, name) {
-            left.push(e.to_string());
-        }
-    }
-    if left.is_empty() {
-        if let Err(e) = fsutil::remove_tree_unmounted(&paths.lab_dir) {
-            left.push(e.to_string());
-        }
-        // The private ezctl home a test binary keeps beside its lab
-        // (`testing::shared_lab`): a bundle of a gigabyte that a killed
-        // test would otherwise leave behind for every `ezlab down` to miss.
-        let home = paths.state_root.join(format!(".home-{name}"));
-        if home.is_dir() {
-            if let Err(e) = std::fs::remove_dir_all(&home) {
-                left.push(format!("{}: {e}", home.display()));
-            }
-        }
-    }
-    left.extend(leftovers(name, &paths.lab_dir));
-    left.sort();
-    left.dedup();
-    if left.is_empty() {
-        Ok(())
-    } else {
-        Err(LabError::Leftovers {
-            name: name.to_string(),
-            leftovers: left,
-        })
-    }
-}
-
-/// What of lab `name` still exists on this host: netns, mounts, cgroups,
-/// nspawn processes. Empty after a clean `down`.
-pub fn leftovers(name: &str, lab_dir: &Path) -> Vec<String> {
-    let mut left: Vec<String> = net::netns_with_prefix(&net::netns_prefix(name))
-        .into_iter()
-        .map(|n| format!("netns {n}"))
-        .collect();
-    left.extend(
-        fsutil::mounts_under(lab_dir)
-            .into_iter()
-            .map(|m| format!("mount {}", m.display())),
-    );
-    left.extend(
-        cgroup::lab_dirs(name)
-            .into_iter()
-            .filter(|d| d.exists())
-            .map(|d| format!("cgroup {}", d.display())),
-    );
-    left.extend(
-        process::pids_mentioning(&lab_dir.display().to_string())
-            .into_iter()
-            .filter(|p| {
-                process::cmdline(*p).contains("systemd-nspawn")
-                    || process::cmdline(*p).contains("launch.sh")
-            })
-            .map(|p| format!("process {p}: {}", process::cmdline(p))),
-    );
-    left.extend(light::launchers_left(lab_dir));
-    left.extend(
-        light::links_of(name)
-            .into_iter()
-            .map(|l| format!("link {l}")),
-    );
-    left
 }
 
 /// Whether a machine of lab `st` runs: a full machine's launcher and nspawn,
@@ -1332,14 +1151,5 @@ mod tests {
             launcher_pid: None,
         };
         assert!(hosts_file(&[m]).contains("10.231.2.11\tdemo-1\n"));
-    }
-
-    #[test]
-    fn down_of_an_unknown_lab_is_not_found() {
-        let d = tempfile::tempdir().unwrap();
-        assert!(matches!(
-            down_by_name("nosuchlab", d.path()),
-            Err(LabError::NotFound(_))
-        ));
     }
 }

@@ -37,12 +37,14 @@ mod process;
 pub mod rootfs;
 pub mod ssh_client;
 mod state;
+mod teardown;
 pub mod testing;
 
 pub use error::{LabError, Result};
 pub use lab::{
-    default_home, down_by_name, leftovers, status, validate_name, Host, Lab, LabSpec, LabStatus,
-    DEFAULT_CACHE_DIR, DEFAULT_HOME, DEFAULT_STATE_ROOT,
+    default_home, status, validate_name, Host, Lab, LabSpec, LabStatus, DEFAULT_CACHE_DIR,
+    DEFAULT_HOME, DEFAULT_STATE_ROOT,
 };
 pub use layout::{Layout, Role};
 pub use lookup::find_machine;
+pub use teardown::{down_by_name, leftovers};

@@ -21,7 +21,8 @@ use std::sync::OnceLock;
 
 use crate::doctor;
 use crate::error::LabError;
-use crate::lab::{down_by_name, Lab, LabSpec};
+use crate::lab::{Lab, LabSpec};
+use crate::teardown::down_by_name;
 
 /// The lab of this process, or why it could not come up (an environment
 /// problem; any other failure panics).
