@@ -1,11 +1,13 @@
 //! The DAG edges of an ezctl plan, built the way `ezctl setup` builds its
-//! plan (same inventory view of hosts and groups, same playbooks and roles,
-//! no filter), so a run's events can be laid on its dependency graph.
+//! plan (ez-ops' view of hosts, groups and variables, the same playbooks
+//! and roles, no filter), so a run's events can be laid on its dependency
+//! graph.
 
 use std::path::Path;
 
-use ez_engine::{Plan, PlanFilter, Playbook, TargetHost, Targets};
+use ez_engine::{Plan, PlanFilter, Playbook};
 use ez_inventory::Cluster;
+use ez_ops::home::Home;
 
 use crate::critical::Edge;
 
@@ -20,10 +22,10 @@ pub enum EdgesError {
 }
 
 /// Every edge of the plan of `playbooks` (files) on the cluster in
-/// `cluster_dir`, with roles from `roles_dir`.
+/// `cluster_dir`, for the ezctl home `home` (its `roles/`).
 pub fn plan_edges(
+    home: &Path,
     cluster_dir: &Path,
-    roles_dir: &Path,
     playbooks: &[&Path],
 ) -> Result<Vec<Edge>, EdgesError> {
     let cluster = Cluster::load(cluster_dir).map_err(|e| EdgesError::Inventory {
@@ -34,7 +36,14 @@ pub fn plan_edges(
         .iter()
         .map(|p| Playbook::load(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let plan = Plan::build(roles_dir, &books, targets(&cluster), &PlanFilter::default())?;
+    let home = Home::new(home);
+    let targets = ez_ops::view::targets(&home, &cluster);
+    let plan = Plan::build(
+        &home.dir.join("roles"),
+        &books,
+        targets,
+        &PlanFilter::default(),
+    )?;
     let mut edges = Vec::new();
     for u in plan.units() {
         for (role, host, _kind) in plan.deps(&u.role.name, &u.host) {
@@ -45,27 +54,6 @@ pub fn plan_edges(
         }
     }
     Ok(edges)
-}
-
-/// Hosts, groups and variables as ezctl's view gives them to the engine
-/// (controller paths are left out: they never change the graph).
-fn targets(cluster: &Cluster) -> Targets {
-    let hosts = cluster
-        .hosts
-        .iter()
-        .map(|h| {
-            let mut t = TargetHost::new(h.ip.to_string());
-            for g in &h.groups {
-                t = t.group(g.key());
-            }
-            t.vars = cluster.host_vars(h);
-            t
-        })
-        .collect();
-    Targets {
-        globals: cluster.globals(),
-        hosts,
-    }
 }
 
 #[cfg(test)]
@@ -80,8 +68,8 @@ mod tests {
     fn setup_all_on_the_example_cluster_has_the_documented_edges() {
         let repo = repo();
         let edges = plan_edges(
+            &repo,
             &repo.join("clusters/example"),
-            &repo.join("roles"),
             &[&repo.join("playbooks/90-all.yml")],
         )
         .expect("plan builds");

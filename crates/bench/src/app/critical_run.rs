@@ -38,8 +38,8 @@ pub fn run(bench: &mut Bench, n: usize) -> Result<()> {
     );
 
     let edges = plan_edges(
+        &bench.home.dir,
         &cluster_dir,
-        &bench.home.dir.join("roles"),
         &[&bench.home.dir.join("playbooks/90-all.yml")],
     )?;
     let events = cold.events.clone().unwrap_or_default();
