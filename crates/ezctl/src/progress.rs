@@ -433,7 +433,10 @@ mod tests {
             .filter(|l| l.contains("unreachable="))
             .collect();
         assert_eq!(host_lines.len(), 1, "{text}");
-        assert!(host_lines[0].trim_start().starts_with("10.0.0.3 "), "{text}");
+        assert!(
+            host_lines[0].trim_start().starts_with("10.0.0.3 "),
+            "{text}"
+        );
         assert!(
             text.contains("199 other hosts without a problem: ok=0 changed=398 skipped=0 in all"),
             "{text}"

@@ -70,7 +70,10 @@ fn a_thousand_hosts_one_down_one_slow_the_run_names_both_and_converges_the_rest(
             Duration::from_secs(60),
         )
         .expect("ssh to the slow host");
-    assert!(shaped.status.success(), "shaping the slow host's link: {shaped:?}");
+    assert!(
+        shaped.status.success(),
+        "shaping the slow host's link: {shaped:?}"
+    );
     lab.stop_machine(down).expect("stop one host");
     let (down_ip, slow_ip) = (hosts[down].ip.to_string(), hosts[slow].ip.to_string());
 

@@ -302,10 +302,7 @@ fn refusing_members(members: &[String]) -> Vec<String> {
     members
         .iter()
         .filter(|m| {
-            let addr = std::net::SocketAddr::new(
-                m.parse().expect("member address is an IP"),
-                2379,
-            );
+            let addr = std::net::SocketAddr::new(m.parse().expect("member address is an IP"), 2379);
             matches!(
                 std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)),
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
