@@ -108,7 +108,7 @@ pub fn run(home: &Home, name: &str, keep: Option<usize>, out: &dyn Report) -> Re
             .max(1),
     };
     let started = Instant::now();
-    let _lock = etcd::lock(&cluster, &format!("backup {name}"), out)?;
+    let _lock = crate::context::lock(&cluster, &format!("backup {name}"), out)?;
     let dir = snapshots::backup_dir(&cluster.dir);
     snapshots::ensure_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let stamp = free_stamp(&dir);

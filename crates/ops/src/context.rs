@@ -27,6 +27,21 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// The cluster lock for a whole command (its several plans and other steps
+/// must not interleave with another ezctl run): refused with exit code 4
+/// when held, with a warning when a stale one was taken over.
+pub fn lock(cluster: &Cluster, command: &str, out: &dyn Report) -> Result<Lock> {
+    let lock = Lock::acquire(&cluster.dir, command)
+        .map_err(|e| Failure::new(ExitCode::Locked, e.to_string()))?;
+    if let Some(prev) = lock.taken_over() {
+        out.warn(&format!(
+            "took over a stale lock of pid {} ({} since {})",
+            prev.pid, prev.command, prev.since
+        ));
+    }
+    Ok(lock)
+}
+
 pub struct Ops<'a> {
     pub home: &'a Home,
     pub out: &'a dyn Report,
@@ -90,15 +105,7 @@ impl<'a> Ops<'a> {
 
     /// The cluster lock for the whole command.
     pub fn lock(&self, cluster: &Cluster, command: &str) -> Result<Lock> {
-        let lock = Lock::acquire(&cluster.dir, command)
-            .map_err(|e| Failure::new(ExitCode::Locked, e.to_string()))?;
-        if let Some(prev) = lock.taken_over() {
-            self.warn(format!(
-                "took over a stale lock of pid {} ({} since {})",
-                prev.pid, prev.command, prev.since
-            ));
-        }
-        Ok(lock)
+        lock(cluster, command, self.out)
     }
 
     /// Certificates for this (possibly not yet committed) inventory.

@@ -207,7 +207,7 @@ pub fn add(home: &Home, args: &AddArgs<'_>, out: &dyn Report) -> Result<Changed>
         .collect();
     let staged = stage(&cluster, &edits, &format!("{} in etcd", ip_list(&ips)))?;
     let grown = staged.cluster();
-    let _lock = etcd::lock(&cluster, &format!("add-etcd {name} {}", ip_list(&ips)), out)?;
+    let _lock = crate::context::lock(&cluster, &format!("add-etcd {name} {}", ip_list(&ips)), out)?;
 
     let summary = runtime()?.block_on(async {
         let connector = Arc::new(SshConnector::new(grown, args.accept_new));
@@ -481,7 +481,7 @@ pub fn del(home: &Home, args: &DelArgs<'_>, out: &dyn Report) -> Result<Changed>
         .collect();
     let staged = stage(&cluster, &edits, &format!("{} out of etcd", ip_list(&ips)))?;
     let shrunk = staged.cluster();
-    let _lock = etcd::lock(&cluster, &format!("del-etcd {name} {}", ip_list(&ips)), out)?;
+    let _lock = crate::context::lock(&cluster, &format!("del-etcd {name} {}", ip_list(&ips)), out)?;
 
     let (summary, warnings) = runtime()?.block_on(async {
         // The old inventory knows how to reach the leaving hosts.

@@ -64,7 +64,7 @@ pub fn run(home: &Home, args: &RestoreArgs<'_>, out: &dyn Report) -> Result<Rest
         .map_err(|e| Failure::new(ExitCode::Input, format!("reading {}: {e}", file.display())))?;
     let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
     let started = Instant::now();
-    let _lock = etcd::lock(&cluster, &format!("restore {name}"), out)?;
+    let _lock = crate::context::lock(&cluster, &format!("restore {name}"), out)?;
     let stamp = stamp::now();
     let data_dir = cluster.settings.text("ETCD_DATA_DIR").to_string();
     etcd::say(

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use ez_engine::{Lock, Plan, PlanFilter, Recap, RunOptions};
+use ez_engine::{Plan, PlanFilter, Recap, RunOptions};
 use ez_inventory::Cluster;
 
 use crate::exit::{ExitCode, Failure};
@@ -250,15 +250,7 @@ pub fn execute(
     let lock = if opts.dry_run {
         None
     } else {
-        let lock = Lock::acquire(&cluster.dir, command)
-            .map_err(|e| Failure::new(ExitCode::Locked, e.to_string()))?;
-        if let Some(prev) = lock.taken_over() {
-            out.warn(&format!(
-                "took over a stale lock of pid {} ({} since {})",
-                prev.pid, prev.command, prev.since
-            ));
-        }
-        Some(lock)
+        Some(crate::context::lock(cluster, command, out)?)
     };
     let certs = certificates(cluster, opts.dry_run, out)?;
     let plan = build_plan(home, cluster, roles_dir, playbooks, opts, &certs.path())?;
