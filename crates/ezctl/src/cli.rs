@@ -1,5 +1,6 @@
 //! The command line: every kubeasz command, plus ours.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -291,8 +292,8 @@ pub enum Command {
 pub struct HostsArgs {
     pub cluster: String,
     /// IP address(es) of the new host(s)
-    #[arg(required = true)]
-    pub ips: Vec<String>,
+    #[arg(required = true, value_parser = parse_ip)]
+    pub ips: Vec<IpAddr>,
     /// Node name for a single new host
     #[arg(long)]
     pub name: Option<String>,
@@ -304,7 +305,8 @@ pub struct HostsArgs {
 pub struct DelHostArgs {
     pub cluster: String,
     /// IP address of the host to remove
-    pub ip: String,
+    #[arg(value_parser = parse_ip)]
+    pub ip: IpAddr,
     /// How long the drain may take before giving up (e.g. 90s, 5m)
     #[arg(long, default_value = "5m", value_parser = parse_timeout)]
     pub drain_timeout: std::time::Duration,
@@ -316,6 +318,14 @@ pub struct DelHostArgs {
     pub force: bool,
 }
 
+/// Hosts are given by IP on the command line; surrounding blanks (from a
+/// pasted list) are forgiven.
+fn parse_ip(text: &str) -> Result<IpAddr, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not an IP address (hosts are given by IP)"))
+}
+
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
     ez_ops::scale::parse_timeout(text)
 }
@@ -324,6 +334,6 @@ fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
 pub struct DelEtcdArgs {
     pub cluster: String,
     /// IP address(es) of the member(s) to remove (two at a time: etcd stays at an odd size)
-    #[arg(required = true)]
-    pub ips: Vec<String>,
+    #[arg(required = true, value_parser = parse_ip)]
+    pub ips: Vec<IpAddr>,
 }

@@ -250,7 +250,7 @@ fn scale_add(a: &cli::HostsArgs) -> ez_ops::scale::AddArgs<'_> {
 fn scale_del(a: &cli::DelHostArgs) -> ez_ops::scale::DelArgs<'_> {
     ez_ops::scale::DelArgs {
         cluster: &a.cluster,
-        ip: &a.ip,
+        ip: a.ip,
         drain_timeout: a.drain_timeout,
         accept_new: a.accept_new,
         force: a.force,

@@ -199,6 +199,37 @@ fn forks_is_a_bounded_number() {
 }
 
 #[test]
+fn hosts_on_the_command_line_are_ip_addresses() {
+    let h = home();
+    for args in [
+        &["add-node", "c1", "10.0.0.300"][..],
+        &["add-master", "c1", "10.0.0.3", "node-7"],
+        &["add-etcd", "c1", "::g"],
+        &["del-node", "c1", "10.0.0"],
+        &["del-master", "c1", "master-1"],
+        &["del-etcd", "c1", "10.0.0.1", "10.0.0.2/24"],
+    ] {
+        let out = ezctl(h.path(), args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let bad = args.last().expect("an address");
+        assert!(
+            err.contains(&format!(
+                "`{bad}` is not an IP address (hosts are given by IP)"
+            )),
+            "{args:?}: {err}"
+        );
+    }
+    // Parsed as addresses, so the next complaint is about the cluster, not
+    // the address (a pasted list's blanks are forgiven).
+    let out = ezctl(h.path(), &["add-node", "nosuch", " 10.0.0.3 ", "fd00::3"]);
+    let err = stderr(&out);
+    assert_ne!(out.status.code(), Some(2), "{err}");
+    assert!(!err.contains("not an IP address"), "{err}");
+    assert!(err.contains("nosuch"), "{err}");
+}
+
+#[test]
 fn completions_and_man_page() {
     let h = home();
     let out = ezctl(h.path(), &["completions", "bash"]);

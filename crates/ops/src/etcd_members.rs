@@ -41,14 +41,14 @@ use crate::{commit_hosts, plans};
 
 pub struct AddArgs<'a> {
     pub cluster: &'a str,
-    pub ips: &'a [String],
+    pub ips: &'a [IpAddr],
     pub name: Option<&'a str>,
     pub accept_new: bool,
 }
 
 pub struct DelArgs<'a> {
     pub cluster: &'a str,
-    pub ips: &'a [String],
+    pub ips: &'a [IpAddr],
 }
 
 /// What add-etcd or del-etcd did, for the caller to render.
@@ -61,14 +61,10 @@ pub struct Changed {
     pub took: Duration,
 }
 
-/// The IPs of the command line: valid, each once.
-fn parse_ips(texts: &[String]) -> Result<Vec<IpAddr>> {
+/// The IPs of the command line (clap parsed them), each once.
+fn distinct_ips(given: &[IpAddr]) -> Result<Vec<IpAddr>> {
     let mut ips = Vec::new();
-    for text in texts {
-        let ip: IpAddr = text
-            .trim()
-            .parse()
-            .map_err(|_| Failure::usage(format!("`{text}` is not an IP address")))?;
+    for &ip in given {
         if ips.contains(&ip) {
             bail!(Failure::usage(format!("{ip} is given twice")));
         }
@@ -175,7 +171,7 @@ fn peer_host(url: &str) -> &str {
 
 pub fn add(home: &Home, args: &AddArgs<'_>, out: &dyn Report) -> Result<Changed> {
     let name = args.cluster;
-    let ips = parse_ips(args.ips)?;
+    let ips = distinct_ips(args.ips)?;
     if ips.len() > 1 && args.name.is_some() {
         bail!(Failure::usage("--name is for a single new host"));
     }
@@ -453,7 +449,7 @@ async fn undo_join(
 
 pub fn del(home: &Home, args: &DelArgs<'_>, out: &dyn Report) -> Result<Changed> {
     let name = args.cluster;
-    let ips = parse_ips(args.ips)?;
+    let ips = distinct_ips(args.ips)?;
     let started = Instant::now();
     let cluster = home.load(name)?;
     let members = etcd_ips(&cluster);
@@ -687,15 +683,12 @@ mod tests {
     }
 
     #[test]
-    fn ips_are_checked_before_anything() {
-        let e = parse_ips(&["10.0.0.300".into()]).unwrap_err();
+    fn an_ip_given_twice_is_a_usage_error() {
+        let ip = IpAddr::from([10, 0, 0, 3]);
+        let e = distinct_ips(&[ip, ip]).unwrap_err();
         assert_eq!(e.downcast_ref::<Failure>().unwrap().code, ExitCode::Usage);
-        let e = parse_ips(&["10.0.0.3".into(), "10.0.0.3 ".into()]).unwrap_err();
-        assert!(e.to_string().contains("twice"), "{e}");
-        assert_eq!(
-            parse_ips(&[" 10.0.0.3 ".into()]).unwrap(),
-            [IpAddr::from([10, 0, 0, 3])]
-        );
+        assert!(e.to_string().contains("10.0.0.3 is given twice"), "{e}");
+        assert_eq!(distinct_ips(&[ip]).unwrap(), [ip]);
     }
 
     #[test]

@@ -24,14 +24,14 @@ use crate::{add_host, commit_hosts, mark, set_vars};
 
 pub struct AddArgs<'a> {
     pub cluster: &'a str,
-    pub ips: &'a [String],
+    pub ips: &'a [IpAddr],
     pub name: Option<&'a str>,
     pub accept_new: bool,
 }
 
 pub struct DelArgs<'a> {
     pub cluster: &'a str,
-    pub ip: &'a str,
+    pub ip: IpAddr,
     pub drain_timeout: Duration,
     pub accept_new: bool,
     /// Go on when the host does not answer (it is dead): no drain, no clean.
@@ -63,15 +63,6 @@ fn verb(group: Group, adding: bool) -> &'static str {
     }
 }
 
-fn parse_ip(text: &str) -> Result<IpAddr> {
-    text.trim().parse().map_err(|_| {
-        Failure::usage(format!(
-            "`{text}` is not an IP address (hosts are given by IP)"
-        ))
-        .into()
-    })
-}
-
 fn add(home: &Home, args: &AddArgs<'_>, out: &dyn Report, group: Group) -> Result<()> {
     let started = Instant::now();
     let verb = verb(group, true);
@@ -80,8 +71,7 @@ fn add(home: &Home, args: &AddArgs<'_>, out: &dyn Report, group: Group) -> Resul
         bail!(Failure::usage("--name names one host; give one IP with it"));
     }
     let mut ips = Vec::new();
-    for text in args.ips {
-        let ip = parse_ip(text)?;
+    for &ip in args.ips {
         if !ips.contains(&ip) {
             ips.push(ip);
         }
@@ -207,7 +197,7 @@ fn del(home: &Home, args: &DelArgs<'_>, out: &dyn Report, group: Group) -> Resul
     let started = Instant::now();
     let verb = verb(group, false);
     let old = home.load(args.cluster)?;
-    let ip = parse_ip(args.ip)?;
+    let ip = args.ip;
     let host = removable(&old, ip, group)?.clone();
     let mut edits = vec![];
     // A master leaves the node group too: it stops being a Kubernetes node.
@@ -593,7 +583,7 @@ mod tests {
         std::fs::write(dir.join("hosts.yml"), &hosts).unwrap();
         let home = Home::new(t.path());
         let report = crate::report::collect::Collected::default();
-        let ips = ["10.0.0.9".to_string()];
+        let ips = [IpAddr::from([10, 0, 0, 9])];
         let args = AddArgs {
             cluster: "c1",
             ips: &ips,
