@@ -146,9 +146,11 @@ conformance_deb_file() { # conformance_deb_file PKG: its downloaded .deb
 }
 
 # conformance_busybox_tree ROOT: Debian's busybox-static, one link per
-# applet at the path it lists (as images.sh's busybox), with sh being
-# bash-static: busybox's sh drops environment names with a '-', which a
-# ConfigMap spec sets and reads back. The base of busybox, nonroot, kitten,
+# applet at the path it lists (as images.sh's busybox) and one in /bin, with
+# sh being bash-static: busybox's sh drops environment names with a '-',
+# which a ConfigMap spec sets and reads back. /bin because the suite's
+# busybox image has every applet there: the Sysctls spec runs /bin/sysctl,
+# which Debian lists as sbin/sysctl. The base of busybox, nonroot, kitten,
 # nautilus.
 conformance_busybox_tree() {
   local root=$1 applet
@@ -160,6 +162,7 @@ conformance_busybox_tree() {
     [ "$applet" = bin/busybox ] && continue
     mkdir -p "$root/$(dirname "$applet")"
     ln -sfn /bin/busybox "$root/$applet"
+    [ -e "$root/bin/${applet##*/}" ] || [ -L "$root/bin/${applet##*/}" ] || ln -s busybox "$root/bin/${applet##*/}"
   done
   install -m 0755 "$work/x/bash-static/bin/bash-static" "$root/bin/bash"
   ln -sfn bash "$root/bin/sh"
